@@ -1,0 +1,44 @@
+"""Configuration shared by every relation-extraction method of modeling_mre."""
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+
+class MREConfig(PreTrainedConfig):
+    r"""
+    Base configuration of a multimodal relation-extraction model: a text encoder and a vision
+    encoder (any transformers model, described by its own config) plus what every method needs
+    to read the entity pair. Each method subclasses it with its own `model_type` and fields.
+
+    Args:
+        text_config (`dict` or `PreTrainedConfig`, *optional*):
+            Config of the text encoder (BERT, RoBERTa, MiniLM, ...). Defaults to `bert-base-uncased`'s shape.
+        vision_config (`dict` or `PreTrainedConfig`, *optional*):
+            Config of the vision encoder (CLIP vision, ViT, ResNet, MobileNetV2). Defaults to CLIP ViT-B/32's shape.
+        head_start_token_id (`int`, *optional*):
+            Id of the `<s>` marker opening the head entity; its hidden state represents the head.
+        tail_start_token_id (`int`, *optional*):
+            Id of the `<o>` marker opening the tail entity.
+        classifier_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout on the pair representation before the relation classifier.
+        freeze_vision_encoder (`bool`, *optional*, defaults to `True`):
+            Keep the vision encoder's weights and normalisation statistics fixed (MMIB detaches its
+            ResNet; HVPNeT never updates it).
+    """
+
+    model_type = "mre"
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert"),
+        "vision_config": SubConfigSpec(
+            config_class=AutoConfig,
+            model_type="clip_vision_model",
+            init_kwargs={"patch_size": 32},
+        ),
+    }
+
+    text_config: dict | PreTrainedConfig | None = None
+    vision_config: dict | PreTrainedConfig | None = None
+    head_start_token_id: int | None = None
+    tail_start_token_id: int | None = None
+    classifier_dropout: float = 0.1
+    freeze_vision_encoder: bool = True

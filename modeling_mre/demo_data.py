@@ -1,0 +1,165 @@
+"""A small synthetic MRE dataset, in MNRE's layout, whose relations only the image reveals."""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+DEMO_REL2ID = {"None": 0, "/per/per/couple": 1, "/per/per/peer": 2, "/per/misc/present_in": 3}
+# The texture drawn for each relation id; only the image tells the relations apart.
+DEMO_TEXTURES = ("horizontal stripes", "checkerboard", "concentric rings", "scattered dots")
+IMAGE_SIZE = 128
+# Written last into the build folder: its presence tells a finished demo dataset (ours to replace)
+# from any other folder.
+_MARKER = "demo_info.json"
+
+# Texts are drawn independently of the relation, so a text-only model can do no better than chance.
+_TEMPLATES = (
+    "{h} and {t} shared this photo from the weekend .",
+    "Look who showed up : {h} with {t} !",
+    "RT @daily_snaps : {t} and {h} last night",
+    "{h} posted a new picture with {t} today .",
+    "Throwback to {h} meeting {t} #memories",
+    "{t} , {h} and friends after the show .",
+)
+_FIRST_NAMES = tuple("Aldren Brisa Corvin Dellamy Esko Farrah Galen Hesper Ilario Juno Kasimir Liora".split())
+_LAST_NAMES = ("Ashgrove", "Brantley", "Quillon", "Marrowby", "Penhale", "Tessaro")
+_PLACES = ("Port Velmar", "Lake Orrin", "Kestrel Hill", "Duneholt", "Sarn Valley", "Brightwater Fair")
+
+
+def _entity_name(rng: np.random.Generator) -> str:
+    if rng.random() < 0.3:
+        return str(rng.choice(_PLACES))
+    first = str(rng.choice(_FIRST_NAMES))
+    return f"{first} {rng.choice(_LAST_NAMES)}" if rng.random() < 0.5 else first
+
+
+def _text_record(rng: np.random.Generator) -> tuple[list[str], dict, dict]:
+    head = _entity_name(rng)
+    tail = _entity_name(rng)
+    while tail == head:
+        tail = _entity_name(rng)
+    tokens, spans = [], {}
+    for word in str(rng.choice(_TEMPLATES)).split():
+        if word in ("{h}", "{t}"):
+            name = head if word == "{h}" else tail
+            spans[word] = {"name": name, "pos": [len(tokens), len(tokens) + len(name.split())]}
+            tokens.extend(name.split())
+        else:
+            tokens.append(word)
+    return tokens, spans["{h}"], spans["{t}"]
+
+
+_Y, _X = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float32)
+
+
+def _texture(label: int, rng: np.random.Generator) -> np.ndarray:
+    """A float mask in [0, 1] with the texture `DEMO_TEXTURES[label]` at a random scale and offset."""
+    period = rng.uniform(10, 24)
+    phase = rng.uniform(0, period)
+    if label == 0:
+        return ((_Y + phase) % period < period / 2).astype(np.float32)
+    if label == 1:
+        cell = period / 2
+        return (((_X + phase) // cell + (_Y + rng.uniform(0, period)) // cell) % 2).astype(np.float32)
+    if label == 2:
+        cy, cx = rng.uniform(0, IMAGE_SIZE, size=2)
+        return ((np.hypot(_Y - cy, _X - cx) + phase) % period < period / 2).astype(np.float32)
+    mask = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+    for _ in range(int(rng.integers(20, 45))):
+        cy, cx = rng.uniform(0, IMAGE_SIZE, size=2)
+        radius = rng.uniform(3, 7)
+        # Touching only the bounding box makes dot images as cheap as the others.
+        top, left = max(int(cy - radius), 0), max(int(cx - radius), 0)
+        window = (slice(top, int(cy + radius) + 1), slice(left, int(cx + radius) + 1))
+        mask[window][np.hypot(_Y[window] - cy, _X[window] - cx) < radius] = 1.0
+    return mask
+
+
+def _image(label: int, rng: np.random.Generator) -> Image.Image:
+    # Both colours come from one distribution for every class, so colour says nothing of the label.
+    foreground, background = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+    # A texture in two near-identical colours would be invisible, hence unlearnable.
+    while np.abs(foreground - background).sum() < 120:
+        foreground, background = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+    mask = _texture(label, rng)[..., None]
+    pixels = mask * foreground + (1 - mask) * background
+    # Noise at a quarter resolution keeps the PNGs small while still varying the texture's pixels.
+    noise = rng.normal(0, 10, size=(IMAGE_SIZE // 4, IMAGE_SIZE // 4, 3)).repeat(4, axis=0).repeat(4, axis=1)
+    return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
+
+
+def _write_split(root: Path, split: str, split_index: int, size: int, seed: int) -> None:
+    # Separate generators for texts and for labels/images make the text independent of the label by
+    # construction; seeding per split keeps each split the same whatever the other splits' sizes.
+    text_rng = np.random.default_rng([seed, split_index, 0])
+    image_rng = np.random.default_rng([seed, split_index, 1])
+    labels = image_rng.permutation(np.arange(size) % len(DEMO_REL2ID))
+    relation_names = sorted(DEMO_REL2ID, key=DEMO_REL2ID.get)
+    image_folder = root / "img_org" / split
+    image_folder.mkdir(parents=True)
+    lines = []
+    for index, label in enumerate(labels.tolist()):
+        tokens, head, tail = _text_record(text_rng)
+        img_id = f"demo_{split}_{index:05d}.png"
+        _image(label, image_rng).save(image_folder / img_id)
+        record = {"token": tokens, "h": head, "t": tail, "img_id": img_id, "relation": relation_names[label]}
+        lines.append(repr(record) + "\n")
+    (root / f"ours_{split}.txt").write_text("".join(lines), encoding="utf-8")
+
+
+def write_demo_dataset(
+    output_dir: str | os.PathLike,
+    num_train: int = 600,
+    num_validation: int = 150,
+    num_test: int = 150,
+    seed: int = 0,
+) -> Path:
+    """
+    Write a synthetic dataset in the MNRE peers' layout (`ours_{train,val,test}.txt`,
+    `ours_rel2id.json`, `img_org/{train,val,test}/*.png`) that `load_mnre(output_dir)` reads.
+
+    Each relation has its own image texture (stripes, checkerboard, rings, dots) with random colours,
+    scale, offset and noise; the texts come from label-independent templates and invented names. A
+    text-only model therefore stays at chance and any gain must come from the image. The same
+    arguments always give the same files. The dataset is built in a sibling temporary folder and
+    moved into place, so an interrupted write never leaves a half-written `output_dir`; an existing
+    `output_dir` is replaced only if it is empty or a previous demo dataset.
+
+    Returns:
+        `Path` of the written dataset folder.
+    """
+    output_dir = Path(output_dir).absolute()
+    if output_dir.exists() and any(output_dir.iterdir()) and not (output_dir / _MARKER).is_file():
+        raise FileExistsError(f"{output_dir} exists and is not a demo dataset; refusing to replace it")
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    build_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.build-", dir=output_dir.parent))
+    build_dir.chmod(0o755)  # mkdtemp's private 0o700 would otherwise become the dataset's mode
+    try:
+        sizes = {"train": num_train, "val": num_validation, "test": num_test}
+        for split_index, (split, size) in enumerate(sizes.items()):
+            _write_split(build_dir, split, split_index, size, seed)
+        (build_dir / "ours_rel2id.json").write_text(json.dumps(DEMO_REL2ID), encoding="utf-8")
+        info = {
+            "generator": "modeling_mre.demo_data.write_demo_dataset",
+            "seed": seed,
+            "sizes": sizes,
+            "textures": {name: DEMO_TEXTURES[label] for name, label in DEMO_REL2ID.items()},
+        }
+        (build_dir / _MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        # A directory cannot be renamed over a non-empty one: move the old one aside first.
+        old_dir = None
+        if output_dir.exists():
+            old_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-", dir=output_dir.parent))
+            os.replace(output_dir, old_dir)
+        os.replace(build_dir, output_dir)
+        if old_dir is not None:
+            shutil.rmtree(old_dir)
+    finally:
+        shutil.rmtree(build_dir, ignore_errors=True)
+    return output_dir

@@ -1,0 +1,45 @@
+"""Text-only entity-marker baseline: the floor every multimodal method must beat."""
+
+import torch
+from torch import nn
+
+from .configuration_baseline import BaselineConfig
+from .modeling_mre import MREPreTrainedModel, RelationExtractionOutput, build_text_encoder, pool_entity_pair
+
+
+class BaselineForRelationExtraction(MREPreTrainedModel):
+    """
+    The text encoder reads the sentence with `<s> </s> <o> </o>` around the entities; the hidden
+    states at `<s>` and `<o>` are concatenated and classified by one linear layer. Images are
+    accepted and ignored, so the same batches feed every method.
+    """
+
+    config_class = BaselineConfig
+
+    def __init__(self, config: BaselineConfig):
+        super().__init__(config)
+        self.text_encoder = build_text_encoder(config.text_config)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(2 * config.text_config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> RelationExtractionOutput:
+        text_states = self.text_encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state  # (batch_size, seq_len, text_hidden)
+        pair_representation = pool_entity_pair(text_states, input_ids, self.config)  # (batch_size, 2 * text_hidden)
+        logits = self.classifier(self.dropout(pair_representation))  # (batch_size, num_labels)
+
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits, labels)
+        return RelationExtractionOutput(
+            loss=loss, classification_loss=loss, logits=logits, pair_representation=pair_representation
+        )

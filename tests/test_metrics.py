@@ -1,0 +1,139 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modeling_mre.metrics_mre import compute_mre_metrics
+
+
+LABELS = ["None", "A", "B"]
+
+
+def peers_eval_result(pred: list[int], gold: list[int], rel2id: dict[str, int]) -> dict[str, float]:
+    """The OpenNRE-style loop of HVPNeT/MKGformer `eval_result`, transcribed as plainly as possible."""
+    neg = -1
+    for name in ["NA", "na", "no_relation", "Other", "Others", "none", "None"]:
+        if name in rel2id:
+            neg = rel2id[name]
+            break
+    correct = correct_positive = pred_positive = gold_positive = 0
+    for golden, guess in zip(gold, pred, strict=True):
+        if golden == guess:
+            correct += 1
+            if golden != neg:
+                correct_positive += 1
+        if golden != neg:
+            gold_positive += 1
+        if guess != neg:
+            pred_positive += 1
+    acc = correct / len(gold)
+    micro_p = correct_positive / pred_positive if pred_positive else 0.0
+    micro_r = correct_positive / gold_positive if gold_positive else 0.0
+    micro_f1 = 2 * micro_p * micro_r / (micro_p + micro_r) if micro_p + micro_r else 0.0
+    return {"acc": acc, "micro_p": micro_p, "micro_r": micro_r, "micro_f1": micro_f1}
+
+
+def test_hand_computed_case():
+    # gold  None None A A B B
+    # pred  None A    A B B B
+    # correct: #0 (None), #2 (A), #4, #5 (B) -> accuracy 4/6
+    # predicted positive: #1..#5 = 5; gold positive: #2..#5 = 4; correct positive: #2, #4, #5 = 3
+    # P = 3/5, R = 3/4, F1 = 2 * 0.6 * 0.75 / 1.35 = 2/3
+    # A: predicted at #1, #2, tp #2, support 2 -> P 1/2, R 1/2, F1 1/2
+    # B: predicted at #3, #4, #5, tp #4, #5, support 2 -> P 2/3, R 1, F1 0.8
+    metrics = compute_mre_metrics([0, 1, 1, 2, 2, 2], [0, 0, 1, 1, 2, 2], LABELS)
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    assert metrics["micro_precision"] == pytest.approx(0.6)
+    assert metrics["micro_recall"] == pytest.approx(0.75)
+    assert metrics["micro_f1"] == pytest.approx(2 / 3)
+    assert metrics["num_examples"] == 6
+    assert metrics["per_relation"] == {
+        "A": {"precision": pytest.approx(0.5), "recall": pytest.approx(0.5), "f1": pytest.approx(0.5), "support": 2},
+        "B": {"precision": pytest.approx(2 / 3), "recall": pytest.approx(1.0), "f1": pytest.approx(0.8), "support": 2},
+    }
+
+
+def test_predicting_negative_is_never_a_true_positive():
+    metrics = compute_mre_metrics([0, 0, 0], [0, 0, 0], LABELS)
+    assert metrics["accuracy"] == 1.0
+    # No positive predicted and none gold: every micro figure has a zero denominator.
+    assert (metrics["micro_precision"], metrics["micro_recall"], metrics["micro_f1"]) == (0.0, 0.0, 0.0)
+    assert metrics["per_relation"]["A"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+
+
+def test_wrong_positive_costs_precision_and_recall():
+    # Gold A A. Answering None on the second instance costs recall only...
+    abstain = compute_mre_metrics([1, 0], [1, 1], LABELS)
+    assert (abstain["micro_precision"], abstain["micro_recall"]) == (1.0, 0.5)
+    # ...answering the wrong positive B costs both.
+    wrong = compute_mre_metrics([1, 2], [1, 1], LABELS)
+    assert (wrong["micro_precision"], wrong["micro_recall"]) == (0.5, 0.5)
+    assert wrong["per_relation"]["B"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+
+
+@pytest.mark.parametrize(
+    "labels, negative",
+    [
+        (["A", "none", "B"], "none"),
+        (["NA", "None", "A"], "NA"),
+        (["Other", "no_relation"], "no_relation"),
+        (["A", "None"], "None"),
+    ],
+)
+def test_negative_label_detection(labels, negative):
+    references = list(range(len(labels)))
+    metrics = compute_mre_metrics(references, references, labels)
+    assert set(metrics["per_relation"]) == set(labels) - {negative}
+    assert metrics["micro_f1"] == 1.0
+
+
+def test_explicit_and_missing_negative_label():
+    metrics = compute_mre_metrics([0, 1, 2], [0, 1, 1], ["A", "B", "C"], negative_label="C")
+    assert set(metrics["per_relation"]) == {"A", "B"}
+    assert (metrics["micro_precision"], metrics["micro_recall"]) == (1.0, 2 / 3)
+    # No negative label at all: every label is positive, so micro P = R = accuracy (as in the peers' code).
+    metrics = compute_mre_metrics([0, 1, 2], [0, 1, 1], ["A", "B", "C"])
+    assert metrics["micro_precision"] == metrics["micro_recall"] == metrics["accuracy"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="negative_label 'X'"):
+        compute_mre_metrics([0], [0], ["A"], negative_label="X")
+
+
+def test_empty_and_invalid_inputs():
+    metrics = compute_mre_metrics([], [], LABELS)
+    assert metrics["num_examples"] == 0 and metrics["accuracy"] == 0.0 and metrics["micro_f1"] == 0.0
+    with pytest.raises(ValueError, match="2 predictions for 3 references"):
+        compute_mre_metrics([0, 1], [0, 1, 2], LABELS)
+    with pytest.raises(ValueError, match="outside"):
+        compute_mre_metrics([0, 3], [0, 1], LABELS)
+    with pytest.raises(ValueError, match="one-dimensional"):
+        compute_mre_metrics([[0, 1]], [[0, 1]], LABELS)
+
+
+def test_array_and_tensor_inputs_agree():
+    predictions, references = [0, 1, 1, 2, 2, 2], [0, 0, 1, 1, 2, 2]
+    expected = compute_mre_metrics(predictions, references, LABELS)
+    assert compute_mre_metrics(np.array(predictions), np.array(references), LABELS) == expected
+    assert compute_mre_metrics(torch.tensor(predictions), torch.tensor(references), tuple(LABELS)) == expected
+    assert all(isinstance(expected[key], float) for key in ("accuracy", "micro_precision", "micro_recall", "micro_f1"))
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    st.integers(1, 5).flatmap(
+        lambda n: st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), min_size=1, max_size=40).map(
+            lambda pairs: (n, pairs)
+        )
+    )
+)
+def test_matches_peers_eval_result(case):
+    num_labels, pairs = case
+    labels = ["None"] + [f"/r/{i}" for i in range(1, num_labels)]
+    predictions, references = [p for p, _ in pairs], [r for _, r in pairs]
+    ours = compute_mre_metrics(predictions, references, labels)
+    peers = peers_eval_result(predictions, references, {name: i for i, name in enumerate(labels)})
+    assert ours["accuracy"] == pytest.approx(peers["acc"])
+    assert ours["micro_precision"] == pytest.approx(peers["micro_p"])
+    assert ours["micro_recall"] == pytest.approx(peers["micro_r"])
+    assert ours["micro_f1"] == pytest.approx(peers["micro_f1"])
+    assert sum(stats["support"] for stats in ours["per_relation"].values()) == sum(r != 0 for r in references)

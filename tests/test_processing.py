@@ -1,0 +1,158 @@
+"""MREProcessor: markers, spans, truncation window, dynamic padding, images and crops."""
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from transformers import AutoProcessor, BertTokenizer, CLIPImageProcessor
+
+from modeling_mre import MREProcessor
+
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "obama", "visits", "berlin", "today", "the", "a", "b", "c", "d", "x", "y", "w"]
+
+
+@pytest.fixture
+def processor(tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(WORDS) + "\n")
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return MREProcessor(image_processor=image_processor, tokenizer=BertTokenizer(vocab=str(vocab)), max_length=16)
+
+
+def tokens_of(processor, input_ids):
+    return [t for t in processor.tokenizer.convert_ids_to_tokens(input_ids) if t != "[PAD]"]
+
+
+def test_text_with_entity_strings(processor):
+    encoding = processor(text="Obama visits Berlin today", head="Obama", tail="Berlin")
+    assert tokens_of(processor, encoding["input_ids"][0]) == [
+        "[CLS]", "<s>", "obama", "</s>", "visits", "<o>", "berlin", "</o>", "today", "[SEP]"
+    ]
+    assert "pixel_values" not in encoding
+
+
+def test_character_offsets_and_token_spans_give_the_same_encoding(processor):
+    by_offsets = processor(text="Obama visits Berlin today", head=(0, 5), tail={"start": 13, "end": 19})
+    by_tokens = processor(
+        tokens=["Obama", "visits", "Berlin", "today"], head={"start": 0, "end": 1}, tail={"start": 2, "end": 3}
+    )
+    assert torch.equal(by_offsets["input_ids"], by_tokens["input_ids"])
+
+
+def test_closing_marker_kept_when_span_ends_the_sentence(processor):
+    # HVPNeT drops </o> here because its loop inserts closers before index pos[1].
+    encoding = processor(tokens=["obama", "visits", "berlin"], head={"start": 0, "end": 1}, tail={"start": 2, "end": 3})
+    assert tokens_of(processor, encoding["input_ids"][0])[-3:] == ["berlin", "</o>", "[SEP]"]
+
+
+@pytest.mark.parametrize(
+    "head, tail, expected",
+    [
+        ((0, 2), (1, 3), ["<s>", "a", "<o>", "b", "</s>", "c", "</o>", "d"]),  # overlapping
+        ((1, 2), (1, 2), ["a", "<s>", "<o>", "b", "</o>", "</s>", "c", "d"]),  # identical
+        ((0, 3), (1, 2), ["<s>", "a", "<o>", "b", "</o>", "c", "</s>", "d"]),  # nested
+    ],
+)
+def test_overlapping_spans_nest_markers(processor, head, tail, expected):
+    encoding = processor(
+        tokens=["a", "b", "c", "d"], head={"start": head[0], "end": head[1]}, tail={"start": tail[0], "end": tail[1]}
+    )
+    assert tokens_of(processor, encoding["input_ids"][0])[1:-1] == expected
+
+
+def test_long_text_is_cut_around_the_entities(processor):
+    words = ["w"] * 30 + ["obama", "visits", "berlin"] + ["w"] * 30
+    encoding = processor(tokens=words, head={"start": 30, "end": 31}, tail={"start": 32, "end": 33})
+    tokens = tokens_of(processor, encoding["input_ids"][0])
+    assert len(tokens) == 16 and tokens[0] == "[CLS]" and tokens[-1] == "[SEP]"
+    for marker in ("<s>", "</s>", "<o>", "</o>"):
+        assert tokens.count(marker) == 1
+    # Entities at the very end of a long text stay in the window too.
+    encoding = processor(tokens=["w"] * 60 + ["obama", "berlin"], head={"start": 60, "end": 61}, tail={"start": 61, "end": 62})
+    assert tokens_of(processor, encoding["input_ids"][0])[-7:] == ["<s>", "obama", "</s>", "<o>", "berlin", "</o>", "[SEP]"]
+
+
+def test_entities_farther_apart_than_max_length_is_an_error(processor):
+    words = ["obama"] + ["w"] * 30 + ["berlin"]
+    with pytest.raises(ValueError, match="span 36 tokens, more than max_length=16"):
+        processor(tokens=words, head={"start": 0, "end": 1}, tail={"start": 31, "end": 32})
+
+
+def test_dynamic_padding(processor):
+    encoding = processor(
+        tokens=[["a", "b"], ["a", "b", "c", "d", "x"]],
+        head=[{"start": 0, "end": 1}] * 2,
+        tail=[{"start": 1, "end": 2}] * 2,
+    )
+    assert encoding["input_ids"].shape == (2, 11)  # the longest example, not a fixed length
+    assert encoding["attention_mask"].sum(-1).tolist() == [8, 11]
+
+
+@pytest.mark.parametrize(
+    "head, message",
+    [("Merkel", "not found"), ("a", "occurs 2 times"), ((3, 99), "not a non-empty range"), (42, "must be a string")],
+)
+def test_bad_entities_are_clear_errors(processor, head, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        processor(text="a visits Berlin a", head=head, tail="Berlin")
+
+
+def test_empty_text_and_both_inputs_are_errors(processor):
+    with pytest.raises(ValueError, match="empty"):
+        processor(text="   ", head=(0, 1), tail=(1, 2))
+    with pytest.raises(ValueError, match="exactly one"):
+        processor(text="a b", tokens=["a", "b"], head=(0, 1), tail=(2, 3))
+
+
+def test_images_absent_present_and_crops(processor, tmp_path):
+    path = tmp_path / "photo.png"
+    Image.new("RGBA", (40, 30), (255, 0, 0, 128)).save(path)
+    encoding = processor(
+        tokens=[["a", "b"]] * 3,
+        head=[{"start": 0, "end": 1}] * 3,
+        tail=[{"start": 1, "end": 2}] * 3,
+        images=[None, str(path), Image.new("L", (20, 20))],
+        crops=[[Image.new("RGB", (9, 9))], None, [Image.new("RGB", (5, 5))] * 5],
+    )
+    assert encoding["image_mask"].tolist() == [False, True, True]
+    assert encoding["pixel_values"].shape == (3, 3, 32, 32)
+    assert torch.count_nonzero(encoding["pixel_values"][0]) == 0
+    assert encoding["crop_pixel_values"].shape == (3, 3, 3, 32, 32)  # at most max_object_crops
+    assert encoding["crop_mask"].tolist() == [[True, False, False], [False, False, False], [True, True, True]]
+    with pytest.raises(TypeError, match="file path, a PIL image or None"):
+        processor(text="a b", head="a", tail="b", images=123)
+
+
+def test_save_and_reload(processor, tmp_path):
+    processor.save_pretrained(tmp_path / "saved")
+    reloaded = MREProcessor.from_pretrained(tmp_path / "saved")
+    assert reloaded.max_length == 16 and reloaded.marker_ids == processor.marker_ids
+    text = dict(text="Obama visits Berlin today", head="Obama", tail="Berlin", images=Image.new("RGB", (40, 40)))
+    for key, value in processor(**text).items():
+        assert torch.equal(reloaded(**text)[key], value)
+
+
+def test_markers_that_clash_with_special_tokens_are_refused(tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(WORDS) + "\n")
+    with pytest.raises(ValueError, match="already special tokens"):
+        MREProcessor(CLIPImageProcessor(), BertTokenizer(vocab=str(vocab)), head_markers=("[CLS]", "</s>"))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_markers_and_entities_always_survive(processor, data):
+    words = data.draw(st.lists(st.sampled_from(["a", "b", "c", "x", "y", "obama", "é", "🙂"]), min_size=2, max_size=40))
+    length = data.draw(st.integers(1, 2))
+    head_start = data.draw(st.integers(0, len(words) - 1))
+    tail_start = data.draw(st.integers(max(0, head_start - 3), min(len(words) - 1, head_start + 3)))
+    head = {"start": head_start, "end": min(head_start + length, len(words))}
+    tail = {"start": tail_start, "end": min(tail_start + length, len(words))}
+    tokens = tokens_of(processor, processor(tokens=words, head=head, tail=tail)["input_ids"][0])
+    assert len(tokens) <= processor.max_length
+    for marker in ("<s>", "</s>", "<o>", "</o>"):
+        assert tokens.count(marker) == 1
+    head_tokens = tokens[tokens.index("<s>") + 1 : tokens.index("</s>")]
+    expected = processor.tokenizer.tokenize(" ".join(words[head["start"] : head["end"]]))
+    assert [t for t in head_tokens if t not in ("<o>", "</o>")] == expected

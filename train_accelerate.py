@@ -1,0 +1,400 @@
+#!/usr/bin/env python
+"""
+Train and evaluate a multimodal relation-extraction model with 🤗 Accelerate, the way the papers
+do: train on train, evaluate validation after every epoch, keep the epoch with the best
+validation micro-F1 (over relations other than `None`), evaluate test once with it.
+
+    accelerate launch train_accelerate.py                      # embedded demo, no data or downloads
+    accelerate launch train_accelerate.py --method mmib --dataset mnre --data_dir ../shared/data/mnre
+    accelerate launch train_accelerate.py --method mmib --dataset mnre --data_dir MNRE/ \
+        --text_backbone bert-base-uncased --vision_backbone microsoft/resnet-50 --lora
+
+With no flags it writes a small synthetic dataset in MNRE's layout (the relation is visible only in
+the image) and trains MMIB on the embedded offline backbones (all-MiniLM-L6-v2, ImageNet MobileNetV2).
+The output folder loads with `AutoModel`, `AutoProcessor` and `pipeline(..., trust_remote_code=True)`.
+"""
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import set_seed
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from modeling_mre import MODEL_CLASSES, MREProcessor
+from modeling_mre.data_mnre import load_mnre
+from modeling_mre.demo_data import write_demo_dataset
+from modeling_mre.embedded_backbones import embedded_text_backbone, embedded_vision_backbone
+from modeling_mre.export import save_hub_folder
+from modeling_mre.metrics_mre import compute_mre_metrics
+
+
+logger = get_logger(__name__)
+
+BEST_MODEL_DIR = "best_model"
+LORA_BASE_DIR, LORA_ADAPTER_DIR = "lora_base", "lora_adapter"
+# Attention projections of the common text encoders (BERT/MiniLM, RoBERTa, DistilBERT, ...).
+LORA_TEXT_TARGETS = r"text_encoder\..*\.(query|value|q_proj|v_proj|q_lin|v_lin)"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", choices=sorted(MODEL_CLASSES), default="mmib")
+    parser.add_argument("--dataset", choices=["demo", "mnre"], default="demo", help="demo: the embedded synthetic set")
+    parser.add_argument("--data_dir", type=str, default=None, help="Folder in MNRE's layout (for --dataset mnre).")
+    parser.add_argument("--image_dir", type=str, default=None, help="Images, if not <data_dir>/img_org.")
+    parser.add_argument("--text_backbone", type=str, default=None, help="Hub id or folder; default: embedded MiniLM.")
+    parser.add_argument("--vision_backbone", type=str, default=None, help="Hub id or folder; default: embedded MobileNetV2.")
+    parser.add_argument("--output_dir", type=str, default=None, help="Default: outputs/<method>-<dataset>.")
+    parser.add_argument("--max_length", type=int, default=128, help="Longest tokenized input; entities are always kept.")
+    parser.add_argument("--per_device_train_batch_size", type=int, default=32)
+    parser.add_argument("--per_device_eval_batch_size", type=int, default=64)
+    parser.add_argument("--learning_rate", type=float, default=5e-5, help="Learning rate of the text encoder.")
+    parser.add_argument(
+        "--head_learning_rate", type=float, default=1e-3, help="Learning rate of the freshly initialised method layers."
+    )
+    parser.add_argument("--weight_decay", type=float, default=0.01)
+    parser.add_argument("--num_train_epochs", type=int, default=3)
+    parser.add_argument("--max_train_steps", type=int, default=None, help="Overrides --num_train_epochs when set.")
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    parser.add_argument("--lr_scheduler_type", type=str, default="linear")
+    parser.add_argument("--num_warmup_steps", type=int, default=None, help="Default: 6%% of the training steps.")
+    parser.add_argument("--max_train_samples", type=int, default=None, help="Truncate train (for quick runs).")
+    parser.add_argument("--max_eval_samples", type=int, default=None, help="Truncate validation and test.")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--checkpointing_steps", type=str, default=None, help="'epoch' or a number of steps.")
+    parser.add_argument("--resume_from_checkpoint", type=str, default=None, help="A checkpoint folder, or 'latest'.")
+    parser.add_argument("--with_tracking", action="store_true", help="Log to the trackers of --report_to.")
+    parser.add_argument("--report_to", type=str, default="all")
+    parser.add_argument("--lora", action="store_true", help="LoRA on the text encoder; method layers stay trainable.")
+    parser.add_argument("--lora_r", type=int, default=8)
+    parser.add_argument("--lora_alpha", type=int, default=16)
+    parser.add_argument("--lora_dropout", type=float, default=0.1)
+    parser.add_argument("--dataloader_num_workers", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.dataset == "mnre" and args.data_dir is None:
+        parser.error("--dataset mnre needs --data_dir (a folder in MNRE's layout)")
+    if args.checkpointing_steps not in (None, "epoch") and not args.checkpointing_steps.isdigit():
+        parser.error("--checkpointing_steps must be 'epoch' or a number of steps")
+    if args.output_dir is None:
+        args.output_dir = os.path.join("outputs", f"{args.method}-{args.dataset}")
+    return args
+
+
+def load_data(args, accelerator):
+    with accelerator.main_process_first():
+        data_dir = args.data_dir
+        if args.dataset == "demo":
+            data_dir = write_demo_dataset(Path(args.output_dir) / "demo_data", seed=args.seed)
+        dataset = load_mnre(data_dir, image_dir=args.image_dir)
+    for split, limit in (("train", args.max_train_samples), ("validation", args.max_eval_samples), ("test", args.max_eval_samples)):
+        if split in dataset and limit is not None:
+            dataset[split] = dataset[split].select(range(min(limit, len(dataset[split]))))
+    return dataset
+
+
+def build_model_and_processor(args, label_names, accelerator):
+    with accelerator.main_process_first():  # converts the embedded MobileNetV2 once, on the main process
+        text_backbone = args.text_backbone or str(embedded_text_backbone())
+        vision_backbone = args.vision_backbone or str(embedded_vision_backbone())
+    processor = MREProcessor.from_backbones(text_backbone, vision_backbone, max_length=args.max_length)
+    model_class = MODEL_CLASSES[args.method]
+    uses_images = "vision_config" in model_class.config_class.sub_configs_defaults
+    model = model_class.from_backbones(
+        text_backbone,
+        vision_backbone if uses_images else None,
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={name: i for i, name in enumerate(label_names)},
+        head_start_token_id=processor.head_start_token_id,
+        tail_start_token_id=processor.tail_start_token_id,
+    )
+    model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
+    return model, processor, uses_images
+
+
+def apply_lora(args, model, processor):
+    from peft import LoraConfig, get_peft_model
+
+    # PEFT matches module names by suffix, so parameter-free children ("dropout") must stay out.
+    method_layers = [
+        name
+        for name, module in model.named_children()
+        if name not in ("text_encoder", "vision_encoder") and any(True for _ in module.parameters())
+    ]
+    lora_config = LoraConfig(
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=LORA_TEXT_TARGETS,
+        modules_to_save=method_layers,
+        # The four marker embeddings are new: train their rows, keep the rest of the vocabulary frozen.
+        trainable_token_indices={"word_embeddings": processor.marker_ids},
+    )
+    return get_peft_model(model, lora_config)
+
+
+def make_collate_fn(processor, uses_images):
+    def collate(records):
+        batch = processor(
+            tokens=[r["tokens"] for r in records],
+            head=[r["head"] for r in records],
+            tail=[r["tail"] for r in records],
+            images=[r["image"] for r in records] if uses_images else None,
+            crops=[r["crops"] for r in records] if uses_images else None,
+        )
+        batch["labels"] = torch.tensor([r["relation"] for r in records])
+        return batch
+
+    return collate
+
+
+def evaluate(model, dataloader, accelerator, label_names, description):
+    model.eval()
+    predictions, references = [], []
+    for batch in tqdm(dataloader, desc=description, leave=False, disable=not accelerator.is_local_main_process):
+        with torch.no_grad():
+            logits = model(**batch).logits
+        batch_predictions, batch_references = accelerator.gather_for_metrics((logits.argmax(-1), batch["labels"]))
+        predictions.append(batch_predictions.cpu())
+        references.append(batch_references.cpu())
+    return compute_mre_metrics(torch.cat(predictions), torch.cat(references), label_names)
+
+
+def save_atomically(accelerator, folder: Path, write) -> None:
+    """Let `write(staging)` fill a temporary sibling, renamed into place once complete: a kill never
+    leaves a folder that looks complete but is not."""
+    staging = folder.with_name(f".{folder.name}.partial")
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    write(staging)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+    accelerator.wait_for_everyone()
+
+
+def save_checkpoint(accelerator, folder: Path, training_state: dict) -> None:
+    def write(staging):
+        accelerator.save_state(str(staging))
+        if accelerator.is_main_process:
+            (staging / "training_state.json").write_text(json.dumps(training_state, indent=2))
+
+    save_atomically(accelerator, folder, write)
+
+
+def find_checkpoint(output_dir: Path, requested: str) -> Path:
+    if requested != "latest":
+        return Path(requested)
+    candidates = [p for p in output_dir.glob("step_*") if (p / "training_state.json").exists()]
+    candidates += [p for p in output_dir.glob("epoch_*") if (p / "training_state.json").exists()]
+    if not candidates:
+        raise FileNotFoundError(f"no complete checkpoint in {output_dir} to resume from")
+    return max(candidates, key=lambda p: json.loads((p / "training_state.json").read_text())["completed_steps"])
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    accelerator_kwargs = {"gradient_accumulation_steps": args.gradient_accumulation_steps}
+    if args.with_tracking:
+        accelerator_kwargs.update(log_with=args.report_to, project_dir=args.output_dir)
+    accelerator = Accelerator(**accelerator_kwargs)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    logger.info(accelerator.state, main_process_only=False)
+    set_seed(args.seed)
+    output_dir = Path(args.output_dir)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+
+    dataset = load_data(args, accelerator)
+    label_names = dataset["train"].features["relation"].names
+    model, processor, uses_images = build_model_and_processor(args, label_names, accelerator)
+    if args.lora:
+        # The adapter needs its starting point: the pretrained encoders with the resized vocabulary.
+        if accelerator.is_main_process:
+            save_hub_folder(model, processor, output_dir / LORA_BASE_DIR)
+        model = apply_lora(args, model, processor)
+        if accelerator.is_main_process:
+            model.print_trainable_parameters()
+
+    collate = make_collate_fn(processor, uses_images)
+    loader_kwargs = {"collate_fn": collate, "num_workers": args.dataloader_num_workers}
+    train_dataloader = DataLoader(
+        dataset["train"], shuffle=True, batch_size=args.per_device_train_batch_size, **loader_kwargs
+    )
+    eval_dataloaders = {
+        split: DataLoader(dataset[split], batch_size=args.per_device_eval_batch_size, **loader_kwargs)
+        for split in ("validation", "test")
+        if split in dataset
+    }
+    if "validation" not in eval_dataloaders:
+        raise ValueError("the dataset has no validation split to select the best epoch on")
+
+    # The pretrained text encoder is fine-tuned gently; the method's new layers start from scratch.
+    encoder_parameters, method_parameters = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            is_encoder = "text_encoder." in name and "trainable_tokens" not in name and "lora_" not in name
+            (encoder_parameters if is_encoder else method_parameters).append(parameter)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": encoder_parameters, "lr": args.learning_rate},
+            {"params": method_parameters, "lr": args.head_learning_rate},
+        ],
+        weight_decay=args.weight_decay,
+    )
+
+    steps_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
+    if args.max_train_steps is None:
+        args.max_train_steps = args.num_train_epochs * steps_per_epoch
+    args.num_train_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
+    num_warmup_steps = args.num_warmup_steps
+    if num_warmup_steps is None:
+        num_warmup_steps = math.ceil(0.06 * args.max_train_steps)
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler_type,
+        optimizer=optimizer,
+        num_warmup_steps=num_warmup_steps * accelerator.num_processes,
+        num_training_steps=args.max_train_steps * accelerator.num_processes,
+    )
+
+    model, optimizer, train_dataloader, lr_scheduler, *eval_loaders = accelerator.prepare(
+        model, optimizer, train_dataloader, lr_scheduler, *eval_dataloaders.values()
+    )
+    eval_dataloaders = dict(zip(eval_dataloaders, eval_loaders))
+
+    if args.with_tracking:
+        accelerator.init_trackers("mre", {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
+
+    total_batch_size = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    logger.info("***** Running training *****")
+    logger.info(f"  Method = {args.method}, dataset = {args.dataset}, processes = {accelerator.num_processes}")
+    logger.info(f"  Num examples = {len(dataset['train'])}, num epochs = {args.num_train_epochs}")
+    logger.info(f"  Total train batch size = {total_batch_size}, optimization steps = {args.max_train_steps}")
+
+    state = {"completed_steps": 0, "epoch": 0, "best_epoch": None, "best_validation_f1": -1.0, "log_history": []}
+    resume_step_in_epoch = 0
+    if args.resume_from_checkpoint:
+        checkpoint = find_checkpoint(output_dir, args.resume_from_checkpoint)
+        accelerator.print(f"Resumed from checkpoint: {checkpoint}")
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / "training_state.json").read_text())
+        resume_step_in_epoch = state["completed_steps"] - state["epoch"] * steps_per_epoch
+
+    progress_bar = tqdm(
+        range(args.max_train_steps), initial=state["completed_steps"], disable=not accelerator.is_local_main_process
+    )
+    for epoch in range(state["epoch"], args.num_train_epochs):
+        model.train()
+        epoch_start = time.perf_counter()
+        active_dataloader = train_dataloader
+        if resume_step_in_epoch:
+            active_dataloader = accelerator.skip_first_batches(
+                train_dataloader, resume_step_in_epoch * args.gradient_accumulation_steps
+            )
+            resume_step_in_epoch = 0
+        running_loss, running_batches = 0.0, 0
+        for batch in active_dataloader:
+            with accelerator.accumulate(model):
+                outputs = model(**batch)
+                accelerator.backward(outputs.loss)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad()
+            running_loss += outputs.loss.detach().float().item()
+            running_batches += 1
+            if not accelerator.sync_gradients:
+                continue
+            progress_bar.update(1)
+            state["completed_steps"] += 1
+            progress_bar.set_postfix(loss=f"{running_loss / running_batches:.4f}")
+            if args.checkpointing_steps and args.checkpointing_steps.isdigit():
+                if state["completed_steps"] % int(args.checkpointing_steps) == 0:
+                    save_checkpoint(accelerator, output_dir / f"step_{state['completed_steps']}", state)
+            if state["completed_steps"] >= args.max_train_steps:
+                break
+        epoch_seconds = time.perf_counter() - epoch_start
+
+        metrics = evaluate(model, eval_dataloaders["validation"], accelerator, label_names, "validation")
+        record = {
+            "epoch": epoch + 1,
+            "step": state["completed_steps"],
+            "train_loss": running_loss / max(running_batches, 1),
+            "epoch_seconds": epoch_seconds,
+            **{f"validation_{k}": v for k, v in metrics.items() if k != "per_relation"},
+        }
+        state["log_history"].append(record)
+        accelerator.print(
+            f"epoch {epoch + 1}: val micro-F1 {metrics['micro_f1']:.4f} P {metrics['micro_precision']:.4f} "
+            f"R {metrics['micro_recall']:.4f} acc {metrics['accuracy']:.4f} ({epoch_seconds:.0f} s training)"
+        )
+        if args.with_tracking:
+            accelerator.log({k: v for k, v in record.items() if k != "epoch"}, step=state["completed_steps"])
+
+        # Peers keep the latest epoch among equals (>=).
+        if metrics["micro_f1"] >= state["best_validation_f1"]:
+            state["best_validation_f1"], state["best_epoch"] = metrics["micro_f1"], epoch + 1
+            save_atomically(accelerator, output_dir / BEST_MODEL_DIR, lambda staging: accelerator.save_model(model, staging))
+        state["epoch"] = epoch + 1
+        if args.checkpointing_steps == "epoch":
+            save_checkpoint(accelerator, output_dir / f"epoch_{epoch + 1}", state)
+        if state["completed_steps"] >= args.max_train_steps:
+            break
+    progress_bar.close()
+
+    # Test once, with the epoch chosen on validation.
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.load_state_dict(load_file(output_dir / BEST_MODEL_DIR / "model.safetensors"))
+    results = {
+        "method": args.method,
+        "dataset": args.dataset,
+        "best_epoch": state["best_epoch"],
+        "num_processes": accelerator.num_processes,
+        "validation": evaluate(model, eval_dataloaders["validation"], accelerator, label_names, "validation"),
+        "seconds_per_epoch": sum(r["epoch_seconds"] for r in state["log_history"]) / len(state["log_history"]),
+        "log_history": state["log_history"],
+    }
+    if "test" in eval_dataloaders:
+        results["test"] = evaluate(model, eval_dataloaders["test"], accelerator, label_names, "test")
+    for split in ("validation", "test"):
+        if split in results:
+            m = results[split]
+            accelerator.print(
+                f"{split} (epoch {state['best_epoch']}): micro-F1 {m['micro_f1']:.4f} P {m['micro_precision']:.4f} "
+                f"R {m['micro_recall']:.4f} acc {m['accuracy']:.4f}"
+            )
+
+    if accelerator.is_main_process:
+        if args.lora:
+            # The adapter (LoRA weights, marker rows, method layers) over lora_base, and a merged
+            # copy for AutoModel and the pipeline.
+            unwrapped.peft_config["default"].base_model_name_or_path = str((output_dir / LORA_BASE_DIR).resolve())
+            unwrapped.save_pretrained(output_dir / LORA_ADAPTER_DIR)
+            unwrapped = unwrapped.merge_and_unload()
+        save_hub_folder(unwrapped.cpu().eval(), processor, output_dir)
+        (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2))
+        shutil.rmtree(output_dir / BEST_MODEL_DIR)
+        accelerator.print(f"Saved the model to {output_dir} (load it with trust_remote_code=True)")
+    if args.with_tracking:
+        accelerator.end_training()
+    accelerator.wait_for_everyone()
+    return results
+
+
+if __name__ == "__main__":
+    main()
