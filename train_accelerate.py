@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import set_seed
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from huggingface_hub import is_offline_mode
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -37,6 +38,8 @@ from modeling_mre.data_mnre import load_mnre
 from modeling_mre.demo_data import write_demo_dataset
 from modeling_mre.embedded_backbones import embedded_text_backbone, embedded_vision_backbone
 from modeling_mre.export import save_hub_folder
+from modeling_mre.feature_cache import add_image_features, stack_image_features
+from modeling_mre.hub import push_model_folder, write_model_card
 from modeling_mre.metrics_mre import compute_mre_metrics
 
 
@@ -82,7 +85,25 @@ def parse_args(argv=None):
     parser.add_argument("--lora_alpha", type=int, default=16)
     parser.add_argument("--lora_dropout", type=float, default=0.1)
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
+    parser.add_argument(
+        "--cache_image_features",
+        action="store_const",
+        const=True,
+        default=None,
+        help="Encode every image once with the frozen vision encoder and train on the stored features (same "
+        "logits, no image decoding or vision forward per step). Default: on when the vision encoder is frozen.",
+    )
+    parser.add_argument(
+        "--no_cache_image_features", dest="cache_image_features", action="store_const", const=False,
+        help="Read the pictures at every step instead.",
+    )
+    parser.add_argument("--push_to_hub", action="store_true", help="Upload the model and its card at the end.")
+    parser.add_argument("--hub_model_id", type=str, default=None, help="Hub repository; default: output folder name.")
+    parser.add_argument("--hub_token", type=str, default=None, help="Hub token; default: HF_TOKEN or the saved login.")
+    parser.add_argument("--hub_private_repo", action="store_true", help="Create the Hub repository as private.")
     args = parser.parse_args(argv)
+    if args.push_to_hub and is_offline_mode():
+        parser.error("--push_to_hub needs the network, but HF_HUB_OFFLINE is set")  # before hours of training
     if args.dataset == "mnre" and args.data_dir is None:
         parser.error("--dataset mnre needs --data_dir (a folder in MNRE's layout)")
     if args.checkpointing_steps not in (None, "epoch") and not args.checkpointing_steps.isdigit():
@@ -145,15 +166,28 @@ def apply_lora(args, model, processor):
     return get_peft_model(model, lora_config)
 
 
-def make_collate_fn(processor, uses_images):
+def use_feature_cache(args, model, uses_images) -> bool:
+    """Whether to train on cached image features: --cache_image_features, else whenever it is exact."""
+    possible = uses_images and model.config.freeze_vision_encoder
+    if args.cache_image_features and not possible:
+        raise ValueError(f"--cache_image_features needs a frozen vision encoder, which --method {args.method} lacks")
+    return possible if args.cache_image_features is None else args.cache_image_features
+
+
+def make_collate_fn(processor, uses_images, cached_image_features=False):
+    # With cached features the rows carry `image_features`/`crop_features` instead of pictures.
+    read_pictures = uses_images and not cached_image_features
+
     def collate(records):
         batch = processor(
             tokens=[r["tokens"] for r in records],
             head=[r["head"] for r in records],
             tail=[r["tail"] for r in records],
-            images=[r["image"] for r in records] if uses_images else None,
-            crops=[r["crops"] for r in records] if uses_images else None,
+            images=[r["image"] for r in records] if read_pictures else None,
+            crops=[r["crops"] for r in records] if read_pictures else None,
         )
+        if cached_image_features:
+            batch.update(stack_image_features(records))
         batch["labels"] = torch.tensor([r["relation"] for r in records])
         return batch
 
@@ -196,19 +230,45 @@ def save_checkpoint(accelerator, folder: Path, training_state: dict) -> None:
     save_atomically(accelerator, folder, write)
 
 
+def check_finite(accelerator, loss: torch.Tensor, state: dict, output_dir: Path) -> None:
+    """Stop before a NaN or infinite loss reaches the weights, on every process at once."""
+    finite = accelerator.gather(torch.isfinite(loss.detach()).reshape(1)).all()
+    if not finite:
+        checkpoints = complete_checkpoints(output_dir)
+        kept = f"the last good checkpoint is {checkpoints[-1]}" if checkpoints else "no checkpoint was written yet"
+        raise FloatingPointError(
+            f"non-finite loss ({loss.item()}) at step {state['completed_steps'] + 1}, epoch {state['epoch'] + 1}: "
+            f"training stopped before updating the weights; {kept}. Lower --learning_rate/--head_learning_rate "
+            "or check the inputs of this batch."
+        )
+
+
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    """Checkpoints whose write finished (renamed into place with their state), oldest first."""
+    folders = [*output_dir.glob("step_*"), *output_dir.glob("epoch_*")]
+    finished = [p for p in folders if (p / "training_state.json").is_file()]
+    return sorted(finished, key=lambda p: json.loads((p / "training_state.json").read_text())["completed_steps"])
+
+
 def find_checkpoint(output_dir: Path, requested: str) -> Path:
-    if requested != "latest":
-        return Path(requested)
-    candidates = [p for p in output_dir.glob("step_*") if (p / "training_state.json").exists()]
-    candidates += [p for p in output_dir.glob("epoch_*") if (p / "training_state.json").exists()]
-    if not candidates:
-        raise FileNotFoundError(f"no complete checkpoint in {output_dir} to resume from")
-    return max(candidates, key=lambda p: json.loads((p / "training_state.json").read_text())["completed_steps"])
+    if requested == "latest":
+        checkpoints = complete_checkpoints(output_dir)
+        if not checkpoints:
+            raise FileNotFoundError(f"no complete checkpoint in {output_dir} to resume from")
+        return checkpoints[-1]
+    checkpoint = Path(requested)
+    if not (checkpoint / "training_state.json").is_file():
+        raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint (no training_state.json)")
+    return checkpoint
 
 
 def main(argv=None):
     args = parse_args(argv)
-    accelerator_kwargs = {"gradient_accumulation_steps": args.gradient_accumulation_steps}
+    accelerator_kwargs = {
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        # Shuffling from (seed, epoch) rather than the global RNG lets a resumed run replay the epoch.
+        "dataloader_config": DataLoaderConfiguration(use_seedable_sampler=True),
+    }
     if args.with_tracking:
         accelerator_kwargs.update(log_with=args.report_to, project_dir=args.output_dir)
     accelerator = Accelerator(**accelerator_kwargs)
@@ -231,13 +291,26 @@ def main(argv=None):
         if accelerator.is_main_process:
             model.print_trainable_parameters()
 
-    collate = make_collate_fn(processor, uses_images)
+    cached_image_features = use_feature_cache(args, model, uses_images)
+    if cached_image_features:
+        model.to(accelerator.device)  # encode on the training device; prepare() would move it there anyway
+        with accelerator.main_process_first():  # the main process writes the cache, the others read it
+            dataset = add_image_features(dataset, model, processor, batch_size=args.per_device_eval_batch_size)
+    collate = make_collate_fn(processor, uses_images, cached_image_features)
     loader_kwargs = {"collate_fn": collate, "num_workers": args.dataloader_num_workers}
+    # A loader's own generator: creating an iterator would otherwise draw from the global RNG, so a
+    # resumed run (which creates one more) would see different dropout and sampling noise.
     train_dataloader = DataLoader(
-        dataset["train"], shuffle=True, batch_size=args.per_device_train_batch_size, **loader_kwargs
+        dataset["train"],
+        shuffle=True,
+        batch_size=args.per_device_train_batch_size,
+        generator=torch.Generator().manual_seed(args.seed),
+        **loader_kwargs,
     )
     eval_dataloaders = {
-        split: DataLoader(dataset[split], batch_size=args.per_device_eval_batch_size, **loader_kwargs)
+        split: DataLoader(
+            dataset[split], batch_size=args.per_device_eval_batch_size, generator=torch.Generator(), **loader_kwargs
+        )
         for split in ("validation", "test")
         if split in dataset
     }
@@ -300,6 +373,7 @@ def main(argv=None):
     )
     for epoch in range(state["epoch"], args.num_train_epochs):
         model.train()
+        train_dataloader.set_epoch(epoch)
         epoch_start = time.perf_counter()
         active_dataloader = train_dataloader
         if resume_step_in_epoch:
@@ -311,6 +385,7 @@ def main(argv=None):
         for batch in active_dataloader:
             with accelerator.accumulate(model):
                 outputs = model(**batch)
+                check_finite(accelerator, outputs.loss, state, output_dir)
                 accelerator.backward(outputs.loss)
                 optimizer.step()
                 lr_scheduler.step()
@@ -335,7 +410,7 @@ def main(argv=None):
             "step": state["completed_steps"],
             "train_loss": running_loss / max(running_batches, 1),
             "epoch_seconds": epoch_seconds,
-            **{f"validation_{k}": v for k, v in metrics.items() if k != "per_relation"},
+            **{f"validation_{k}": v for k, v in metrics.items() if not isinstance(v, (dict, list))},
         }
         state["log_history"].append(record)
         accelerator.print(
@@ -390,6 +465,11 @@ def main(argv=None):
         (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2))
         shutil.rmtree(output_dir / BEST_MODEL_DIR)
         accelerator.print(f"Saved the model to {output_dir} (load it with trust_remote_code=True)")
+        write_model_card(output_dir, training_args=vars(args))  # README.md and figures/, from eval_results.json
+        if args.push_to_hub:
+            repo_id = args.hub_model_id or output_dir.absolute().name
+            commit = push_model_folder(output_dir, repo_id, token=args.hub_token, private=args.hub_private_repo)
+            accelerator.print(f"Pushed to {commit.commit_url}")
     if args.with_tracking:
         accelerator.end_training()
     accelerator.wait_for_everyone()

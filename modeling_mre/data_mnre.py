@@ -13,6 +13,8 @@ from typing import Any
 import datasets
 import torch
 
+from .images_mre import image_file_problem
+
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +66,15 @@ def load_mnre(
 
     Absent image or crop files are the normal case for MNRE copies without the image tarballs: an
     absent image becomes `None` and absent crops are dropped, and each split logs one warning with
-    the count. With `strict=True` an absent image or crop raises `FileNotFoundError` instead.
+    the count. Files that exist but are empty, not images or truncated get the same fallback with
+    their own warning. With `strict=True` each of these raises instead (`FileNotFoundError` or
+    `ValueError` naming the file, line and field).
 
     Args:
         data_dir: Folder holding `mnre_txt/` (or `ours_*.txt`), `ours_rel2id.json` and optionally
             `img_org/`, `img_vg/` and the crop indexes `mre_{split}_dict.pth` (root or `aux/`).
         image_dir: Folder with `train/`, `val/`, `test/` image folders; defaults to `data_dir/img_org`.
-        strict: Raise on absent images or crops instead of falling back.
+        strict: Raise on absent or unreadable images and crops instead of falling back.
         cache_dir: Where `datasets` caches the Arrow files; defaults to the `datasets` cache.
     """
     # Absolute, because the cached rows keep image paths that must not depend on the working directory.
@@ -198,6 +202,8 @@ def _validate_record(record: Any, rel2id: dict[str, int], where: str) -> None:
             raise ValueError(
                 f"{where}, field '{entity}.name': {name!r} does not match tokens[{start}:{end}] = {span_text!r}"
             )
+    if list(record["h"]["pos"]) == list(record["t"]["pos"]):
+        raise ValueError(f"{where}, field 't.pos': the same span as the head; a relation needs two entities")
     if not _is_plain_file_name(record["img_id"]):
         raise ValueError(f"{where}, field 'img_id': expected a file name, got {record['img_id']!r}")
     if not isinstance(record["relation"], str) or record["relation"] not in rel2id:
@@ -234,27 +240,42 @@ def _resolve_files(
 ) -> list[dict[str, Any]]:
     present_images = _present_files(image_split_dir)
     present_crops = _present_files(crop_split_dir)
+    problems: dict[Path, str | None] = {}  # one decode check per file, however many records share it
     absent_images = absent_crops = total_crops = 0
+    unreadable_images, unreadable_crops = [], []
     rows = []
     for index, record in records:
+        where = f"{split_file} line {index + 1}, field 'img_id'"
         image = None
         if record["img_id"] in present_images:
-            image = str(image_split_dir / record["img_id"])
+            path = image_split_dir / record["img_id"]
+            problem = problems.setdefault(path, image_file_problem(path))
+            if problem is None:
+                image = str(path)
+            elif strict:
+                raise ValueError(f"{where}: {path} {problem}")
+            else:
+                unreadable_images.append(f"{path.name} {problem}")
         elif strict:
-            raise FileNotFoundError(
-                f"{split_file} line {index + 1}, field 'img_id': {image_split_dir / record['img_id']} not found"
-            )
+            raise FileNotFoundError(f"{where}: {image_split_dir / record['img_id']} not found")
         else:
             absent_images += 1
         crops = []
         for name in crop_names.get(index, ()):
             total_crops += 1
-            if name in present_crops:
-                crops.append(str(crop_split_dir / name))
-            elif strict:
-                raise FileNotFoundError(f"{crop_dict_file}, key {index}: crop {crop_split_dir / name} not found")
-            else:
+            path = crop_split_dir / name
+            if name not in present_crops:
+                if strict:
+                    raise FileNotFoundError(f"{crop_dict_file}, key {index}: crop {path} not found")
                 absent_crops += 1
+                continue
+            problem = problems.setdefault(path, image_file_problem(path))
+            if problem is None:
+                crops.append(str(path))
+            elif strict:
+                raise ValueError(f"{crop_dict_file}, key {index}: crop {path} {problem}")
+            else:
+                unreadable_crops.append(f"{name} {problem}")
         head, tail = record["h"], record["t"]
         rows.append(
             {
@@ -274,4 +295,14 @@ def _resolve_files(
         )
     if absent_crops:
         logger.warning(f"{key}: {absent_crops} of {total_crops} object crops absent under {crop_split_dir}: dropped")
+    if unreadable_images:
+        logger.warning(
+            f"{key}: {len(unreadable_images)} of {len(rows)} images unreadable under {image_split_dir} "
+            f"(first: {unreadable_images[0]}): treated as no image"
+        )
+    if unreadable_crops:
+        logger.warning(
+            f"{key}: {len(unreadable_crops)} of {total_crops} object crops unreadable under {crop_split_dir} "
+            f"(first: {unreadable_crops[0]}): dropped"
+        )
     return rows

@@ -51,7 +51,8 @@ def compute_mre_metrics(
 
     Returns:
         `dict` with `accuracy`, `micro_precision`, `micro_recall`, `micro_f1`, `num_examples` and
-        `per_relation` (`{name: {"precision", "recall", "f1", "support"}}` for each non-negative label).
+        `per_relation` (`{name: {"precision", "recall", "f1", "support"}}` for each non-negative label)
+        and `confusion_matrix` (counts as nested lists, rows gold and columns predicted, in id order).
     """
     label_names = list(label_names)
     predictions = _as_ids(predictions, "predictions", len(label_names))
@@ -94,5 +95,8 @@ def compute_mre_metrics(
         "micro_recall": recall,
         "micro_f1": _f1(precision, recall),
         "per_relation": per_relation,
+        "confusion_matrix": np.bincount(
+            references * len(label_names) + predictions, minlength=len(label_names) ** 2
+        ).reshape(len(label_names), len(label_names)).tolist(),
         "num_examples": len(references),
     }

@@ -143,6 +143,15 @@ class MMIBForRelationExtraction(MREPreTrainedModel):
         self.post_init()
         self._freeze_vision_encoder()
 
+    def get_image_features(self, pixel_values: torch.FloatTensor) -> torch.FloatTensor:
+        """
+        Pooled vision-encoder features of shape (num_images, feature) for pixel values of shape
+        (num_images, 3, height, width): what `forward` accepts as `image_features` and
+        `crop_features` in place of pixels (the input of `image_projection`).
+        """
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_vision_encoder):
+            return pool_image_features(self.vision_encoder(pixel_values=pixel_values))
+
     def encode_images(
         self,
         pixel_values: torch.FloatTensor | None,
@@ -150,33 +159,43 @@ class MMIBForRelationExtraction(MREPreTrainedModel):
         crop_pixel_values: torch.FloatTensor | None,
         crop_mask: torch.BoolTensor | None,
         batch_size: int,
+        image_features: torch.FloatTensor | None = None,
+        crop_features: torch.FloatTensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """
         Visual slots [whole image; object crops] of shape (batch, slots, hidden), which slots are
-        real (batch, slots), and which examples have their whole image (batch,).
+        real (batch, slots), and which examples have their whole image (batch,). The pictures come
+        either as pixels or as their precomputed `get_image_features` (never a mix of the two).
         """
+        precomputed = image_features is not None or crop_features is not None
+        if precomputed and (pixel_values is not None or crop_pixel_values is not None):
+            raise ValueError("give pixel values or precomputed image features, not both")
+        whole_images = image_features if precomputed else pixel_values
+        crops = crop_features if precomputed else crop_pixel_values
         no_image = self.no_image_embedding.weight[:1].expand(batch_size, -1)  # (batch, hidden)
-        if pixel_values is None:
+        if whole_images is None:
             no_image_states = no_image[:, None]  # (batch, 1, hidden)
             all_slots = torch.ones(batch_size, 1, dtype=torch.bool, device=no_image.device)
             return no_image_states, all_slots, torch.zeros(batch_size, dtype=torch.bool, device=no_image.device)
 
+        feature_size = self.image_projection.in_features
+        if precomputed and any(t is not None and t.shape[-1] != feature_size for t in (whole_images, crops)):
+            raise ValueError(f"precomputed image features must have {feature_size} values, as get_image_features gives")
         if image_mask is None:
-            image_mask = torch.ones(batch_size, dtype=torch.bool, device=pixel_values.device)
-        pictures = pixel_values[:, None]  # (batch, 1, 3, height, width)
+            image_mask = torch.ones(batch_size, dtype=torch.bool, device=whole_images.device)
+        pictures = whole_images[:, None]  # (batch, 1, 3, height, width) or (batch, 1, feature)
         present = image_mask.bool()[:, None]  # (batch, 1)
-        if crop_pixel_values is not None and self.config.num_object_crops > 0:
-            crop_pixel_values = crop_pixel_values[:, : self.config.num_object_crops]
+        if crops is not None and self.config.num_object_crops > 0:
+            crops = crops[:, : self.config.num_object_crops]
             if crop_mask is None:
-                crop_mask = torch.ones(crop_pixel_values.shape[:2], dtype=torch.bool, device=pixel_values.device)
-            pictures = torch.cat([pictures, crop_pixel_values], dim=1)  # (batch, slots, 3, height, width)
+                crop_mask = torch.ones(crops.shape[:2], dtype=torch.bool, device=whole_images.device)
+            pictures = torch.cat([pictures, crops], dim=1)  # (batch, slots, ...)
             present = torch.cat([present, crop_mask[:, : self.config.num_object_crops].bool()], dim=1)
 
-        # Only pictures that exist go through the encoder.
-        slot_features = pictures.new_zeros(*present.shape, self.image_projection.in_features)
+        # Only pictures that exist go through the encoder (or are read from the precomputed features).
+        slot_features = pictures.new_zeros(*present.shape, feature_size)
         if present.any():
-            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_vision_encoder):
-                features = pool_image_features(self.vision_encoder(pixel_values=pictures[present]))
+            features = pictures[present] if precomputed else self.get_image_features(pictures[present])
             slot_features[present] = features.to(slot_features.dtype)  # (batch, slots, feature)
         slot_states = self.image_projection(slot_features)  # (batch, slots, hidden)
 
@@ -208,6 +227,8 @@ class MMIBForRelationExtraction(MREPreTrainedModel):
         image_mask: torch.BoolTensor | None = None,
         crop_pixel_values: torch.FloatTensor | None = None,
         crop_mask: torch.BoolTensor | None = None,
+        image_features: torch.FloatTensor | None = None,
+        crop_features: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         **kwargs,
     ) -> MMIBOutput:
@@ -218,6 +239,12 @@ class MMIBForRelationExtraction(MREPreTrainedModel):
             Which examples have an image. Defaults to all when `pixel_values` is given.
         crop_pixel_values (`torch.FloatTensor` of shape `(batch_size, num_crops, 3, height, width)`, *optional*):
             Visual-grounding object crops; `crop_mask` says which exist.
+        image_features (`torch.FloatTensor` of shape `(batch_size, feature_size)`, *optional*):
+            The whole images' `get_image_features`, instead of `pixel_values` (as `inputs_embeds`
+            stands for `input_ids`): with a frozen vision encoder they can be computed once per
+            image (`modeling_mre.feature_cache`) and reused every epoch. `image_mask` applies as above.
+        crop_features (`torch.FloatTensor` of shape `(batch_size, num_crops, feature_size)`, *optional*):
+            The crops' `get_image_features`, instead of `crop_pixel_values`; `crop_mask` applies.
         """
         batch_size = input_ids.shape[0]
         if attention_mask is None:
@@ -229,7 +256,7 @@ class MMIBForRelationExtraction(MREPreTrainedModel):
         ).last_hidden_state  # (batch, seq_len, text_hidden)
         text_states = self.text_projection(text_states)  # (batch, seq_len, hidden)
         image_states, image_slot_mask, has_image = self.encode_images(
-            pixel_values, image_mask, crop_pixel_values, crop_mask, batch_size
+            pixel_values, image_mask, crop_pixel_values, crop_mask, batch_size, image_features, crop_features
         )  # (batch, 1 + num_crops, hidden), (batch, 1 + num_crops), (batch,)
 
         # Refinement regulariser: variational bottleneck on each modality.

@@ -3,24 +3,13 @@ MREProcessor: marks the two entities in the text, tokenizes with dynamic padding
 image and its object crops, with absence made explicit by masks.
 """
 
-import os
 from collections.abc import Sequence
 
 import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature, ProcessorMixin
 
-
-def load_image(image) -> Image.Image | None:
-    """A PIL RGB image from a path or a PIL image; None stays None (no image)."""
-    if image is None:
-        return None
-    if isinstance(image, (str, os.PathLike)):
-        with Image.open(image) as opened:
-            return opened.convert("RGB")
-    if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
-    raise TypeError(f"an image must be a file path, a PIL image or None, got {type(image).__name__}")
+from .images_mre import load_image
 
 
 def _find_entity(text: str, name: str, role: str) -> tuple[int, int]:
@@ -147,12 +136,11 @@ class MREProcessor(ProcessorMixin):
         return self.marker_ids[2]
 
     def mark_entities(self, text: str, head_span: tuple[int, int], tail_span: tuple[int, int]) -> str:
-        """Insert the four markers at character spans; overlapping and identical spans nest properly."""
+        """Insert the four markers at character spans; overlapping and nested spans nest the markers."""
         (head_start, head_end), (tail_start, tail_end) = head_span, tail_span
         head_open, head_close = self.head_markers
         tail_open, tail_close = self.tail_markers
-        # At one position closers come before openers; the inner span closes first and opens last,
-        # and for identical spans the head is the outer one.
+        # At one position closers come before openers, and the inner span opens last and closes first.
         insertions = sorted(
             [
                 (head_start, 1, -head_end, 0, head_open),
@@ -186,35 +174,27 @@ class MREProcessor(ProcessorMixin):
         return self._prefix_ids + content[start : start + budget] + self._suffix_ids
 
     def _prepare_images(self, images: list, crops: list | None) -> dict[str, torch.Tensor]:
-        batch_size = len(images)
         images = [load_image(image) for image in images]
-        present = [image is not None for image in images]
-        crops = [[load_image(c) for c in (example_crops or [])][: self.max_object_crops] for example_crops in crops or []]
-        crops = [[c for c in example_crops if c is not None] for example_crops in crops]
-        if not any(present) and not any(crops):
+        crops = [
+            [crop for crop in map(load_image, example_crops or []) if crop is not None][: self.max_object_crops]
+            for example_crops in (crops if crops is not None else [None] * len(images))
+        ]
+        pictures = [image for image in images if image is not None] + [crop for cs in crops for crop in cs]
+        if not pictures:
             return {}
-
-        def pixels(pictures: list[Image.Image]) -> torch.Tensor:
-            return self.image_processor(pictures, return_tensors="pt")["pixel_values"]
-
-        features = {}
-        present_pixels = pixels([image for image in images if image is not None]) if any(present) else None
-        shape = present_pixels.shape[1:] if present_pixels is not None else pixels(crops[[bool(c) for c in crops].index(True)][:1]).shape[1:]
-        pixel_values = torch.zeros(batch_size, *shape)
-        image_mask = torch.tensor(present)
-        if present_pixels is not None:
-            pixel_values[image_mask] = present_pixels
-        features["pixel_values"], features["image_mask"] = pixel_values, image_mask
-
-        num_crops = max((len(c) for c in crops), default=0)
+        # One call for every picture of the batch, then scattered back: absent ones stay zero and masked.
+        pixels = self.image_processor(pictures, return_tensors="pt")["pixel_values"]  # (num_pictures, 3, H, W)
+        image_mask = torch.tensor([image is not None for image in images])
+        num_images = int(image_mask.sum())
+        pixel_values = pixels.new_zeros(len(images), *pixels.shape[1:])
+        pixel_values[image_mask] = pixels[:num_images]
+        features = {"pixel_values": pixel_values, "image_mask": image_mask}
+        num_crops = max(len(example_crops) for example_crops in crops)
         if num_crops:
-            crop_pixel_values = torch.zeros(batch_size, num_crops, *shape)
-            crop_mask = torch.zeros(batch_size, num_crops, dtype=torch.bool)
-            for i, example_crops in enumerate(crops):
-                if example_crops:
-                    crop_pixel_values[i, : len(example_crops)] = pixels(example_crops)
-                    crop_mask[i, : len(example_crops)] = True
-            features["crop_pixel_values"], features["crop_mask"] = crop_pixel_values, crop_mask
+            crop_mask = torch.tensor([[j < len(example_crops) for j in range(num_crops)] for example_crops in crops])
+            crop_pixel_values = pixels.new_zeros(len(images), num_crops, *pixels.shape[1:])
+            crop_pixel_values[crop_mask] = pixels[num_images:]
+            features.update(crop_pixel_values=crop_pixel_values, crop_mask=crop_mask)
         return features
 
     def __call__(
@@ -275,6 +255,11 @@ class MREProcessor(ProcessorMixin):
                 example_text = text[i]
                 head_span = _character_span(example_text, head[i], "head")
                 tail_span = _character_span(example_text, tail[i], "tail")
+            if head_span == tail_span:
+                raise ValueError(
+                    f"example {i}: head and tail are the same span {head_span} of the text; "
+                    "a relation needs two entities (overlapping spans are fine)"
+                )
             marked_texts.append(self.mark_entities(example_text, head_span, tail_span))
 
         encoding = self.tokenizer(marked_texts, add_special_tokens=True, truncation=False, return_attention_mask=False)

@@ -136,6 +136,10 @@ class TestMalformedInput:
                 record(t={"name": "Lisbon", "pos": [7, 8]}),
                 "ours_train.txt line 2, field 't.name': 'Lisbon' does not match tokens[7:8] = 'Porto'",
             ),
+            (
+                record(t={"name": "Ana Lima", "pos": [3, 5]}),
+                "ours_train.txt line 2, field 't.pos': the same span as the head",
+            ),
             (record(img_id="../escape.jpg"), "ours_train.txt line 2, field 'img_id': expected a file name"),
             (
                 record(relation="/per/per/rival"),
@@ -151,6 +155,7 @@ class TestMalformedInput:
             "span-range",
             "empty-span",
             "name-mismatch",
+            "same-span",
             "img-path",
             "relation",
         ],

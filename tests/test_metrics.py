@@ -52,6 +52,8 @@ def test_hand_computed_case():
         "A": {"precision": pytest.approx(0.5), "recall": pytest.approx(0.5), "f1": pytest.approx(0.5), "support": 2},
         "B": {"precision": pytest.approx(2 / 3), "recall": pytest.approx(1.0), "f1": pytest.approx(0.8), "support": 2},
     }
+    # rows gold (None, A, B), columns predicted
+    assert metrics["confusion_matrix"] == [[1, 1, 0], [0, 1, 1], [0, 0, 2]]
 
 
 def test_predicting_negative_is_never_a_true_positive():

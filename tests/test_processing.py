@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from transformers import AutoProcessor, BertTokenizer, CLIPImageProcessor
+from transformers import AutoTokenizer, BertTokenizer, CLIPImageProcessor
 
 from modeling_mre import MREProcessor
 
@@ -50,7 +50,6 @@ def test_closing_marker_kept_when_span_ends_the_sentence(processor):
     "head, tail, expected",
     [
         ((0, 2), (1, 3), ["<s>", "a", "<o>", "b", "</s>", "c", "</o>", "d"]),  # overlapping
-        ((1, 2), (1, 2), ["a", "<s>", "<o>", "b", "</o>", "</s>", "c", "d"]),  # identical
         ((0, 3), (1, 2), ["<s>", "a", "<o>", "b", "</o>", "c", "</s>", "d"]),  # nested
     ],
 )
@@ -59,6 +58,13 @@ def test_overlapping_spans_nest_markers(processor, head, tail, expected):
         tokens=["a", "b", "c", "d"], head={"start": head[0], "end": head[1]}, tail={"start": tail[0], "end": tail[1]}
     )
     assert tokens_of(processor, encoding["input_ids"][0])[1:-1] == expected
+
+
+def test_identical_head_and_tail_is_an_error(processor):
+    with pytest.raises(ValueError, match="same span"):
+        processor(tokens=["a", "b"], head={"start": 0, "end": 1}, tail={"start": 0, "end": 1})
+    with pytest.raises(ValueError, match="same span"):
+        processor(text="Obama visits Berlin", head="Obama", tail="Obama")
 
 
 def test_long_text_is_cut_around_the_entities(processor):
@@ -149,6 +155,7 @@ def test_markers_and_entities_always_survive(processor, data):
     tail_start = data.draw(st.integers(max(0, head_start - 3), min(len(words) - 1, head_start + 3)))
     head = {"start": head_start, "end": min(head_start + length, len(words))}
     tail = {"start": tail_start, "end": min(tail_start + length, len(words))}
+    assume(head != tail)
     tokens = tokens_of(processor, processor(tokens=words, head=head, tail=tail)["input_ids"][0])
     assert len(tokens) <= processor.max_length
     for marker in ("<s>", "</s>", "<o>", "</o>"):
@@ -156,3 +163,38 @@ def test_markers_and_entities_always_survive(processor, data):
     head_tokens = tokens[tokens.index("<s>") + 1 : tokens.index("</s>")]
     expected = processor.tokenizer.tokenize(" ".join(words[head["start"] : head["end"]]))
     assert [t for t in head_tokens if t not in ("<o>", "</o>")] == expected
+
+
+@pytest.fixture(scope="module")
+def minilm_processor():
+    from modeling_mre.embedded_backbones import EmbeddedBackboneNotInstalledError, embedded_text_backbone
+
+    try:
+        text_backbone = embedded_text_backbone()
+    except EmbeddedBackboneNotInstalledError as err:
+        pytest.skip(str(err))
+    return MREProcessor(CLIPImageProcessor(), AutoTokenizer.from_pretrained(text_backbone), max_length=32)
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_raw_unicode_text_keeps_markers_and_entities(minilm_processor, data):
+    # Random unicode words (letters, digits, punctuation, emoji) with character-offset entities.
+    alphabet = st.characters(codec="utf-8", categories=["L", "N", "P", "So"])
+    words = data.draw(st.lists(st.text(alphabet, min_size=1, max_size=8), min_size=2, max_size=60))
+    text = " ".join(words)
+    starts = [sum(len(w) + 1 for w in words[:i]) for i in range(len(words))]
+    head_word, tail_word = data.draw(st.lists(st.integers(0, len(words) - 1), min_size=2, max_size=2, unique=True))
+    assume(abs(head_word - tail_word) < 6)  # close enough to fit the window whatever the tokenization
+    head = (starts[head_word], starts[head_word] + len(words[head_word]))
+    tail = (starts[tail_word], starts[tail_word] + len(words[tail_word]))
+
+    tokenizer = minilm_processor.tokenizer
+    input_ids = minilm_processor(text=text, head=head, tail=tail)["input_ids"][0].tolist()
+    assert len(input_ids) <= minilm_processor.max_length
+    marker_ids = minilm_processor.marker_ids
+    assert [input_ids.count(m) for m in marker_ids] == [1, 1, 1, 1]
+    for (start, end), (open_id, close_id) in ((head, marker_ids[:2]), (tail, marker_ids[2:])):
+        inside = input_ids[input_ids.index(open_id) + 1 : input_ids.index(close_id)]
+        alone = tokenizer(text[start:end], add_special_tokens=False)["input_ids"]
+        assert [i for i in inside if i not in marker_ids] == alone

@@ -4,6 +4,7 @@ remote code where modeling_mre cannot be imported, LoRA, two Accelerate processe
 """
 
 import ast
+import importlib.util
 import json
 import os
 import shutil
@@ -239,26 +240,60 @@ def test_lora_on_two_accelerate_processes(tmp_path):
     assert not torch.allclose(adapted, base, atol=1e-3)  # the adapter carries the training
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
-    args = ["--method", "baseline", "--num_train_epochs", "3", "--max_train_samples", "256",
-            "--max_eval_samples", "64", "--checkpointing_steps", "epoch"]
+def start_and_kill_after(output_dir: Path, args: list[str], checkpoint: str) -> None:
+    """Run training and `kill -9` it as soon as `checkpoint` is complete, mid-epoch."""
+    command = [sys.executable, str(REPO / "train_accelerate.py"), "--output_dir", str(output_dir), *args]
+    process = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (output_dir / checkpoint / "training_state.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, f"the run ended before {checkpoint}"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL  # it really was cut short
+    assert not (output_dir / "eval_results.json").exists()
+
+
+def test_resume_after_two_kills_matches_uninterrupted_run(tmp_path):
+    # 256 examples in batches of 32: 8 steps an epoch, a checkpoint every 3 steps, so both kills
+    # land inside an epoch and the resumed runs must skip the batches already seen.
+    args = ["--method", "mmib", "--num_train_epochs", "2", "--max_train_samples", "256",
+            "--max_eval_samples", "64", "--checkpointing_steps", "3"]
     reference = train(tmp_path / "reference", *args)
 
     interrupted = tmp_path / "interrupted"
-    command = [sys.executable, str(REPO / "train_accelerate.py"), "--output_dir", str(interrupted), *args]
-    process = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not (interrupted / "epoch_1" / "training_state.json").exists():
-        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL  # it really was cut short, mid-training
-    assert not (interrupted / "eval_results.json").exists()
-
+    start_and_kill_after(interrupted, args, "step_3")
+    start_and_kill_after(interrupted, [*args, "--resume_from_checkpoint", "latest"], "step_12")
     resumed = train(interrupted, *args, "--resume_from_checkpoint", "latest")
+
     assert resumed["best_epoch"] == reference["best_epoch"]
     for split in ("validation", "test"):
         for metric in ("micro_f1", "micro_precision", "micro_recall", "accuracy"):
             assert resumed[split][metric] == pytest.approx(reference[split][metric], abs=1e-6), (split, metric)
-    for ours, theirs in zip(resumed["log_history"], reference["log_history"]):
+    for ours, theirs in zip(resumed["log_history"], reference["log_history"], strict=True):
         assert ours["validation_micro_f1"] == pytest.approx(theirs["validation_micro_f1"], abs=1e-6)
+
+
+def test_resume_from_incomplete_checkpoint_is_refused(tmp_path):
+    spec = importlib.util.spec_from_file_location("train_accelerate", REPO / "train_accelerate.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    (tmp_path / ".step_4.partial").mkdir()  # what a kill during a save leaves
+    (tmp_path / "step_2").mkdir()  # a folder without its state file
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        script.find_checkpoint(tmp_path, "latest")
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+        script.find_checkpoint(tmp_path, str(tmp_path / "step_2"))
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path):
+    output_dir = tmp_path / "diverging"
+    # A learning rate this absurd sends the classifier's weights to infinity within two steps.
+    command = [sys.executable, str(REPO / "train_accelerate.py"), "--output_dir", str(output_dir),
+               "--method", "baseline", "--max_train_samples", "128", "--max_eval_samples", "32",
+               "--head_learning_rate", "1e37", "--num_warmup_steps", "0", "--checkpointing_steps", "1"]
+    completed = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True)
+    assert completed.returncode != 0
+    assert "non-finite loss" in completed.stderr and "the last good checkpoint is" in completed.stderr
+    checkpoints = sorted(p.name for p in output_dir.glob("step_*"))
+    assert checkpoints and all((output_dir / name / "training_state.json").is_file() for name in checkpoints)
+    assert not (output_dir / "eval_results.json").exists() and not (output_dir / "model.safetensors").exists()

@@ -1,0 +1,111 @@
+"""Images of every mode and size, and broken files, from users and from datasets."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from modeling_mre.data_mnre import load_mnre
+from modeling_mre.images_mre import MAX_IMAGE_SIDE, image_file_problem, load_image, open_image, to_rgb
+
+
+def test_cmyk_and_greyscale_become_rgb(tmp_path):
+    cmyk = Image.new("CMYK", (8, 8), (0, 255, 255, 0))  # pure red in CMYK
+    assert to_rgb(cmyk).getpixel((0, 0)) == (255, 0, 0)
+    path = tmp_path / "grey.jpg"
+    Image.new("L", (8, 8), 128).save(path)
+    grey = open_image(path)
+    assert grey.mode == "RGB" and abs(grey.getpixel((0, 0))[0] - 128) <= 2
+
+
+def test_sixteen_bit_is_rescaled_not_clipped(tmp_path):
+    path = tmp_path / "deep.png"
+    Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16)).save(path)  # mid-grey in 16 bits
+    pixel = open_image(path).getpixel((0, 0))
+    assert pixel[0] == pixel[1] == pixel[2] and 120 <= pixel[0] <= 135  # not 255, as a plain convert gives
+
+
+def test_alpha_is_composed_over_white():
+    # Fully transparent pixels whose hidden colour is black must not show as black.
+    rgba = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    assert to_rgb(rgba).getpixel((0, 0)) == (255, 255, 255)
+    half = Image.new("LA", (4, 4), (0, 128))
+    assert 120 <= to_rgb(half).getpixel((0, 0))[0] <= 135
+    palette = Image.new("P", (4, 4), 0)
+    palette.info["transparency"] = 0
+    assert to_rgb(palette).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_huge_image_is_reduced_on_load(tmp_path):
+    path = tmp_path / "huge.jpg"
+    Image.new("RGB", (6000, 1500), (10, 20, 30)).save(path, quality=50)
+    image = open_image(path)
+    assert max(image.size) <= MAX_IMAGE_SIDE and image.size[0] / image.size[1] == pytest.approx(4, rel=0.02)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.new("RGB", (40, 20)).save(path, exif=exif)
+    assert open_image(path).size == (20, 40)
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [(b"", "is empty"), (b"this is not a picture", "is not an image"), ("truncated", "cannot be decoded")],
+)
+def test_broken_files_name_the_file(tmp_path, content, problem):
+    path = tmp_path / "broken.png"
+    if content == "truncated":
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+        content = path.read_bytes()[:300]
+    path.write_bytes(content)
+    assert image_file_problem(path).startswith(problem)
+    with pytest.raises(ValueError, match=f"image file {path} {problem}"):
+        load_image(str(path))
+
+
+def test_missing_file_and_wrong_type():
+    with pytest.raises(FileNotFoundError, match="image file /nowhere/x.png not found"):
+        load_image("/nowhere/x.png")
+    with pytest.raises(TypeError, match="file path, a PIL image or None"):
+        load_image(b"\x89PNG")
+
+
+def test_reader_falls_back_on_unreadable_images_and_strict_refuses(tmp_path, caplog):
+    (tmp_path / "ours_rel2id.json").write_text('{"None": 0, "/per/per/peer": 1}')
+    lines = [
+        {"token": ["a", "b"], "h": {"name": "a", "pos": [0, 1]}, "t": {"name": "b", "pos": [1, 2]}, "img_id": name,
+         "relation": "None"}
+        for name in ("good.png", "empty.png", "text.png", "missing.png")
+    ]
+    (tmp_path / "ours_train.txt").write_text("".join(repr(line) + "\n" for line in lines))
+    folder = tmp_path / "img_org" / "train"
+    folder.mkdir(parents=True)
+    Image.new("RGBA", (8, 8), (255, 0, 0, 255)).save(folder / "good.png")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text.png").write_text("hello")
+    torch.save({0: ["crop_good.png", "crop_truncated.png"]}, tmp_path / "mre_train_dict.pth")
+    crops = tmp_path / "img_vg" / "train" / "crops"
+    crops.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(crops / "crop_good.png")
+    (crops / "crop_truncated.png").write_bytes((crops / "crop_good.png").read_bytes()[:40])
+
+    with caplog.at_level(logging.WARNING):
+        train = load_mnre(tmp_path, cache_dir=tmp_path / "cache")["train"]
+    assert [image is not None for image in train["image"]] == [True, False, False, False]
+    assert len(train[0]["crops"]) == 1
+    warnings = [r.getMessage() for r in caplog.records]
+    assert any("1 of 4 images absent" in w for w in warnings)
+    assert any("2 of 4 images unreadable" in w and "empty.png is empty" in w for w in warnings)
+    assert any("1 of 2 object crops unreadable" in w and "crop_truncated.png" in w for w in warnings)
+
+    with pytest.raises(ValueError, match=r"mre_train_dict.pth, key 0: crop .*crop_truncated.png is not an image"):
+        load_mnre(tmp_path, strict=True, cache_dir=tmp_path / "cache")
+    (crops / "crop_truncated.png").unlink()
+    torch.save({0: ["crop_good.png"]}, tmp_path / "mre_train_dict.pth")
+    with pytest.raises(ValueError, match=r"ours_train.txt line 2, field 'img_id': .*empty.png is empty"):
+        load_mnre(tmp_path, strict=True, cache_dir=tmp_path / "cache")
