@@ -1,6 +1,11 @@
+import importlib.util
 from pathlib import Path
 
 import pytest
+from transformers import BertTokenizer, CLIPImageProcessor
+
+from modeling_mre import MREProcessor
+
 
 
 # The research-only MNRE copy lives beside the repository, never inside it.
@@ -13,3 +18,31 @@ def mnre_dir() -> Path:
     if not (MNRE_DIR / "ours_rel2id.json").is_file():
         pytest.skip(f"real MNRE data not found at {MNRE_DIR} (research-only, not shipped with the repository)")
     return MNRE_DIR
+
+
+# A word-level BERT vocabulary: the tests can reason about exact tokens, and nothing is downloaded.
+TINY_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "obama", "visits", "berlin", "today", "with", "merkel", "the"]
+TINY_WORDS += ["a", "b", "c", "d", "x", "y", "w"]
+
+
+@pytest.fixture
+def tiny_vocab(tmp_path) -> Path:
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(TINY_WORDS) + "\n")
+    return vocab
+
+
+@pytest.fixture
+def processor(tiny_vocab) -> MREProcessor:
+    """An MREProcessor on the tiny vocabulary with 32-pixel images, `max_length` 16."""
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return MREProcessor(image_processor=image_processor, tokenizer=BertTokenizer(vocab=str(tiny_vocab)), max_length=16)
+
+
+@pytest.fixture(scope="session")
+def train_script():
+    """train_accelerate.py as a module, to test its pieces without launching it."""
+    spec = importlib.util.spec_from_file_location("train_accelerate", Path(__file__).parents[1] / "train_accelerate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,42 +1,22 @@
 """Image features computed once with the frozen vision encoder give the logits of the pixel path."""
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import BertTokenizer, CLIPImageProcessor
 
-from modeling_mre import MMIBConfig, MMIBForRelationExtraction, MREProcessor
+from modeling_mre import MMIBConfig, MMIBForRelationExtraction
 from modeling_mre.data_mnre import mnre_features
 from modeling_mre.feature_cache import add_image_features, stack_image_features
 
-REPO = Path(__file__).parents[1]
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "obama", "visits", "berlin", "today", "with", "merkel"]
 TEXT_CONFIG = dict(
-    model_type="bert", vocab_size=20, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
+    model_type="bert", vocab_size=32, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
 )
 # MobileNetV2 has BatchNorm: features are only reusable because the frozen encoder stays in eval mode.
 VISION_CONFIG = dict(model_type="mobilenet_v2", image_size=32, depth_multiplier=0.35)
-
-
-def load_train_script():
-    spec = importlib.util.spec_from_file_location("train_accelerate", REPO / "train_accelerate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def processor(tmp_path):
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(WORDS) + "\n")
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    return MREProcessor(image_processor=image_processor, tokenizer=BertTokenizer(vocab=str(vocab)), max_length=16)
 
 
 def make_model(processor, seed=0, **kwargs):
@@ -81,8 +61,7 @@ def count_encoded_pictures(model):
     return encoded
 
 
-def test_cached_features_give_the_logits_and_loss_of_pixels(processor):
-    train_script = load_train_script()
+def test_cached_features_give_the_logits_and_loss_of_pixels(processor, train_script):
     model = make_model(processor)
     dataset = make_dataset()
     cached = add_image_features(dataset, model, processor, batch_size=3)
@@ -155,8 +134,7 @@ def test_pixels_and_features_cannot_be_mixed(processor):
         model(input_ids=inputs["input_ids"], image_features=features[:, :5])
 
 
-def test_train_script_caches_exactly_when_the_vision_encoder_is_frozen(processor):
-    train_script = load_train_script()
+def test_train_script_caches_exactly_when_the_vision_encoder_is_frozen(processor, train_script):
     frozen, trained = make_model(processor), make_model(processor, freeze_vision_encoder=False)
 
     def decide(flag, model, uses_images=True):

@@ -9,17 +9,6 @@ from transformers import AutoTokenizer, BertTokenizer, CLIPImageProcessor
 
 from modeling_mre import MREProcessor
 
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "obama", "visits", "berlin", "today", "the", "a", "b", "c", "d", "x", "y", "w"]
-
-
-@pytest.fixture
-def processor(tmp_path):
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(WORDS) + "\n")
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    return MREProcessor(image_processor=image_processor, tokenizer=BertTokenizer(vocab=str(vocab)), max_length=16)
-
-
 def tokens_of(processor, input_ids):
     return [t for t in processor.tokenizer.convert_ids_to_tokens(input_ids) if t != "[PAD]"]
 
@@ -139,11 +128,9 @@ def test_save_and_reload(processor, tmp_path):
         assert torch.equal(reloaded(**text)[key], value)
 
 
-def test_markers_that_clash_with_special_tokens_are_refused(tmp_path):
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(WORDS) + "\n")
+def test_markers_that_clash_with_special_tokens_are_refused(tiny_vocab):
     with pytest.raises(ValueError, match="already special tokens"):
-        MREProcessor(CLIPImageProcessor(), BertTokenizer(vocab=str(vocab)), head_markers=("[CLS]", "</s>"))
+        MREProcessor(CLIPImageProcessor(), BertTokenizer(vocab=str(tiny_vocab)), head_markers=("[CLS]", "</s>"))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

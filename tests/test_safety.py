@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import BertTokenizer, CLIPImageProcessor
 
-from modeling_mre import MMIBConfig, MMIBForRelationExtraction, MREProcessor
+from modeling_mre import MMIBConfig, MMIBForRelationExtraction
 from modeling_mre.export import save_hub_folder
 
 REPO = Path(__file__).parents[1]
@@ -51,10 +50,7 @@ print(json.dumps(watched))
 """
 
 
-def test_remote_code_modules_only_define_classes(tmp_path):
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b"]) + "\n")
-    processor = MREProcessor(CLIPImageProcessor(), BertTokenizer(vocab=str(vocab)))
+def test_remote_code_modules_only_define_classes(tmp_path, processor):
     config = MMIBConfig(
         text_config=dict(model_type="bert", vocab_size=len(processor.tokenizer), hidden_size=16, num_hidden_layers=1,
                          num_attention_heads=2, intermediate_size=20),

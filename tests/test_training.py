@@ -4,7 +4,6 @@ remote code where modeling_mre cannot be imported, LoRA, two Accelerate processe
 """
 
 import ast
-import importlib.util
 import json
 import os
 import shutil
@@ -273,16 +272,13 @@ def test_resume_after_two_kills_matches_uninterrupted_run(tmp_path):
         assert ours["validation_micro_f1"] == pytest.approx(theirs["validation_micro_f1"], abs=1e-6)
 
 
-def test_resume_from_incomplete_checkpoint_is_refused(tmp_path):
-    spec = importlib.util.spec_from_file_location("train_accelerate", REPO / "train_accelerate.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_resume_from_incomplete_checkpoint_is_refused(tmp_path, train_script):
     (tmp_path / ".step_4.partial").mkdir()  # what a kill during a save leaves
     (tmp_path / "step_2").mkdir()  # a folder without its state file
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
-        script.find_checkpoint(tmp_path, "latest")
+        train_script.find_checkpoint(tmp_path, "latest")
     with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
-        script.find_checkpoint(tmp_path, str(tmp_path / "step_2"))
+        train_script.find_checkpoint(tmp_path, str(tmp_path / "step_2"))
 
 
 def test_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path):
