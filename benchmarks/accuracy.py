@@ -98,8 +98,11 @@ def main():
                 continue
             cells = [mean_std([r[split][key] for r in runs]) for key, _ in METRICS]
             epochs = ", ".join(str(r["best_epoch"]) for r in runs)
-            seconds = statistics.mean(r["seconds_per_epoch"] for r in runs)
-            lines.append(f"| {method} | {split} | " + " | ".join(cells) + f" | {epochs} | {seconds:.0f} |")
+            # A range, not a mean: on a shared machine one run's epochs can take ten times another's.
+            seconds = sorted(r["seconds_per_epoch"] for r in runs)
+            lines.append(
+                f"| {method} | {split} | " + " | ".join(cells) + f" | {epochs} | {seconds[0]:.0f}–{seconds[-1]:.0f} |"
+            )
     table = "\n".join(lines)
     print("\n" + table)
     summary = {method: {str(seed): r for seed, r in by_seed.items()} for method, by_seed in results.items()}
