@@ -6,6 +6,7 @@ validation micro-F1 (over relations other than `None`), evaluate test once with 
 
     accelerate launch train_accelerate.py                      # embedded demo, no data or downloads
     accelerate launch train_accelerate.py --method mmib --dataset mnre --data_dir ../shared/data/mnre
+    accelerate launch train_accelerate.py --method mmib --dataset more --data_dir MORE/
     accelerate launch train_accelerate.py --method mmib --dataset mnre --data_dir MNRE/ \
         --text_backbone bert-base-uncased --vision_backbone microsoft/resnet-50 --lora
 
@@ -35,12 +36,14 @@ from transformers import get_scheduler
 
 from modeling_mre import MODEL_CLASSES, MREProcessor
 from modeling_mre.data_mnre import load_mnre
+from modeling_mre.data_more import load_more
 from modeling_mre.demo_data import write_demo_dataset
 from modeling_mre.embedded_backbones import embedded_text_backbone, embedded_vision_backbone
 from modeling_mre.export import save_hub_folder
 from modeling_mre.feature_cache import add_image_features, stack_image_features
 from modeling_mre.hub import push_model_folder, write_model_card
 from modeling_mre.metrics_mre import compute_mre_metrics
+from modeling_mre.processing_mre import record_tail
 
 
 logger = get_logger(__name__)
@@ -54,8 +57,10 @@ LORA_TEXT_TARGETS = r"text_encoder\..*\.(query|value|q_proj|v_proj|q_lin|v_lin)"
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", choices=sorted(MODEL_CLASSES), default="mmib")
-    parser.add_argument("--dataset", choices=["demo", "mnre"], default="demo", help="demo: the embedded synthetic set")
-    parser.add_argument("--data_dir", type=str, default=None, help="Folder in MNRE's layout (for --dataset mnre).")
+    parser.add_argument(
+        "--dataset", choices=["demo", "mnre", "more"], default="demo", help="demo: the embedded synthetic set"
+    )
+    parser.add_argument("--data_dir", type=str, default=None, help="Folder in MNRE's or MORE's layout.")
     parser.add_argument("--image_dir", type=str, default=None, help="Images, if not <data_dir>/img_org.")
     parser.add_argument("--text_backbone", type=str, default=None, help="Hub id or folder; default: embedded MiniLM.")
     parser.add_argument("--vision_backbone", type=str, default=None, help="Hub id or folder; default: embedded MobileNetV2.")
@@ -104,8 +109,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.push_to_hub and is_offline_mode():
         parser.error("--push_to_hub needs the network, but HF_HUB_OFFLINE is set")  # before hours of training
-    if args.dataset == "mnre" and args.data_dir is None:
-        parser.error("--dataset mnre needs --data_dir (a folder in MNRE's layout)")
+    if args.dataset in ("mnre", "more") and args.data_dir is None:
+        parser.error(f"--dataset {args.dataset} needs --data_dir (a folder in {args.dataset.upper()}'s layout)")
     if args.checkpointing_steps not in (None, "epoch") and not args.checkpointing_steps.isdigit():
         parser.error("--checkpointing_steps must be 'epoch' or a number of steps")
     if args.output_dir is None:
@@ -115,17 +120,20 @@ def parse_args(argv=None):
 
 def load_data(args, accelerator):
     with accelerator.main_process_first():
-        data_dir = args.data_dir
-        if args.dataset == "demo":
-            data_dir = write_demo_dataset(Path(args.output_dir) / "demo_data", seed=args.seed)
-        dataset = load_mnre(data_dir, image_dir=args.image_dir)
+        if args.dataset == "more":
+            dataset = load_more(args.data_dir, image_dir=args.image_dir)
+        else:
+            data_dir = args.data_dir
+            if args.dataset == "demo":
+                data_dir = write_demo_dataset(Path(args.output_dir) / "demo_data", seed=args.seed)
+            dataset = load_mnre(data_dir, image_dir=args.image_dir)
     for split, limit in (("train", args.max_train_samples), ("validation", args.max_eval_samples), ("test", args.max_eval_samples)):
         if split in dataset and limit is not None:
             dataset[split] = dataset[split].select(range(min(limit, len(dataset[split]))))
     return dataset
 
 
-def build_model_and_processor(args, label_names, accelerator):
+def build_model_and_processor(args, label_names, object_tails, accelerator):
     with accelerator.main_process_first():  # converts the embedded MobileNetV2 once, on the main process
         text_backbone = args.text_backbone or str(embedded_text_backbone())
         vision_backbone = args.vision_backbone or str(embedded_vision_backbone())
@@ -140,6 +148,7 @@ def build_model_and_processor(args, label_names, accelerator):
         label2id={name: i for i, name in enumerate(label_names)},
         head_start_token_id=processor.head_start_token_id,
         tail_start_token_id=processor.tail_start_token_id,
+        object_tails=object_tails,
     )
     model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
     return model, processor, uses_images
@@ -182,7 +191,7 @@ def make_collate_fn(processor, uses_images, cached_image_features=False):
         batch = processor(
             tokens=[r["tokens"] for r in records],
             head=[r["head"] for r in records],
-            tail=[r["tail"] for r in records],
+            tail=[record_tail(r) for r in records],
             images=[r["image"] for r in records] if read_pictures else None,
             crops=[r["crops"] for r in records] if read_pictures else None,
         )
@@ -282,7 +291,8 @@ def main(argv=None):
 
     dataset = load_data(args, accelerator)
     label_names = dataset["train"].features["relation"].names
-    model, processor, uses_images = build_model_and_processor(args, label_names, accelerator)
+    object_tails = "tail_box" in dataset["train"].column_names
+    model, processor, uses_images = build_model_and_processor(args, label_names, object_tails, accelerator)
     if args.lora:
         # The adapter needs its starting point: the pretrained encoders with the resized vocabulary.
         if accelerator.is_main_process:

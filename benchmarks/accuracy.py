@@ -9,6 +9,7 @@ validation (selection) split and for test when the dataset has one.
     python benchmarks/accuracy.py                                           # embedded demo, 3 seeds
     python benchmarks/accuracy.py --data_dir ../shared/data/mnre --num_train_epochs 4
     python benchmarks/accuracy.py --data_dir MNRE/ --methods mmib -- --text_backbone bert-base-uncased
+    python benchmarks/accuracy.py --dataset more --data_dir MORE/
 
 Flags this script does not know are passed on to train_accelerate.py. Each run writes its model and
 `eval_results.json` under `--output_dir/<method>-seed<seed>`; a run whose folder already holds the
@@ -36,7 +37,8 @@ def parse_args():
     parser.add_argument("--methods", nargs="+", default=["baseline", "mmib"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     parser.add_argument("--num_train_epochs", type=int, default=None, help="Default: train_accelerate.py's.")
-    parser.add_argument("--data_dir", type=str, default=None, help="MNRE-layout folder; default: the embedded demo.")
+    parser.add_argument("--dataset", choices=["mnre", "more"], default="mnre", help="The layout of --data_dir.")
+    parser.add_argument("--data_dir", type=str, default=None, help="A dataset folder; default: the embedded demo.")
     parser.add_argument("--output_dir", type=Path, default=REPO / "outputs" / "accuracy")
     parser.add_argument(
         "--launcher", type=str, default=sys.executable, help="Runs the training script, e.g. 'accelerate launch'."
@@ -50,7 +52,7 @@ def train_command(args, method: str, seed: int, run_dir: Path) -> list[str]:
     command = [*args.launcher.split(), str(REPO / "train_accelerate.py"), "--method", method, "--seed", str(seed)]
     command += ["--output_dir", str(run_dir)]
     if args.data_dir is not None:
-        command += ["--dataset", "mnre", "--data_dir", str(Path(args.data_dir).absolute())]
+        command += ["--dataset", args.dataset, "--data_dir", str(Path(args.data_dir).absolute())]
     if args.num_train_epochs is not None:
         command += ["--num_train_epochs", str(args.num_train_epochs)]
     return command + args.train_flags
@@ -80,7 +82,8 @@ def main():
     args = parse_args()
     results = {method: {seed: run(args, method, seed) for seed in args.seeds} for method in args.methods}
 
-    dataset = f"MNRE-layout data in {args.data_dir}" if args.data_dir else "the embedded demo (regenerated per seed)"
+    layout = args.dataset.upper()
+    dataset = f"{layout}-layout data in {args.data_dir}" if args.data_dir else "the embedded demo (regenerated per seed)"
     lines = [
         f"## Accuracy: {dataset}",
         "",

@@ -24,6 +24,9 @@ class MREConfig(PreTrainedConfig):
         freeze_vision_encoder (`bool`, *optional*, defaults to `True`):
             Keep the vision encoder's weights and normalisation statistics fixed (MMIB detaches its
             ResNet; HVPNeT never updates it).
+        object_tails (`bool`, *optional*, defaults to `False`):
+            Whether tails may be objects in the image (MORE): methods that read an object's box then
+            build the layers for it. Off for text tails only (MNRE), so no layer goes untrained.
     """
 
     model_type = "mre"
@@ -42,3 +45,4 @@ class MREConfig(PreTrainedConfig):
     tail_start_token_id: int | None = None
     classifier_dropout: float = 0.1
     freeze_vision_encoder: bool = True
+    object_tails: bool = False

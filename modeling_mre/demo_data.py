@@ -1,12 +1,18 @@
-"""A small synthetic MRE dataset, in MNRE's layout, whose relations only the image reveals."""
+"""
+Small synthetic MRE datasets whose relations only the image reveals: one in MNRE's layout (the
+relation is the texture of the whole picture) and one in MORE's (the relation is the texture of the
+tail object's box, among other textured objects).
+"""
 
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 
@@ -134,6 +140,130 @@ def write_demo_dataset(
     Returns:
         `Path` of the written dataset folder.
     """
+    sizes = {"train": num_train, "val": num_validation, "test": num_test}
+
+    def write(build_dir: Path) -> None:
+        for split_index, (split, size) in enumerate(sizes.items()):
+            _write_split(build_dir, split, split_index, size, seed)
+        (build_dir / "ours_rel2id.json").write_text(json.dumps(DEMO_REL2ID), encoding="utf-8")
+
+    info = {"generator": "modeling_mre.demo_data.write_demo_dataset", "seed": seed, "sizes": sizes}
+    return _build_atomically(output_dir, write, info)
+
+
+# MORE's objects: up to 4 per image, one per quadrant, each a textured box on a noisy background.
+_OBJECT_GRID = 2
+_TITLE_TEMPLATES = (
+    "{h} pictured during the visit .",
+    "Photos : {h} at the opening ceremony",
+    "{h} speaks to reporters on Tuesday",
+    "In pictures : a day with {h}",
+)
+
+
+def _objects_image(rng: np.random.Generator) -> tuple[Image.Image, dict[str, list[float]], list[int]]:
+    """A picture with 2 to 4 textured boxes; returns it, their normalised (cx, cy, w, h) and textures."""
+    cell = IMAGE_SIZE // _OBJECT_GRID
+    pixels = rng.uniform(0, 255, size=3).astype(np.float32) * np.ones((IMAGE_SIZE, IMAGE_SIZE, 3), np.float32)
+    cells = rng.permutation(_OBJECT_GRID * _OBJECT_GRID)[: int(rng.integers(2, _OBJECT_GRID * _OBJECT_GRID + 1))]
+    boxes, labels = {}, []
+    for number, index in enumerate(cells.tolist()):
+        label = int(rng.integers(len(DEMO_TEXTURES)))
+        width, height = (int(v) for v in rng.integers(cell * 3 // 5, cell - 2, size=2))
+        left = (index % _OBJECT_GRID) * cell + int(rng.integers(0, cell - width + 1))
+        top = (index // _OBJECT_GRID) * cell + int(rng.integers(0, cell - height + 1))
+        foreground, background = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+        while np.abs(foreground - background).sum() < 120:
+            foreground, background = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+        mask = _texture(label, rng)[:height, :width, None]
+        pixels[top : top + height, left : left + width] = mask * foreground + (1 - mask) * background
+        boxes[f"object_{number}"] = [
+            (left + width / 2) / IMAGE_SIZE, (top + height / 2) / IMAGE_SIZE, width / IMAGE_SIZE, height / IMAGE_SIZE
+        ]
+        labels.append(label)
+    noise = rng.normal(0, 10, size=(IMAGE_SIZE // 4, IMAGE_SIZE // 4, 3)).repeat(4, axis=0).repeat(4, axis=1)
+    return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8)), boxes, labels
+
+
+def _side(center_x: float) -> str:
+    return "left" if center_x < 0.5 else "right"
+
+
+def _write_more_split(root: Path, split: str, split_index: int, size: int, seed: int, captions: dict) -> None:
+    text_rng = np.random.default_rng([seed, split_index, 2])
+    image_rng = np.random.default_rng([seed, split_index, 3])
+    relation_names = sorted(DEMO_REL2ID, key=DEMO_REL2ID.get)
+    image_folder = root / "img_org" / split
+    image_folder.mkdir(parents=True)
+    lines, objects = [], {}
+    for index in range(size):
+        image, boxes, labels = _objects_image(image_rng)
+        img_id = f"more_demo_{split}_{index:05d}.png"
+        image.save(image_folder / img_id)
+        objects[img_id] = boxes
+        captions[img_id] = {name: f"the object on the {_side(box[0])}" for name, box in boxes.items()}
+        # The tail is drawn independently of the text; its own texture is the relation.
+        tail_number = int(image_rng.integers(len(boxes)))
+        head = _entity_name(text_rng)
+        tokens, position = [], None
+        for word in str(text_rng.choice(_TITLE_TEMPLATES)).split():
+            if word == "{h}":
+                position = [len(tokens), len(tokens) + len(head.split())]
+                tokens.extend(head.split())
+            else:
+                tokens.append(word)
+        record = {
+            "token": tokens,
+            "h": {"name": head, "pos": position},
+            "t": {"name": f"object_{tail_number}"},
+            "img_id": img_id,
+            "relation": relation_names[labels[tail_number]],
+        }
+        lines.append(repr(record) + "\n")
+    (root / "txt").mkdir(exist_ok=True)
+    (root / "txt" / f"{split}.txt").write_text("".join(lines), encoding="utf-8")
+    torch.save(objects, root / f"ent_{split}_dict.pth")
+
+
+def write_more_demo_dataset(
+    output_dir: str | os.PathLike,
+    num_train: int = 600,
+    num_validation: int = 150,
+    num_test: int = 150,
+    seed: int = 0,
+) -> Path:
+    """
+    Write a synthetic dataset in MORE's layout (`txt/{train,valid,test}.txt`,
+    `ent_{train,valid,test}_dict.pth`, `rel2id.json`, `caption_dict.json`,
+    `img_org/{train,valid,test}/*.png`) that `load_more(output_dir)` reads.
+
+    Each picture holds 2 to 4 objects (`object_0`, ...), boxes with one of the demo textures each; the
+    tail is one of them and the relation is its texture. The other objects carry random textures, so
+    the whole picture does not tell which relation holds: the tail's crop does. Titles, names and
+    captions ("the object on the left") are independent of the relation. Written atomically and
+    replaced only if empty or a previous demo dataset, as `write_demo_dataset`.
+
+    Returns:
+        `Path` of the written dataset folder.
+    """
+    sizes = {"train": num_train, "valid": num_validation, "test": num_test}
+
+    def write(build_dir: Path) -> None:
+        captions = {}
+        for split_index, (split, size) in enumerate(sizes.items()):
+            _write_more_split(build_dir, split, split_index, size, seed, captions)
+        (build_dir / "rel2id.json").write_text(json.dumps(DEMO_REL2ID), encoding="utf-8")
+        (build_dir / "caption_dict.json").write_text(json.dumps(captions), encoding="utf-8")
+
+    info = {"generator": "modeling_mre.demo_data.write_more_demo_dataset", "seed": seed, "sizes": sizes}
+    return _build_atomically(output_dir, write, info)
+
+
+def _build_atomically(output_dir: str | os.PathLike, write: Callable[[Path], None], info: dict) -> Path:
+    """
+    Let `write(build_dir)` fill a sibling folder, add the marker file with `info` and the textures,
+    then move the folder into `output_dir`.
+    """
     output_dir = Path(output_dir).absolute()
     if output_dir.exists() and any(output_dir.iterdir()) and not (output_dir / _MARKER).is_file():
         raise FileExistsError(f"{output_dir} exists and is not a demo dataset; refusing to replace it")
@@ -141,16 +271,8 @@ def write_demo_dataset(
     build_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.build-", dir=output_dir.parent))
     build_dir.chmod(0o755)  # mkdtemp's private 0o700 would otherwise become the dataset's mode
     try:
-        sizes = {"train": num_train, "val": num_validation, "test": num_test}
-        for split_index, (split, size) in enumerate(sizes.items()):
-            _write_split(build_dir, split, split_index, size, seed)
-        (build_dir / "ours_rel2id.json").write_text(json.dumps(DEMO_REL2ID), encoding="utf-8")
-        info = {
-            "generator": "modeling_mre.demo_data.write_demo_dataset",
-            "seed": seed,
-            "sizes": sizes,
-            "textures": {name: DEMO_TEXTURES[label] for name, label in DEMO_REL2ID.items()},
-        }
+        write(build_dir)
+        info = {**info, "textures": {name: DEMO_TEXTURES[label] for name, label in DEMO_REL2ID.items()}}
         (build_dir / _MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         # A directory cannot be renamed over a non-empty one: move the old one aside first.
         old_dir = None

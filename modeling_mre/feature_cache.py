@@ -19,6 +19,8 @@ import datasets
 import numpy as np
 import torch
 
+from .processing_mre import record_tail
+
 
 def _fingerprint(dataset: datasets.Dataset, model, processor) -> str:
     """Changes whenever the rows, the vision weights or the picture preparation change."""
@@ -37,9 +39,11 @@ def add_image_features(
     Replace the `image` and `crops` columns of `dataset` (modeling_mre's record schema) by
     `image_features` (a list of `feature_size` floats, None without an image) and `crop_features`
     (one such list per kept crop), computed with `model.get_image_features` on the pixels that
-    `processor` prepares, in float32, without gradients. Rows sharing an `image_id` are encoded
-    once. The new columns are cached by `datasets` under a fingerprint of the rows, the vision
-    weights and the image preparation, so a later run on the same files reads them from disk.
+    `processor` prepares, in float32, without gradients; with object tails (MORE) also
+    `tail_features`, the feature of each tail's crop (None without an image). Rows sharing an
+    `image_id` have their whole image encoded once. The new columns are cached by `datasets` under a
+    fingerprint of the rows, the vision weights and the image preparation, so a later run on the
+    same files reads them from disk.
 
     Raises:
         ValueError: the model's vision encoder is trained (its features would change every step).
@@ -53,32 +57,43 @@ def add_image_features(
 
     seen = {}  # image_id -> feature of a whole image already encoded
     device = model.device
+    object_tails = "tail_box" in dataset.column_names
 
     def encode(batch):
+        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
         # An empty or missing image_id identifies nothing: such rows are encoded one by one.
-        keys = [key or None for key in batch.get("image_id", [None] * len(batch["image"]))]
-        images, pending = [], set()
-        for key, image in zip(keys, batch["image"]):
+        keys = [row.get("image_id") or None for row in rows]
+        images, encode_whole, pending = [], [], set()
+        for key, row in zip(keys, rows):
             repeated = key is not None and (key in seen or key in pending)
-            images.append(None if repeated else image)
-            if key is not None and image is not None:
+            # An object tail's crop is cut from its image, so that image is read even when repeated.
+            images.append(None if repeated and row.get("tail_box") is None else row["image"])
+            encode_whole.append(row["image"] is not None and not repeated)
+            if key is not None and row["image"] is not None:
                 pending.add(key)
         inputs = processor(
-            tokens=batch["tokens"], head=batch["head"], tail=batch["tail"], images=images, crops=batch["crops"]
+            tokens=batch["tokens"],
+            head=batch["head"],
+            tail=[record_tail(row) for row in rows],
+            images=images,
+            crops=batch["crops"],
         )
-        pictures, image_rows, crop_rows = [], [], []
+        pictures, image_rows, crop_rows, tail_rows = [], [], [], []
         if "pixel_values" in inputs:
-            image_rows = inputs["image_mask"].nonzero().flatten().tolist()
+            image_rows = [row for row in range(len(rows)) if encode_whole[row]]
             pictures.append(inputs["pixel_values"][image_rows])
         if "crop_mask" in inputs:
             crop_rows = inputs["crop_mask"].nonzero()[:, 0].tolist()
             pictures.append(inputs["crop_pixel_values"][inputs["crop_mask"]])
+        if "tail_pixel_values" in inputs:
+            tail_rows = (inputs["tail_mask"] & inputs["image_mask"]).nonzero().flatten().tolist()
+            pictures.append(inputs["tail_pixel_values"][tail_rows])
         features = []
         if pictures:
             with torch.no_grad():
                 features = model.get_image_features(torch.cat(pictures).to(device)).float().cpu().numpy()
 
-        image_features = [None] * len(images)
+        image_features = [None] * len(rows)
         for row, feature in zip(image_rows, features):
             image_features[row] = feature
             if keys[row] is not None:
@@ -86,14 +101,21 @@ def add_image_features(
         for row, image in enumerate(batch["image"]):
             if image is not None and image_features[row] is None:
                 image_features[row] = seen[keys[row]]
-        crop_features = [[] for _ in images]
+        crop_features = [[] for _ in rows]
         for row, feature in zip(crop_rows, features[len(image_rows) :]):
             crop_features[row].append(feature)
-        return {"image_features": image_features, "crop_features": crop_features}
+        encoded = {"image_features": image_features, "crop_features": crop_features}
+        if object_tails:
+            encoded["tail_features"] = [None] * len(rows)
+            for row, feature in zip(tail_rows, features[len(image_rows) + len(crop_rows) :]):
+                encoded["tail_features"][row] = feature
+        return encoded
 
     features = datasets.Features({k: v for k, v in dataset.features.items() if k not in ("image", "crops")})
     features["image_features"] = datasets.List(datasets.Value("float32"))
     features["crop_features"] = datasets.List(datasets.List(datasets.Value("float32")))
+    if object_tails:
+        features["tail_features"] = datasets.List(datasets.Value("float32"))
     return dataset.map(
         encode,
         batched=True,
@@ -107,17 +129,20 @@ def add_image_features(
 
 def stack_image_features(records: list[dict]) -> dict[str, torch.Tensor]:
     """
-    `image_features` (batch, feature) with `image_mask` (batch,), and `crop_features`
-    (batch, crops, feature) with `crop_mask` (batch, crops) when any row has crops, from rows of
-    `add_image_features`: absent pictures are zeros and masked out, as `MREProcessor` does with
-    pixels, and a batch without any picture gives `{}`.
+    `image_features` (batch, feature) with `image_mask` (batch,), `crop_features` (batch, crops,
+    feature) with `crop_mask` (batch, crops) when any row has crops, and `tail_features` (batch,
+    feature) when any row has an object tail's crop, from rows of `add_image_features`: absent
+    pictures are zeros and masked out, as `MREProcessor` does with pixels, and a batch without any
+    picture gives `{}`.
     """
     wholes = [record["image_features"] for record in records]
     crops = [record["crop_features"] or [] for record in records]
+    tails = [record.get("tail_features") for record in records]
     present = [feature for feature in wholes if feature is not None]
-    feature_size = len(present[0]) if present else next((len(c[0]) for c in crops if c), None)
-    if feature_size is None:
+    some_feature = next((f for f in [*present, *(c[0] for c in crops if c), *tails] if f is not None), None)
+    if some_feature is None:
         return {}
+    feature_size = len(some_feature)
     image_mask = torch.tensor([feature is not None for feature in wholes])
     image_features = torch.zeros(len(records), feature_size)
     if present:
@@ -129,4 +154,9 @@ def stack_image_features(records: list[dict]) -> dict[str, torch.Tensor]:
         crop_features = torch.zeros(len(records), num_crops, feature_size)
         crop_features[crop_mask] = torch.from_numpy(np.asarray([f for c in crops for f in c], dtype=np.float32))
         batch.update(crop_features=crop_features, crop_mask=crop_mask)
+    if any(tail is not None for tail in tails):
+        # Which rows' crop is real follows from tail_mask and image_mask, as with pixels.
+        batch["tail_features"] = torch.from_numpy(
+            np.asarray([tail if tail is not None else np.zeros(feature_size) for tail in tails], dtype=np.float32)
+        )
     return batch

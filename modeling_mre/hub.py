@@ -165,8 +165,9 @@ _COLUMN_CONTENT = {
     "id": "`<split>-<line index>` in the source file",
     "tokens": "the pre-tokenised text",
     "head": "head entity: its text and token span",
-    "tail": "tail entity: its text and token span",
+    "tail": "tail entity: its text and token span (an object tail has its name and no span)",
     "tail_box": "tail object box in the image (normalised centre x, centre y, width, height)",
+    "tail_caption": "caption of the tail object, or None",
     "image": "the post's picture, or None when it is not available",
     "image_id": "file name of the picture in the source release",
     "crops": "visual-grounding object crops of the picture (may be empty)",
@@ -429,8 +430,14 @@ def write_model_card(
         template_path=str(_templates_dir() / "model_card.md"),
         title=f"{method_facts['title']} on {dataset_facts['title']}",
         summary=(
-            "Multimodal relation extraction: given a text, two entities in it and the post's image, the model "
-            f"predicts the relation between the entities, one of {len(label_names)} (`None` included)."
+            (
+                "Multimodal relation extraction: given a text, an entity in it, the image and an object in the "
+                "image (a box), the model predicts the relation from the entity to the object, one of "
+                if dataset == "more"
+                else "Multimodal relation extraction: given a text, two entities in it and the post's image, the "
+                "model predicts the relation between the entities, one of "
+            )
+            + f"{len(label_names)} (`None` included)."
             + (" This baseline reads the text only." if config.get("vision_config") is None else "")
         ),
         method_title=method_facts["title"],

@@ -3,7 +3,7 @@
 import os
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 # Larger images are first reduced to this size on their long side (JPEG draft decoding, then a
 # thumbnail): every vision processor shrinks them to a few hundred pixels anyway, and a 50-megapixel
@@ -76,6 +76,28 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise ValueError(f"image file {os.fspath(path)} {_decoding_problem(err)}") from None
     image.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
     return to_rgb(image)
+
+
+# EXIF orientations 5 to 8 turn the picture by 90 degrees: the upright image swaps width and height.
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def image_size(image) -> tuple[int, int]:
+    """
+    (width, height) of an image as `load_image` turns it upright, before any size reduction: the frame
+    that pixel coordinates on the picture refer to. A file's header is read, not its pixels.
+    """
+    if isinstance(image, Image.Image):
+        return image.size
+    if not os.path.isfile(image):
+        raise FileNotFoundError(f"image file {os.fspath(image)} not found")
+    try:
+        with Image.open(image) as opened:
+            width, height = opened.size
+            orientation = opened.getexif().get(ExifTags.Base.Orientation)
+    except _DECODING_ERRORS as err:
+        raise ValueError(f"image file {os.fspath(image)} {_decoding_problem(err)}") from None
+    return (height, width) if orientation in _TRANSPOSING_ORIENTATIONS else (width, height)
 
 
 def load_image(image) -> Image.Image | None:

@@ -114,6 +114,8 @@ class MMIBForRelationExtraction(MREPreTrainedModel):
     MMIB for relation extraction. Images and object crops may be absent per example: a learned
     "no image" vector takes the whole image's place (never a blank picture read as evidence),
     absent crops are masked out, and examples without an image do not enter the alignment loss.
+    An object tail (MORE) adds a visual slot after the whole image: its crop's state plus a
+    projection of its box features, which the text (and its `<o>` marker) reads in the fusion.
     """
 
     config_class = MMIBConfig
@@ -130,6 +132,9 @@ class MMIBForRelationExtraction(MREPreTrainedModel):
         )
         self.image_projection = nn.Linear(vision_feature_size(config.vision_config), hidden_size)
         self.no_image_embedding = nn.Embedding(1, hidden_size)
+        # An object tail's box features [cx, cy, w, h, w * h] (MOREformer's), added to its crop's
+        # state; the bias tells the tail's slot from the other crops.
+        self.tail_box_projection = nn.Linear(5, hidden_size) if config.object_tails else None
 
         self.text_variational = MMIBVariationalEncoder(config)
         self.image_variational = MMIBVariationalEncoder(config)
@@ -161,50 +166,86 @@ class MMIBForRelationExtraction(MREPreTrainedModel):
         batch_size: int,
         image_features: torch.FloatTensor | None = None,
         crop_features: torch.FloatTensor | None = None,
+        tail_mask: torch.BoolTensor | None = None,
+        tail_box_features: torch.FloatTensor | None = None,
+        tail_pixel_values: torch.FloatTensor | None = None,
+        tail_features: torch.FloatTensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """
-        Visual slots [whole image; object crops] of shape (batch, slots, hidden), which slots are
-        real (batch, slots), and which examples have their whole image (batch,). The pictures come
-        either as pixels or as their precomputed `get_image_features` (never a mix of the two).
+        Visual slots [whole image; tail object (object tails only); object crops] of shape (batch,
+        slots, hidden), which slots are real (batch, slots), and which examples have their whole
+        image (batch,). The pictures come either as pixels or as their precomputed
+        `get_image_features` (never a mix of the two).
         """
-        precomputed = image_features is not None or crop_features is not None
-        if precomputed and (pixel_values is not None or crop_pixel_values is not None):
+        if tail_mask is not None and self.tail_box_projection is None:
+            raise ValueError(
+                "this model was built for text tails only (config.object_tails=False) and has no layers for an "
+                "object tail: train one with object_tails=True (train_accelerate.py does on MORE)"
+            )
+        if tail_mask is not None and tail_box_features is None:
+            raise ValueError("object tails (tail_mask) need their tail_box_features, as MREProcessor gives them")
+        precomputed = any(t is not None for t in (image_features, crop_features, tail_features))
+        if precomputed and any(t is not None for t in (pixel_values, crop_pixel_values, tail_pixel_values)):
             raise ValueError("give pixel values or precomputed image features, not both")
         whole_images = image_features if precomputed else pixel_values
         crops = crop_features if precomputed else crop_pixel_values
-        no_image = self.no_image_embedding.weight[:1].expand(batch_size, -1)  # (batch, hidden)
-        if whole_images is None:
-            no_image_states = no_image[:, None]  # (batch, 1, hidden)
-            all_slots = torch.ones(batch_size, 1, dtype=torch.bool, device=no_image.device)
-            return no_image_states, all_slots, torch.zeros(batch_size, dtype=torch.bool, device=no_image.device)
-
+        tail_crops = tail_features if precomputed else tail_pixel_values
+        device = self.no_image_embedding.weight.device
         feature_size = self.image_projection.in_features
-        if precomputed and any(t is not None and t.shape[-1] != feature_size for t in (whole_images, crops)):
+        given = [t for t in (whole_images, crops, tail_crops) if t is not None]
+        if precomputed and any(t.shape[-1] != feature_size for t in given):
             raise ValueError(f"precomputed image features must have {feature_size} values, as get_image_features gives")
-        if image_mask is None:
-            image_mask = torch.ones(batch_size, dtype=torch.bool, device=whole_images.device)
-        pictures = whole_images[:, None]  # (batch, 1, 3, height, width) or (batch, 1, feature)
-        present = image_mask.bool()[:, None]  # (batch, 1)
+
+        if whole_images is None:
+            has_image = torch.zeros(batch_size, dtype=torch.bool, device=device)
+        elif image_mask is None:
+            has_image = torch.ones(batch_size, dtype=torch.bool, device=device)
+        else:
+            has_image = image_mask.bool()
+        # Each group of slots: its pictures (batch, n, ...) or None, and which of them exist (batch, n).
+        groups = [(whole_images[:, None] if whole_images is not None else None, has_image[:, None])]
+        if tail_mask is not None:
+            # The tail's crop is cut from the image, so it exists only where the image does.
+            tail_crop_present = tail_mask.bool() & has_image if tail_crops is not None else torch.zeros_like(has_image)
+            groups.append((tail_crops[:, None] if tail_crops is not None else None, tail_crop_present[:, None]))
         if crops is not None and self.config.num_object_crops > 0:
             crops = crops[:, : self.config.num_object_crops]
-            if crop_mask is None:
-                crop_mask = torch.ones(crops.shape[:2], dtype=torch.bool, device=whole_images.device)
-            pictures = torch.cat([pictures, crops], dim=1)  # (batch, slots, ...)
-            present = torch.cat([present, crop_mask[:, : self.config.num_object_crops].bool()], dim=1)
+            present_crops = crop_mask[:, : self.config.num_object_crops].bool() if crop_mask is not None else None
+            if present_crops is None:
+                present_crops = torch.ones(crops.shape[:2], dtype=torch.bool, device=crops.device)
+            groups.append((crops, present_crops))
+        present = torch.cat([group_present for _, group_present in groups], dim=1)  # (batch, slots)
 
-        # Only pictures that exist go through the encoder (or are read from the precomputed features).
-        slot_features = pictures.new_zeros(*present.shape, feature_size)
+        # Only pictures that exist go through the encoder (or are read from the precomputed features),
+        # in one call, then each group's share is scattered back to its slots.
+        existing = [pictures[group_present] for pictures, group_present in groups if pictures is not None]
+        slot_features = torch.zeros(*present.shape, feature_size, device=device)
         if present.any():
-            features = pictures[present] if precomputed else self.get_image_features(pictures[present])
-            slot_features[present] = features.to(slot_features.dtype)  # (batch, slots, feature)
+            pictures = torch.cat(existing)  # (num_present, 3, height, width) or (num_present, feature)
+            features = pictures if precomputed else self.get_image_features(pictures)
+            slot_features = slot_features.to(features.dtype)
+            first_slot, first_feature = 0, 0
+            for _, group_present in groups:
+                num_slots, num_features = group_present.shape[1], int(group_present.sum())
+                group_features = features[first_feature : first_feature + num_features]
+                slot_features[:, first_slot : first_slot + num_slots][group_present] = group_features
+                first_slot, first_feature = first_slot + num_slots, first_feature + num_features
         slot_states = self.image_projection(slot_features)  # (batch, slots, hidden)
+        slot_states = slot_states * present[..., None]
 
         # Without its whole image an example reads the learned "no image" vector in slot 0, so
         # absence is explicit and attention over the slots always has a key.
-        has_image = present[:, 0]
-        whole_image = torch.where(has_image[:, None], slot_states[:, 0], no_image.to(slot_states.dtype))
+        no_image = self.no_image_embedding.weight[0].to(slot_states.dtype)
+        whole_image = torch.where(has_image[:, None], slot_states[:, 0], no_image)
         slot_states = torch.cat([whole_image[:, None], slot_states[:, 1:]], dim=1)
-        slot_mask = torch.cat([torch.ones_like(present[:, :1]), present[:, 1:]], dim=1)
+        slot_mask = present.clone()
+        slot_mask[:, 0] = True
+        if tail_mask is not None:
+            # The tail slot is real for every object tail: its box places it even without the picture.
+            box = self.tail_box_projection(tail_box_features.to(slot_states.dtype))  # (batch, hidden)
+            tail_slot = slot_states[:, 1] + box * tail_mask[:, None]
+            slot_states = torch.cat([slot_states[:, :1], tail_slot[:, None], slot_states[:, 2:]], dim=1)
+            slot_mask[:, 1] = tail_mask.bool()
         return slot_states, slot_mask, has_image
 
     def alignment_loss(self, text_vector: torch.Tensor, image_vector: torch.Tensor) -> torch.Tensor:
@@ -229,6 +270,10 @@ class MMIBForRelationExtraction(MREPreTrainedModel):
         crop_mask: torch.BoolTensor | None = None,
         image_features: torch.FloatTensor | None = None,
         crop_features: torch.FloatTensor | None = None,
+        tail_mask: torch.BoolTensor | None = None,
+        tail_box_features: torch.FloatTensor | None = None,
+        tail_pixel_values: torch.FloatTensor | None = None,
+        tail_features: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         **kwargs,
     ) -> MMIBOutput:
@@ -245,6 +290,15 @@ class MMIBForRelationExtraction(MREPreTrainedModel):
             image (`modeling_mre.feature_cache`) and reused every epoch. `image_mask` applies as above.
         crop_features (`torch.FloatTensor` of shape `(batch_size, num_crops, feature_size)`, *optional*):
             The crops' `get_image_features`, instead of `crop_pixel_values`; `crop_mask` applies.
+        tail_mask (`torch.BoolTensor` of shape `(batch_size,)`, *optional*):
+            Which examples' tail is an object in the image (MORE) rather than a span of the text. Each
+            such tail gets a visual slot of its own: its box features, plus its crop where the image exists.
+        tail_box_features (`torch.FloatTensor` of shape `(batch_size, 5)`, *optional*):
+            `[cx, cy, w, h, w * h]` of each object tail's normalised box; required with `tail_mask`.
+        tail_pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, height, width)`, *optional*):
+            The object tails' crops, read where `tail_mask` and the image's presence are both True.
+        tail_features (`torch.FloatTensor` of shape `(batch_size, feature_size)`, *optional*):
+            The tail crops' `get_image_features`, instead of `tail_pixel_values`.
         """
         batch_size = input_ids.shape[0]
         if attention_mask is None:
@@ -256,8 +310,18 @@ class MMIBForRelationExtraction(MREPreTrainedModel):
         ).last_hidden_state  # (batch, seq_len, text_hidden)
         text_states = self.text_projection(text_states)  # (batch, seq_len, hidden)
         image_states, image_slot_mask, has_image = self.encode_images(
-            pixel_values, image_mask, crop_pixel_values, crop_mask, batch_size, image_features, crop_features
-        )  # (batch, 1 + num_crops, hidden), (batch, 1 + num_crops), (batch,)
+            pixel_values,
+            image_mask,
+            crop_pixel_values,
+            crop_mask,
+            batch_size,
+            image_features,
+            crop_features,
+            tail_mask,
+            tail_box_features,
+            tail_pixel_values,
+            tail_features,
+        )  # (batch, slots, hidden), (batch, slots), (batch,): slots = whole image [+ tail object] + crops
 
         # Refinement regulariser: variational bottleneck on each modality.
         text_sample, text_kl = self.text_variational(text_states, text_mask)  # (batch, seq_len, hidden)

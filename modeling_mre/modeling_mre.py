@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import AutoModel, PreTrainedModel
 from transformers.models.mobilenet_v2.modeling_mobilenet_v2 import apply_depth_multiplier
 from transformers.utils import ModelOutput
 

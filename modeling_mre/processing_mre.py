@@ -1,15 +1,16 @@
 """
 MREProcessor: marks the two entities in the text, tokenizes with dynamic padding, and prepares the
-image and its object crops, with absence made explicit by masks.
+image and its object crops, with absence made explicit by masks. A tail may also be an object in the
+image (MORE): its box is cut from the picture and described by MOREformer's box features.
 """
 
+import math
 from collections.abc import Sequence
 
 import torch
-from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature, ProcessorMixin
 
-from .images_mre import load_image
+from .images_mre import image_size, load_image
 
 
 def _find_entity(text: str, name: str, role: str) -> tuple[int, int]:
@@ -41,21 +42,83 @@ def _character_span(text: str, entity, role: str) -> tuple[int, int]:
     return start, end
 
 
-def _tokens_to_text(tokens: Sequence[str], head: dict, tail: dict) -> tuple[str, tuple[int, int], tuple[int, int]]:
+def _tokens_to_text(tokens: Sequence[str], spans: dict[str, dict]) -> tuple[str, dict[str, tuple[int, int]]]:
     """Join pre-tokenized words with spaces and turn token spans (end exclusive) into character spans."""
     starts, position = [], 0
     for token in tokens:
         starts.append(position)
         position += len(token) + 1
-    text = " ".join(tokens)
-
-    def to_characters(entity: dict, role: str) -> tuple[int, int]:
+    character_spans = {}
+    for role, entity in spans.items():
         start, end = entity["start"], entity["end"]
-        if not 0 <= start < end <= len(tokens):
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(tokens)):
             raise ValueError(f"{role} token span [{start}, {end}) is out of range for {len(tokens)} tokens")
-        return starts[start], starts[end - 1] + len(tokens[end - 1])
+        character_spans[role] = (starts[start], starts[end - 1] + len(tokens[end - 1]))
+    return " ".join(tokens), character_spans
 
-    return text, to_characters(head, "head"), to_characters(tail, "tail")
+
+def is_object_tail(tail) -> bool:
+    """Whether a tail is an object in the image (a dict with a `box`) rather than a span of the text."""
+    return isinstance(tail, dict) and "box" in tail
+
+
+def center_box_to_corners(box: Sequence[float]) -> list[float]:
+    """Normalised (center x, center y, width, height), the datasets' `tail_box`, to corners (x0, y0, x1, y1)."""
+    center_x, center_y, width, height = box
+    return [center_x - width / 2, center_y - height / 2, center_x + width / 2, center_y + height / 2]
+
+
+def record_tail(record: dict):
+    """The `tail` argument of `MREProcessor` for a row of the record schema: its token span, or its object."""
+    if record.get("tail_box") is None:
+        return record["tail"]
+    caption = record.get("tail_caption")
+    return {
+        "name": record["tail"]["name"],
+        "box": center_box_to_corners(record["tail_box"]),
+        **({"caption": caption} if caption else {}),
+    }
+
+
+def _normalised_box(tail: dict, image, role: str) -> list[float]:
+    """
+    The corners (x0, y0, x1, y1) of an object tail as fractions of the image's width and height. Four
+    values within [0, 1] are read as normalised already; otherwise they are pixels of the upright image.
+    """
+    box = tail["box"]
+    if (
+        not isinstance(box, Sequence)
+        or isinstance(box, str)
+        or len(box) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
+    ):
+        raise ValueError(f"the {role} box must be four finite numbers [x0, y0, x1, y1], got {box!r}")
+    x0, y0, x1, y1 = map(float, box)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"the {role} box {list(box)} has zero area: it needs x0 < x1 and y0 < y1")
+    if all(0.0 <= v <= 1.0 for v in (x0, y0, x1, y1)):
+        return [x0, y0, x1, y1]
+    if image is None:
+        raise ValueError(
+            f"the {role} box {list(box)} is in pixels, which needs the image to place it; "
+            "give the image, or the box normalised to [0, 1]"
+        )
+    width, height = image_size(image)
+    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+        raise ValueError(f"the {role} box {list(box)} (pixels) lies outside the {width}x{height} image")
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        raise ValueError(
+            f"the {role} box {list(box)} is read as pixels but is under one pixel wide or high; "
+            "a normalised box must lie within [0, 1]"
+        )
+    return [x0 / width, y0 / height, x1 / width, y1 / height]
+
+
+def box_features(corners: Sequence[float]) -> list[float]:
+    """MOREformer's box features `[cx, cy, w, h, w * h]` of normalised corners."""
+    x0, y0, x1, y1 = corners
+    width, height = x1 - x0, y1 - y0
+    return [x0 + width / 2, y0 + height / 2, width, height, width * height]
 
 
 class MREProcessor(ProcessorMixin):
@@ -66,6 +129,10 @@ class MREProcessor(ProcessorMixin):
     special tokens. Both closing markers are always written (peers drop one when a span ends the
     sentence) and a text longer than `max_length` is cut to a window that contains both entities
     with their markers. Padding is to the longest sequence of the batch.
+
+    An object tail (MORE) is a box in the image: `<o> name </o>` (or its caption) follows the text as
+    the tokenizer's second segment, so every method still reads the tail at `<o>`, and its crop of
+    the image with the box features `[cx, cy, w, h, w * h]` goes to the vision side.
 
     Args:
         image_processor ([`BaseImageProcessor`]): Prepares the whole image and its object crops.
@@ -108,13 +175,21 @@ class MREProcessor(ProcessorMixin):
             tokenizer.add_special_tokens({"additional_special_tokens": missing})
         self.marker_ids = tokenizer.convert_tokens_to_ids(markers)
 
-        # v5 tokenizers cannot add special tokens around ids, so the window cut keeps the ones a
-        # one-word encoding shows before and after the word.
-        with_special = tokenizer("a")["input_ids"]
-        word = tokenizer("a", add_special_tokens=False)["input_ids"]
-        prefix_length = with_special.index(word[0])
-        self._prefix_ids = with_special[:prefix_length]
-        self._suffix_ids = with_special[prefix_length + len(word) :]
+        # v5 tokenizers cannot add special tokens around ids, so encodings are assembled from the
+        # special tokens that one-word encodings show around the words: [CLS] a [SEP] b [SEP] for BERT.
+        word_a = tokenizer("a", add_special_tokens=False)["input_ids"]
+        word_b = tokenizer("b", add_special_tokens=False)["input_ids"]
+        single = tokenizer("a")["input_ids"]
+        start_a = single.index(word_a[0])
+        self._prefix_ids = single[:start_a]
+        self._suffix_ids = single[start_a + len(word_a) :]
+        pair = tokenizer("a", "b")
+        end_a = pair["input_ids"].index(word_a[0]) + len(word_a)
+        start_b = pair["input_ids"].index(word_b[0], end_a)
+        self._pair_middle_ids = pair["input_ids"][end_a:start_b]
+        self._pair_suffix_ids = pair["input_ids"][start_b + len(word_b) :]
+        # The segment id of the second segment and its closing special tokens (1 for BERT).
+        self._second_segment_type = pair["token_type_ids"][start_b] if "token_type_ids" in pair else 0
         if max_length < len(self._prefix_ids) + len(self._suffix_ids) + 6:
             raise ValueError(f"max_length {max_length} leaves no room for two entities and their four markers")
 
@@ -135,51 +210,77 @@ class MREProcessor(ProcessorMixin):
     def tail_start_token_id(self) -> int:
         return self.marker_ids[2]
 
-    def mark_entities(self, text: str, head_span: tuple[int, int], tail_span: tuple[int, int]) -> str:
-        """Insert the four markers at character spans; overlapping and nested spans nest the markers."""
-        (head_start, head_end), (tail_start, tail_end) = head_span, tail_span
+    def mark_entities(self, text: str, head_span: tuple[int, int], tail_span: tuple[int, int] | None) -> str:
+        """
+        Insert the markers at character spans; overlapping and nested spans nest the markers. Without
+        a `tail_span` (an object tail) only the head is marked.
+        """
+        (head_start, head_end) = head_span
         head_open, head_close = self.head_markers
         tail_open, tail_close = self.tail_markers
         # At one position closers come before openers, and the inner span opens last and closes first.
-        insertions = sorted(
-            [
-                (head_start, 1, -head_end, 0, head_open),
-                (tail_start, 1, -tail_end, 1, tail_open),
-                (head_end, 0, -head_start, 1, head_close),
-                (tail_end, 0, -tail_start, 0, tail_close),
-            ]
-        )
+        insertions = [(head_start, 1, -head_end, 0, head_open), (head_end, 0, -head_start, 1, head_close)]
+        if tail_span is not None:
+            tail_start, tail_end = tail_span
+            insertions += [(tail_start, 1, -tail_end, 1, tail_open), (tail_end, 0, -tail_start, 0, tail_close)]
         pieces, previous = [], 0
-        for position, *_, marker in insertions:
+        for position, *_, marker in sorted(insertions):
             pieces.extend([text[previous:position], f" {marker} "])
             previous = position
         pieces.append(text[previous:])
         return "".join(pieces)
 
-    def _window(self, input_ids: list[int], example_index: int) -> list[int]:
-        """Cut an over-long encoding to `max_length` around the markers, keeping the special tokens."""
-        if len(input_ids) <= self.max_length:
-            return input_ids
-        content = input_ids[len(self._prefix_ids) : len(input_ids) - len(self._suffix_ids)]
-        budget = self.max_length - len(self._prefix_ids) - len(self._suffix_ids)
+    def _window(self, content: list[int], budget: int, example_index: int) -> list[int]:
+        """Cut token ids (no special tokens) to `budget` around the entity markers they contain."""
+        if len(content) <= budget:
+            return content
         marker_positions = [i for i, token_id in enumerate(content) if token_id in self.marker_ids]
         first, last = min(marker_positions), max(marker_positions)
         needed = last - first + 1
         if needed > budget:
             raise ValueError(
-                f"example {example_index}: the two entities and their markers span {needed} tokens, "
-                f"more than max_length={self.max_length} allows ({budget} besides special tokens)"
+                f"example {example_index}: the entities and their markers span {needed} tokens, "
+                f"more than max_length={self.max_length} allows ({budget} for the text)"
             )
         start = min(max(first - (budget - needed) // 2, 0), len(content) - budget)
-        return self._prefix_ids + content[start : start + budget] + self._suffix_ids
+        return content[start : start + budget]
 
-    def _prepare_images(self, images: list, crops: list | None) -> dict[str, torch.Tensor]:
+    def _assemble(
+        self, text_ids: list[int], tail_ids: list[int] | None, example_index: int
+    ) -> tuple[list[int], list[int]]:
+        """
+        `input_ids` and `token_type_ids` of one example: the marked text, cut to `max_length`, then an
+        object tail's `<o> name </o>` as the second segment.
+        """
+        if tail_ids is None:
+            budget = self.max_length - len(self._prefix_ids) - len(self._suffix_ids)
+            input_ids = self._prefix_ids + self._window(text_ids, budget, example_index) + self._suffix_ids
+            return input_ids, [0] * len(input_ids)
+        # A name or caption longer than half the window gives up its end (never `</o>`): the text needs room too.
+        max_tail = max(2, (self.max_length - len(self._prefix_ids) - len(self._pair_middle_ids)) // 2)
+        if len(tail_ids) > max_tail:
+            tail_ids = tail_ids[: max_tail - 1] + tail_ids[-1:]
+        budget = self.max_length - len(self._prefix_ids) - len(self._pair_middle_ids) - len(tail_ids)
+        budget -= len(self._pair_suffix_ids)
+        first = self._prefix_ids + self._window(text_ids, budget, example_index) + self._pair_middle_ids
+        second = tail_ids + self._pair_suffix_ids
+        return first + second, [0] * len(first) + [self._second_segment_type] * len(second)
+
+    def _prepare_images(self, images: list, crops: list | None, tail_boxes: list) -> dict[str, torch.Tensor]:
         images = [load_image(image) for image in images]
         crops = [
             [crop for crop in map(load_image, example_crops or []) if crop is not None][: self.max_object_crops]
             for example_crops in (crops if crops is not None else [None] * len(images))
         ]
+        # An object tail's crop exists where its image does; boxes are normalised corners here.
+        tail_crops = [
+            image.crop((box[0] * image.width, box[1] * image.height, box[2] * image.width, box[3] * image.height))
+            if image is not None and box is not None
+            else None
+            for image, box in zip(images, tail_boxes)
+        ]
         pictures = [image for image in images if image is not None] + [crop for cs in crops for crop in cs]
+        pictures += [crop for crop in tail_crops if crop is not None]
         if not pictures:
             return {}
         # One call for every picture of the batch, then scattered back: absent ones stay zero and masked.
@@ -190,11 +291,17 @@ class MREProcessor(ProcessorMixin):
         pixel_values[image_mask] = pixels[:num_images]
         features = {"pixel_values": pixel_values, "image_mask": image_mask}
         num_crops = max(len(example_crops) for example_crops in crops)
+        crop_mask = torch.tensor([[j < len(example_crops) for j in range(num_crops)] for example_crops in crops])
+        num_crop_pictures = int(crop_mask.sum())
         if num_crops:
-            crop_mask = torch.tensor([[j < len(example_crops) for j in range(num_crops)] for example_crops in crops])
             crop_pixel_values = pixels.new_zeros(len(images), num_crops, *pixels.shape[1:])
-            crop_pixel_values[crop_mask] = pixels[num_images:]
+            crop_pixel_values[crop_mask] = pixels[num_images : num_images + num_crop_pictures]
             features.update(crop_pixel_values=crop_pixel_values, crop_mask=crop_mask)
+        tail_crop_mask = torch.tensor([crop is not None for crop in tail_crops])
+        if tail_crop_mask.any():
+            tail_pixel_values = pixels.new_zeros(len(images), *pixels.shape[1:])
+            tail_pixel_values[tail_crop_mask] = pixels[num_images + num_crop_pictures :]
+            features["tail_pixel_values"] = tail_pixel_values
         return features
 
     def __call__(
@@ -218,6 +325,12 @@ class MREProcessor(ProcessorMixin):
             tokens (`list[str]` or `list[list[str]]`, *optional*):
                 Pre-tokenized words (the dataset schema); `head` and `tail` are then
                 `{"start", "end"}` token spans, end exclusive.
+            tail:
+                Besides the text forms above, an object in the image: `{"box": [x0, y0, x1, y1]}`, in
+                pixels of the (upright) image or normalised to [0, 1] (four values within [0, 1] are
+                read as normalised), with an optional `"name"` and `"caption"`. `<o> caption-or-name
+                </o>` becomes the text's second segment; the box must lie inside the image and have
+                an area.
             images (path, `PIL.Image.Image`, `None` or a list of them, *optional*):
                 The image of each example; `None` means "no image" and sets `image_mask` False.
             crops (`list[list[PIL.Image.Image]]`, *optional*):
@@ -227,7 +340,10 @@ class MREProcessor(ProcessorMixin):
             [`BatchFeature`] with `input_ids`, `attention_mask` (and `token_type_ids` when the
             tokenizer makes them), plus `pixel_values` (batch, 3, H, W) and `image_mask` (batch,)
             when any example has an image, and `crop_pixel_values` (batch, crops, 3, H, W) with
-            `crop_mask` (batch, crops) when any has crops.
+            `crop_mask` (batch, crops) when any has crops. When any tail is an object:
+            `tail_mask` (batch,) says which, `tail_box_features` (batch, 5) holds their
+            `[cx, cy, w, h, w * h]` (zeros for text tails), and `tail_pixel_values` (batch, 3, H, W)
+            their crops where `tail_mask` and `image_mask` are both True.
         """
         if (text is None) == (tokens is None):
             raise ValueError("give exactly one of `text` (raw strings) or `tokens` (pre-tokenized words)")
@@ -243,36 +359,74 @@ class MREProcessor(ProcessorMixin):
             if values is not None and len(values) != batch_size:
                 raise ValueError(f"{batch_size} examples but {len(values)} values for `{name}`")
 
-        marked_texts = []
+        marked_texts, tail_texts, tail_boxes = [], [], []
         for i in range(batch_size):
+            object_tail = is_object_tail(tail[i])
+            entities = {"head": head[i]} if object_tail else {"head": head[i], "tail": tail[i]}
             if tokens is not None:
-                example_text, head_span, tail_span = _tokens_to_text(tokens[i], head[i], tail[i])
+                example_text, spans = _tokens_to_text(tokens[i], entities)
             else:
                 if not isinstance(text[i], str):
                     raise TypeError(f"example {i}: text must be a string, got {type(text[i]).__name__}")
                 if not text[i].strip():
                     raise ValueError(f"example {i}: the text is empty")
                 example_text = text[i]
-                head_span = _character_span(example_text, head[i], "head")
-                tail_span = _character_span(example_text, tail[i], "tail")
-            if head_span == tail_span:
+                spans = {role: _character_span(example_text, entity, role) for role, entity in entities.items()}
+            if spans["head"] == spans.get("tail"):
                 raise ValueError(
-                    f"example {i}: head and tail are the same span {head_span} of the text; "
+                    f"example {i}: head and tail are the same span {spans['head']} of the text; "
                     "a relation needs two entities (overlapping spans are fine)"
                 )
-            marked_texts.append(self.mark_entities(example_text, head_span, tail_span))
+            marked_texts.append(self.mark_entities(example_text, spans["head"], spans.get("tail")))
+            if object_tail:
+                try:
+                    tail_boxes.append(_normalised_box(tail[i], images[i], "tail"))
+                except (ValueError, FileNotFoundError) as err:
+                    raise type(err)(f"example {i}: {err}") from None
+                description = tail[i].get("caption") or tail[i].get("name") or ""
+                if not isinstance(description, str):
+                    raise TypeError(f"example {i}: the tail object's name and caption must be strings")
+                tail_texts.append(f"{self.tail_markers[0]} {description} {self.tail_markers[1]}")
+            else:
+                tail_boxes.append(None)
+                tail_texts.append(None)
 
-        encoding = self.tokenizer(marked_texts, add_special_tokens=True, truncation=False, return_attention_mask=False)
-        input_ids = [self._window(ids, i) for i, ids in enumerate(encoding["input_ids"])]
-        features = self.tokenizer.pad(
-            {"input_ids": input_ids}, padding=True, return_attention_mask=True, return_tensors=return_tensors
+        text_ids = self.tokenizer(marked_texts, add_special_tokens=False)["input_ids"]
+        object_texts = [t for t in tail_texts if t is not None]
+        object_ids = iter(self.tokenizer(object_texts, add_special_tokens=False)["input_ids"] if object_texts else [])
+        input_ids, token_type_ids = zip(
+            *(
+                self._assemble(ids, next(object_ids) if tail_text is not None else None, i)
+                for i, (ids, tail_text) in enumerate(zip(text_ids, tail_texts))
+            )
         )
-        if "token_type_ids" in encoding:
-            features["token_type_ids"] = torch.zeros_like(features["input_ids"])
+        features = self.tokenizer.pad(
+            {"input_ids": list(input_ids)}, padding=True, return_attention_mask=True, return_tensors=return_tensors
+        )
+        if "token_type_ids" in self.tokenizer.model_input_names:
+            width = features["input_ids"].shape[1]
+            padded_types = []
+            for types in token_type_ids:
+                padding = [0] * (width - len(types))
+                padded_types.append(padding + types if self.tokenizer.padding_side == "left" else types + padding)
+            features["token_type_ids"] = torch.tensor(padded_types)
         features = dict(features)
-        features.update(self._prepare_images(images, crops))
+        if object_texts:
+            features["tail_mask"] = torch.tensor([box is not None for box in tail_boxes])
+            features["tail_box_features"] = torch.tensor(
+                [box_features(box) if box is not None else [0.0] * 5 for box in tail_boxes]
+            )
+        features.update(self._prepare_images(images, crops, tail_boxes))
         return BatchFeature(features, tensor_type=return_tensors)
 
     @property
     def model_input_names(self) -> list[str]:
-        return self.tokenizer.model_input_names + ["pixel_values", "image_mask", "crop_pixel_values", "crop_mask"]
+        return self.tokenizer.model_input_names + [
+            "pixel_values",
+            "image_mask",
+            "crop_pixel_values",
+            "crop_mask",
+            "tail_mask",
+            "tail_box_features",
+            "tail_pixel_values",
+        ]

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from modeling_mre import MMIBConfig, MMIBForRelationExtraction
-from modeling_mre.data_mnre import mnre_features
+from modeling_mre.data_mre import record_features
 from modeling_mre.feature_cache import add_image_features, stack_image_features
 
 TEXT_CONFIG = dict(
@@ -34,7 +34,7 @@ def picture(seed, size=(48, 40)):
 
 def make_dataset(num_rows=7):
     """Rows with a whole image (rows 0-2 share one), without one, and with 0 to 3 object crops."""
-    rows = {name: [] for name in mnre_features(["None", "a", "b"])}
+    rows = {name: [] for name in record_features(["None", "a", "b"])}
     for i in range(num_rows):
         image_id = "shared.jpg" if i < 3 else f"image_{i}.jpg"
         rows["id"].append(f"train-{i}")
@@ -45,7 +45,7 @@ def make_dataset(num_rows=7):
         rows["image_id"].append(image_id)
         rows["crops"].append([picture(100 + 10 * i + j, (20, 30)) for j in range(i % 4)])
         rows["relation"].append(i % 3)
-    return datasets.Dataset.from_dict(rows, features=mnre_features(["None", "a", "b"]))
+    return datasets.Dataset.from_dict(rows, features=record_features(["None", "a", "b"]))
 
 
 def count_encoded_pictures(model):
@@ -82,6 +82,39 @@ def test_cached_features_give_the_logits_and_loss_of_pixels(processor, train_scr
     loss_with_pixels = model(**with_pixels).loss
     torch.manual_seed(1)
     torch.testing.assert_close(model(**with_features).loss, loss_with_pixels)
+
+
+def make_object_tail_dataset():
+    """MORE-like rows: object tails on a shared image (rows 0-2), on their own image, and without an image."""
+    features = record_features(["None", "a", "b"], object_tails=True)
+    rows = {name: [] for name in features}
+    for i in range(6):
+        rows["id"].append(f"train-{i}")
+        rows["tokens"].append(["obama", "visits", "berlin"] if i % 2 else ["merkel", "with", "obama"])
+        rows["head"].append({"name": "x", "start": 0, "end": 1})
+        rows["tail"].append({"name": f"object_{i}", "start": None, "end": None})
+        rows["tail_box"].append([0.3 + 0.05 * i, 0.5, 0.4, 0.6 - 0.05 * i])
+        rows["tail_caption"].append(None)
+        rows["image"].append(None if i == 4 else picture(0 if i < 3 else i))
+        rows["image_id"].append("shared.jpg" if i < 3 else f"image_{i}.jpg")
+        rows["crops"].append([])
+        rows["relation"].append(i % 3)
+    return datasets.Dataset.from_dict(rows, features=features)
+
+
+def test_cached_tail_crops_give_the_logits_of_pixels(processor, train_script):
+    model = make_model(processor, object_tails=True).eval()
+    encoded = count_encoded_pictures(model)
+    dataset = make_object_tail_dataset()
+    cached = add_image_features(dataset, model, processor, batch_size=4)
+    # The shared image is encoded once; each tail crop is its own picture (none without an image).
+    assert sum(encoded) == 3 + 5
+    assert cached[4]["tail_features"] is None and cached[1]["tail_features"] != cached[2]["tail_features"]
+    with_pixels = train_script.make_collate_fn(processor, uses_images=True)(list(dataset))
+    with_features = train_script.make_collate_fn(processor, uses_images=True, cached_image_features=True)(list(cached))
+    assert "tail_pixel_values" in with_pixels and "tail_features" in with_features
+    with torch.no_grad():
+        torch.testing.assert_close(model(**with_features).logits, model(**with_pixels).logits)
 
 
 def test_each_picture_is_encoded_once(processor):

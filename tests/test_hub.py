@@ -29,7 +29,8 @@ import pytest
 from huggingface_hub import ModelCard, constants
 
 from modeling_mre.data_mnre import load_mnre
-from modeling_mre.demo_data import write_demo_dataset
+from modeling_mre.data_more import load_more
+from modeling_mre.demo_data import write_demo_dataset, write_more_demo_dataset
 from modeling_mre.hub import (
     CONFUSION_MATRIX_FIGURE,
     TRAINING_CURVE_FIGURE,
@@ -406,6 +407,16 @@ def test_real_mnre_validation_round_trip(mnre_dir, tmp_path):
         assert f"| `{name}` | {label_id} | {counts[label_id]} |" in card
     assert f"| validation | {len(local['validation'])} | 0 | 0 |" in card  # this copy has no pictures, and says so
     assert "research-only" in card and "Zheng" in card
+
+
+def test_more_dataset_round_trip(tmp_path):
+    local = load_more(write_more_demo_dataset(tmp_path / "more", num_train=16, num_validation=8, num_test=8))
+    export_dataset(local, tmp_path / "export", name="more", repo_id="org/more")
+    loaded = datasets.load_dataset(str(tmp_path / "export"))
+    assert loaded["train"].features["tail_box"] == datasets.List(datasets.Value("float32"), length=4)
+    assert_same_dataset(loaded, local)
+    card = (tmp_path / "export" / "README.md").read_text()
+    assert "`tail_box` | list of float32 | tail object box in the image" in card and "He, Liang" in card
 
 
 def test_export_refuses_a_folder_with_files(tmp_path):

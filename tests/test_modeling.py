@@ -131,6 +131,75 @@ def test_absent_crops_are_masked_out():
     assert not torch.allclose(with_crops, no_crops)
 
 
+def test_each_example_is_independent_of_the_rest_of_the_batch():
+    # Every visual slot (whole image, object tail, crops) must land on its own example: alone or
+    # batched with others, an example gets the same logits.
+    torch.manual_seed(0)
+    model = MMIBForRelationExtraction(mmib_config(object_tails=True)).eval()
+    batch = text_batch()
+    pictures = {
+        "pixel_values": torch.randn(2, 3, 32, 32),
+        "image_mask": torch.tensor([True, True]),
+        "crop_pixel_values": torch.randn(2, 2, 3, 32, 32),
+        "crop_mask": torch.tensor([[True, False], [True, True]]),
+        "tail_mask": torch.tensor([True, True]),
+        "tail_box_features": torch.rand(2, 5),
+        "tail_pixel_values": torch.randn(2, 3, 32, 32),
+    }
+    together = model(**batch, **pictures).logits
+    for i in range(2):
+        alone = model(**{k: v[i : i + 1] for k, v in {**batch, **pictures}.items()}).logits
+        torch.testing.assert_close(alone[0], together[i], atol=1e-5, rtol=1e-5)
+
+
+def test_object_tail_slot_reads_its_crop_and_its_box():
+    torch.manual_seed(0)
+    model = MMIBForRelationExtraction(mmib_config(object_tails=True)).eval()
+    batch, pixel_values = text_batch(), torch.randn(2, 3, 32, 32)
+    tail = {"tail_mask": torch.tensor([True, True]), "tail_box_features": torch.rand(2, 5)}
+    crops = torch.randn(2, 3, 32, 32)
+    reference = model(**batch, pixel_values=pixel_values, tail_pixel_values=crops, **tail).logits
+    other_crop = model(**batch, pixel_values=pixel_values, tail_pixel_values=crops.flip(0), **tail).logits
+    other_box = model(
+        **batch, pixel_values=pixel_values, tail_pixel_values=crops, tail_mask=tail["tail_mask"],
+        tail_box_features=tail["tail_box_features"].flip(0),
+    ).logits
+    assert not torch.allclose(reference, other_crop) and not torch.allclose(reference, other_box)
+    # Without its image the tail is placed by its box alone: the crop pixels are not read.
+    no_image = torch.tensor([False, False])
+    boxed = model(**batch, pixel_values=pixel_values, image_mask=no_image, tail_pixel_values=crops, **tail).logits
+    boxed_other = model(**batch, pixel_values=pixel_values, image_mask=no_image, tail_pixel_values=crops.flip(0), **tail).logits
+    torch.testing.assert_close(boxed, boxed_other)
+    torch.testing.assert_close(boxed, model(**batch, **tail).logits)
+    # A text tail (tail_mask False) has no tail slot: the same as giving no tail inputs.
+    text_tails = {"tail_mask": torch.tensor([False, False]), "tail_box_features": torch.zeros(2, 5)}
+    torch.testing.assert_close(
+        model(**batch, pixel_values=pixel_values, tail_pixel_values=crops, **text_tails).logits,
+        model(**batch, pixel_values=pixel_values).logits,
+    )
+    with pytest.raises(ValueError, match="need their tail_box_features"):
+        model(**batch, tail_mask=tail["tail_mask"])
+
+
+def test_text_tail_model_has_no_object_tail_layers_and_refuses_object_tails():
+    # Layers that MNRE's batches never reach would go untrained (and leave DDP waiting for their gradients).
+    model = MMIBForRelationExtraction(mmib_config()).eval()
+    assert not any("tail_box" in name for name, _ in model.named_parameters())
+    with pytest.raises(ValueError, match="built for text tails only"):
+        model(**text_batch(), tail_mask=torch.tensor([True, False]), tail_box_features=torch.rand(2, 5))
+
+
+def test_object_tail_gets_gradients_to_its_layers():
+    torch.manual_seed(0)
+    model = MMIBForRelationExtraction(mmib_config(object_tails=True)).train()
+    outputs = model(
+        **text_batch(), pixel_values=torch.randn(2, 3, 32, 32), tail_mask=torch.tensor([True, False]),
+        tail_box_features=torch.rand(2, 5), tail_pixel_values=torch.randn(2, 3, 32, 32), labels=torch.tensor([1, 0]),
+    )
+    outputs.loss.backward()
+    assert model.tail_box_projection.weight.grad.abs().sum() > 0
+
+
 def test_sampling_only_in_training():
     torch.manual_seed(0)
     model = MMIBForRelationExtraction(mmib_config())

@@ -8,6 +8,7 @@ from PIL import Image
 from transformers import AutoTokenizer, BertTokenizer, CLIPImageProcessor
 
 from modeling_mre import MREProcessor
+from modeling_mre.processing_mre import record_tail
 
 def tokens_of(processor, input_ids):
     return [t for t in processor.tokenizer.convert_ids_to_tokens(input_ids) if t != "[PAD]"]
@@ -185,3 +186,99 @@ def test_raw_unicode_text_keeps_markers_and_entities(minilm_processor, data):
         inside = input_ids[input_ids.index(open_id) + 1 : input_ids.index(close_id)]
         alone = tokenizer(text[start:end], add_special_tokens=False)["input_ids"]
         assert [i for i in inside if i not in marker_ids] == alone
+
+
+def quadrants(size=(40, 20)) -> Image.Image:
+    """An image whose four quadrants have four colours, so that a crop shows which part was cut."""
+    width, height = size
+    image = Image.new("RGB", size, (255, 0, 0))
+    image.paste((0, 255, 0), (width // 2, 0, width, height // 2))
+    image.paste((0, 0, 255), (0, height // 2, width // 2, height))
+    image.paste((255, 255, 0), (width // 2, height // 2, width, height))
+    return image
+
+
+def test_object_tail_is_a_second_segment_with_box_features_and_crop(processor):
+    image = quadrants()
+    encoding = processor(
+        text=["Obama visits Berlin", "Obama with Merkel"],
+        head=["Obama", "Obama"],
+        tail=[{"name": "dog", "box": [20, 0, 40, 10]}, "Merkel"],
+        images=[image, image],
+    )
+    assert tokens_of(processor, encoding["input_ids"][0]) == [
+        "[CLS]", "<s>", "obama", "</s>", "visits", "berlin", "[SEP]", "<o>", "[UNK]", "</o>", "[SEP]"
+    ]
+    assert encoding["token_type_ids"][0].tolist() == [0] * 7 + [1] * 4
+    assert encoding["token_type_ids"][1].tolist() == [0] * 11  # a text tail stays one segment
+    assert encoding["tail_mask"].tolist() == [True, False]
+    torch.testing.assert_close(encoding["tail_box_features"][0], torch.tensor([0.75, 0.25, 0.5, 0.5, 0.25]))
+    assert not encoding["tail_box_features"][1].any()
+    # The crop is the top-right quadrant: green, as the processor prepares a green picture.
+    green = processor(text="a b", head="a", tail="b", images=Image.new("RGB", (20, 10), (0, 255, 0)))["pixel_values"]
+    torch.testing.assert_close(encoding["tail_pixel_values"][0], green[0])
+
+
+def test_pixel_and_normalised_boxes_agree_and_caption_wins_over_name(processor):
+    image = quadrants()
+    in_pixels = processor(text="Obama visits", head="Obama", tail={"box": [0, 10, 20, 20], "name": "dog"}, images=image)
+    normalised = processor(
+        text="Obama visits", head="Obama", tail={"box": [0, 0.5, 0.5, 1.0], "name": "x", "caption": "dog"}, images=image
+    )
+    for key in ("input_ids", "tail_box_features", "tail_pixel_values"):
+        torch.testing.assert_close(in_pixels[key], normalised[key])
+    # A normalised box needs no image: the box features are known, and no crop exists.
+    without_image = processor(text="Obama visits", head="Obama", tail={"box": [0, 0.5, 0.5, 1.0], "name": "dog"})
+    torch.testing.assert_close(without_image["tail_box_features"], normalised["tail_box_features"])
+    assert "tail_pixel_values" not in without_image and "pixel_values" not in without_image
+
+
+def test_pixel_boxes_refer_to_the_upright_image(processor, tmp_path):
+    # Stored 20 wide and 40 high with EXIF orientation 6: shown (and loaded) 40 wide and 20 high.
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    quadrants((40, 20)).rotate(90, expand=True).save(path, exif=exif)
+    encoding = processor(text="Obama visits", head="Obama", tail={"box": [30, 0, 40, 20]}, images=str(path))
+    torch.testing.assert_close(encoding["tail_box_features"][0], torch.tensor([0.875, 0.5, 0.25, 1.0, 0.25]))
+    with pytest.raises(ValueError, match="outside the 40x20 image"):
+        processor(text="Obama visits", head="Obama", tail={"box": [0, 0, 20, 40]}, images=str(path))
+
+
+@pytest.mark.parametrize(
+    "box, image, message",
+    [
+        ([10, 5, 50, 15], quadrants(), r"example 0: the tail box \[10, 5, 50, 15\] \(pixels\) lies outside the 40x20 image"),
+        ([-2, 0, 10, 10], quadrants(), r"lies outside the 40x20 image"),
+        ([10, 5, 10, 15], quadrants(), r"has zero area"),
+        ([0.5, 0.2, 0.4, 0.9], None, r"has zero area"),
+        ([0.5, 0.2, 1.5, 0.9], quadrants(), r"under one pixel .* normalised box must lie within \[0, 1\]"),
+        ([10, 5, 20, 15], None, r"is in pixels, which needs the image"),
+        ([0, 0, 1], quadrants(), r"four finite numbers"),
+        ([0, 0, float("nan"), 1], quadrants(), r"four finite numbers"),
+        ("0 0 1 1", quadrants(), r"four finite numbers"),
+    ],
+)
+def test_bad_boxes_are_clear_errors(processor, box, image, message):
+    with pytest.raises(ValueError, match=message):
+        processor(text="Obama visits", head="Obama", tail={"box": box}, images=image)
+
+
+def test_long_text_with_object_tail_keeps_head_and_tail_segment(processor):
+    words = ["w"] * 30 + ["obama"] + ["w"] * 30
+    tail = {"box": [0.1, 0.1, 0.5, 0.5], "caption": "a dog with the b c d x y w w w w"}
+    tokens = tokens_of(processor, processor(tokens=words, head={"start": 30, "end": 31}, tail=tail)["input_ids"][0])
+    assert len(tokens) == processor.max_length
+    assert tokens.count("<s>") == tokens.count("</s>") == tokens.count("<o>") == tokens.count("</o>") == 1
+    assert tokens[tokens.index("<s>") : tokens.index("</s>") + 1] == ["<s>", "obama", "</s>"]
+    # A caption longer than half the window gives up its end, never its markers.
+    assert tokens[tokens.index("[SEP]") + 1 :] == ["<o>", "a", "[UNK]", "with", "the", "b", "</o>", "[SEP]"]
+
+
+def test_record_tail_turns_the_schema_into_processor_tails():
+    span = {"name": "Berlin", "start": 2, "end": 3}
+    assert record_tail({"tail": span}) == span
+    assert record_tail({"tail": span, "tail_box": None}) == span
+    row = {"tail": {"name": "dog", "start": None, "end": None}, "tail_box": [0.5, 0.5, 0.2, 0.4], "tail_caption": None}
+    assert record_tail(row) == {"name": "dog", "box": pytest.approx([0.4, 0.3, 0.6, 0.7])}
+    assert record_tail({**row, "tail_caption": "a brown dog"})["caption"] == "a brown dog"
