@@ -18,7 +18,7 @@ class MultimodalRelationExtractionPipeline(Pipeline):
     PIL image or None for "no image"); a list of such dicts gives a list of results.
 
     The tail may instead be an object in the image (MORE): `{"box": [x0, y0, x1, y1]}` in pixels of
-    the image or normalised to [0, 1], optionally with a `"name"`:
+    the image or normalised to [0, 1], optionally with a `"name"` and a `"caption"` (read in its place):
     ```python
     extract(text="Obama visits Berlin today", head="Obama", tail={"name": "podium", "box": [40, 60, 200, 310]},
             image="photo.jpg")
