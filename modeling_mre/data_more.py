@@ -95,11 +95,13 @@ def load_more(
             raise FileNotFoundError(f"{split_file} needs the object boxes of its images: {objects_file} not found")
         objects = _read_objects(objects_file)
         records = _read_split_file(split_file, rel2id, objects, objects_file)
+        # Boxes are checked before the pictures, whose decode check reads every image file.
+        tail_boxes = [_tail_box(objects, record, objects_file) for _, record in records]
         pictures = resolve_pictures(
             key, records, split_file=split_file, image_split_dir=image_root / part, strict=strict
         )
         rows, missing_captions = [], 0
-        for (index, record), (image, _) in zip(records, pictures):
+        for (index, record), tail_box, (image, _) in zip(records, tail_boxes, pictures):
             head, tail = record["h"], record["t"]
             caption = None
             if captions is not None:
@@ -111,7 +113,7 @@ def load_more(
                     "tokens": record["token"],
                     "head": {"name": head["name"], "start": head["pos"][0], "end": head["pos"][1]},
                     "tail": {"name": tail["name"], "start": None, "end": None},
-                    "tail_box": _tail_box(objects, record, objects_file),
+                    "tail_box": tail_box,
                     "tail_caption": caption,
                     "image": image,
                     "image_id": record["img_id"],
