@@ -34,29 +34,45 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from modeling_mre import MODEL_CLASSES, MREProcessor
-from modeling_mre.data_mnre import load_mnre
-from modeling_mre.data_more import load_more
-from modeling_mre.demo_data import write_demo_dataset
-from modeling_mre.embedded_backbones import embedded_text_backbone, embedded_vision_backbone
-from modeling_mre.export import save_hub_folder
-from modeling_mre.feature_cache import add_image_features, stack_image_features
-from modeling_mre.hub import push_model_folder, write_model_card
-from modeling_mre.metrics_mre import compute_mre_metrics
-from modeling_mre.processing_mre import record_tail
+from modeling_mre import (
+    METHODS,
+    MREProcessor,
+    add_image_features,
+    compute_mre_metrics,
+    embedded_text_backbone,
+    embedded_vision_backbone,
+    load_mnre,
+    load_more,
+    push_model_folder,
+    save_hub_folder,
+    write_demo_dataset,
+    write_model_card,
+)
+from modeling_mre.atomic import atomic_folder
+from modeling_mre.data.feature_cache import can_cache_image_features
+from modeling_mre.hub import write_hub_folder
+from modeling_mre.training import (
+    check_finite,
+    encoder_parameter_ids,
+    find_checkpoint,
+    lora_config,
+    loss_terms,
+    make_collate_fn,
+    parameter_groups,
+    rotate_checkpoints,
+    save_checkpoint,
+)
 
 
 logger = get_logger(__name__)
 
 BEST_MODEL_DIR = "best_model"
 LORA_BASE_DIR, LORA_ADAPTER_DIR = "lora_base", "lora_adapter"
-# Attention projections of the common text encoders (BERT/MiniLM, RoBERTa, DistilBERT, ...).
-LORA_TEXT_TARGETS = r"text_encoder\..*\.(query|value|q_proj|v_proj|q_lin|v_lin)"
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--method", choices=sorted(MODEL_CLASSES), default="mmib")
+    parser.add_argument("--method", choices=sorted(METHODS), default="mmib")
     parser.add_argument(
         "--dataset", choices=["demo", "mnre", "more"], default="demo", help="demo: the embedded synthetic set"
     )
@@ -82,10 +98,15 @@ def parse_args(argv=None):
     parser.add_argument("--max_eval_samples", type=int, default=None, help="Truncate validation and test.")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--checkpointing_steps", type=str, default=None, help="'epoch' or a number of steps.")
+    parser.add_argument(
+        "--checkpoints_total_limit", type=int, default=None, help="Keep at most this many checkpoints (oldest deleted)."
+    )
     parser.add_argument("--resume_from_checkpoint", type=str, default=None, help="A checkpoint folder, or 'latest'.")
     parser.add_argument("--with_tracking", action="store_true", help="Log to the trackers of --report_to.")
     parser.add_argument("--report_to", type=str, default="all")
-    parser.add_argument("--lora", action="store_true", help="LoRA on the text encoder; method layers stay trainable.")
+    parser.add_argument(
+        "--lora", action="store_true", help="LoRA on the pretrained encoders; the method's new layers train whole."
+    )
     parser.add_argument("--lora_r", type=int, default=8)
     parser.add_argument("--lora_alpha", type=int, default=16)
     parser.add_argument("--lora_dropout", type=float, default=0.1)
@@ -138,8 +159,8 @@ def build_model_and_processor(args, label_names, object_tails, accelerator):
         text_backbone = args.text_backbone or str(embedded_text_backbone())
         vision_backbone = args.vision_backbone or str(embedded_vision_backbone())
     processor = MREProcessor.from_backbones(text_backbone, vision_backbone, max_length=args.max_length)
-    model_class = MODEL_CLASSES[args.method]
-    uses_images = "vision_config" in model_class.config_class.sub_configs_defaults
+    model_class = METHODS[args.method]
+    uses_images = model_class.visual_features is not None
     model = model_class.from_backbones(
         text_backbone,
         vision_backbone if uses_images else None,
@@ -154,53 +175,12 @@ def build_model_and_processor(args, label_names, object_tails, accelerator):
     return model, processor, uses_images
 
 
-def apply_lora(args, model, processor):
-    from peft import LoraConfig, get_peft_model
-
-    # PEFT matches module names by suffix, so parameter-free children ("dropout") must stay out.
-    method_layers = [
-        name
-        for name, module in model.named_children()
-        if name not in ("text_encoder", "vision_encoder") and any(True for _ in module.parameters())
-    ]
-    lora_config = LoraConfig(
-        r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        lora_dropout=args.lora_dropout,
-        target_modules=LORA_TEXT_TARGETS,
-        modules_to_save=method_layers,
-        # The four marker embeddings are new: train their rows, keep the rest of the vocabulary frozen.
-        trainable_token_indices={"word_embeddings": processor.marker_ids},
-    )
-    return get_peft_model(model, lora_config)
-
-
-def use_feature_cache(args, model, uses_images) -> bool:
+def use_feature_cache(args, model) -> bool:
     """Whether to train on cached image features: --cache_image_features, else whenever it is exact."""
-    possible = uses_images and model.config.freeze_vision_encoder
+    possible = can_cache_image_features(model)
     if args.cache_image_features and not possible:
         raise ValueError(f"--cache_image_features needs a frozen vision encoder, which --method {args.method} lacks")
     return possible if args.cache_image_features is None else args.cache_image_features
-
-
-def make_collate_fn(processor, uses_images, cached_image_features=False):
-    # With cached features the rows carry `image_features`/`crop_features` instead of pictures.
-    read_pictures = uses_images and not cached_image_features
-
-    def collate(records):
-        batch = processor(
-            tokens=[r["tokens"] for r in records],
-            head=[r["head"] for r in records],
-            tail=[record_tail(r) for r in records],
-            images=[r["image"] for r in records] if read_pictures else None,
-            crops=[r["crops"] for r in records] if read_pictures else None,
-        )
-        if cached_image_features:
-            batch.update(stack_image_features(records))
-        batch["labels"] = torch.tensor([r["relation"] for r in records])
-        return batch
-
-    return collate
 
 
 def evaluate(model, dataloader, accelerator, label_names, description):
@@ -213,62 +193,6 @@ def evaluate(model, dataloader, accelerator, label_names, description):
         predictions.append(batch_predictions.cpu())
         references.append(batch_references.cpu())
     return compute_mre_metrics(torch.cat(predictions), torch.cat(references), label_names)
-
-
-def save_atomically(accelerator, folder: Path, write) -> None:
-    """Let `write(staging)` fill a temporary sibling, renamed into place once complete: a kill never
-    leaves a folder that looks complete but is not."""
-    staging = folder.with_name(f".{folder.name}.partial")
-    if accelerator.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    write(staging)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(staging, folder)
-    accelerator.wait_for_everyone()
-
-
-def save_checkpoint(accelerator, folder: Path, training_state: dict) -> None:
-    def write(staging):
-        accelerator.save_state(str(staging))
-        if accelerator.is_main_process:
-            (staging / "training_state.json").write_text(json.dumps(training_state, indent=2))
-
-    save_atomically(accelerator, folder, write)
-
-
-def check_finite(accelerator, loss: torch.Tensor, state: dict, output_dir: Path) -> None:
-    """Stop before a NaN or infinite loss reaches the weights, on every process at once."""
-    finite = accelerator.gather(torch.isfinite(loss.detach()).reshape(1)).all()
-    if not finite:
-        checkpoints = complete_checkpoints(output_dir)
-        kept = f"the last good checkpoint is {checkpoints[-1]}" if checkpoints else "no checkpoint was written yet"
-        raise FloatingPointError(
-            f"non-finite loss ({loss.item()}) at step {state['completed_steps'] + 1}, epoch {state['epoch'] + 1}: "
-            f"training stopped before updating the weights; {kept}. Lower --learning_rate/--head_learning_rate "
-            "or check the inputs of this batch."
-        )
-
-
-def complete_checkpoints(output_dir: Path) -> list[Path]:
-    """Checkpoints whose write finished (renamed into place with their state), oldest first."""
-    folders = [*output_dir.glob("step_*"), *output_dir.glob("epoch_*")]
-    finished = [p for p in folders if (p / "training_state.json").is_file()]
-    return sorted(finished, key=lambda p: json.loads((p / "training_state.json").read_text())["completed_steps"])
-
-
-def find_checkpoint(output_dir: Path, requested: str) -> Path:
-    if requested == "latest":
-        checkpoints = complete_checkpoints(output_dir)
-        if not checkpoints:
-            raise FileNotFoundError(f"no complete checkpoint in {output_dir} to resume from")
-        return checkpoints[-1]
-    checkpoint = Path(requested)
-    if not (checkpoint / "training_state.json").is_file():
-        raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint (no training_state.json)")
-    return checkpoint
 
 
 def main(argv=None):
@@ -293,15 +217,19 @@ def main(argv=None):
     label_names = dataset["train"].features["relation"].names
     object_tails = "tail_box" in dataset["train"].column_names
     model, processor, uses_images = build_model_and_processor(args, label_names, object_tails, accelerator)
+    model_class = type(model)
+    encoder_ids = encoder_parameter_ids(model)  # before PEFT wraps it: its additions are new layers
     if args.lora:
+        from peft import get_peft_model
+
         # The adapter needs its starting point: the pretrained encoders with the resized vocabulary.
         if accelerator.is_main_process:
             save_hub_folder(model, processor, output_dir / LORA_BASE_DIR)
-        model = apply_lora(args, model, processor)
+        model = get_peft_model(model, lora_config(model, processor.marker_ids, args.lora_r, args.lora_alpha, args.lora_dropout))
         if accelerator.is_main_process:
             model.print_trainable_parameters()
 
-    cached_image_features = use_feature_cache(args, model, uses_images)
+    cached_image_features = use_feature_cache(args, model.get_base_model() if args.lora else model)
     if cached_image_features:
         model.to(accelerator.device)  # encode on the training device; prepare() would move it there anyway
         with accelerator.main_process_first():  # the main process writes the cache, the others read it
@@ -327,18 +255,9 @@ def main(argv=None):
     if "validation" not in eval_dataloaders:
         raise ValueError("the dataset has no validation split to select the best epoch on")
 
-    # The pretrained text encoder is fine-tuned gently; the method's new layers start from scratch.
-    encoder_parameters, method_parameters = [], []
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            is_encoder = "text_encoder." in name and "trainable_tokens" not in name and "lora_" not in name
-            (encoder_parameters if is_encoder else method_parameters).append(parameter)
+    # The pretrained encoders are fine-tuned gently; the method's new layers start from scratch.
     optimizer = torch.optim.AdamW(
-        [
-            {"params": encoder_parameters, "lr": args.learning_rate},
-            {"params": method_parameters, "lr": args.head_learning_rate},
-        ],
-        weight_decay=args.weight_decay,
+        parameter_groups(model, encoder_ids, args.learning_rate, args.head_learning_rate), weight_decay=args.weight_decay
     )
 
     steps_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
@@ -391,7 +310,8 @@ def main(argv=None):
                 train_dataloader, resume_step_in_epoch * args.gradient_accumulation_steps
             )
             resume_step_in_epoch = 0
-        running_loss, running_batches = 0.0, 0
+        # Sums over this epoch's batches of the total loss and of each term (see `loss_terms`).
+        running_losses, running_batches = {}, 0
         for batch in active_dataloader:
             with accelerator.accumulate(model):
                 outputs = model(**batch)
@@ -400,16 +320,19 @@ def main(argv=None):
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad()
-            running_loss += outputs.loss.detach().float().item()
+            for name, value in {"loss": outputs.loss, **loss_terms(model_class, outputs)}.items():
+                running_losses[name] = running_losses.get(name, 0.0) + value.detach().float().item()
             running_batches += 1
             if not accelerator.sync_gradients:
                 continue
             progress_bar.update(1)
             state["completed_steps"] += 1
-            progress_bar.set_postfix(loss=f"{running_loss / running_batches:.4f}")
+            progress_bar.set_postfix({name: f"{total / running_batches:.4f}" for name, total in running_losses.items()})
             if args.checkpointing_steps and args.checkpointing_steps.isdigit():
                 if state["completed_steps"] % int(args.checkpointing_steps) == 0:
                     save_checkpoint(accelerator, output_dir / f"step_{state['completed_steps']}", state)
+                    if accelerator.is_main_process:
+                        rotate_checkpoints(output_dir, args.checkpoints_total_limit)
             if state["completed_steps"] >= args.max_train_steps:
                 break
         epoch_seconds = time.perf_counter() - epoch_start
@@ -418,7 +341,7 @@ def main(argv=None):
         record = {
             "epoch": epoch + 1,
             "step": state["completed_steps"],
-            "train_loss": running_loss / max(running_batches, 1),
+            **{f"train_{name}": total / max(running_batches, 1) for name, total in running_losses.items()},
             "epoch_seconds": epoch_seconds,
             **{f"validation_{k}": v for k, v in metrics.items() if not isinstance(v, (dict, list))},
         }
@@ -433,10 +356,17 @@ def main(argv=None):
         # Peers keep the latest epoch among equals (>=).
         if metrics["micro_f1"] >= state["best_validation_f1"]:
             state["best_validation_f1"], state["best_epoch"] = metrics["micro_f1"], epoch + 1
-            save_atomically(accelerator, output_dir / BEST_MODEL_DIR, lambda staging: accelerator.save_model(model, staging))
+            with atomic_folder(
+                output_dir / BEST_MODEL_DIR,
+                is_main_process=accelerator.is_main_process,
+                wait_for_everyone=accelerator.wait_for_everyone,
+            ) as staging:
+                accelerator.save_model(model, staging)
         state["epoch"] = epoch + 1
         if args.checkpointing_steps == "epoch":
             save_checkpoint(accelerator, output_dir / f"epoch_{epoch + 1}", state)
+            if accelerator.is_main_process:
+                rotate_checkpoints(output_dir, args.checkpoints_total_limit)
         if state["completed_steps"] >= args.max_train_steps:
             break
     progress_bar.close()
@@ -465,17 +395,21 @@ def main(argv=None):
             )
 
     if accelerator.is_main_process:
-        if args.lora:
-            # The adapter (LoRA weights, marker rows, method layers) over lora_base, and a merged
-            # copy for AutoModel and the pipeline.
-            unwrapped.peft_config["default"].base_model_name_or_path = str((output_dir / LORA_BASE_DIR).resolve())
-            unwrapped.save_pretrained(output_dir / LORA_ADAPTER_DIR)
-            unwrapped = unwrapped.merge_and_unload()
-        save_hub_folder(unwrapped.cpu().eval(), processor, output_dir)
-        (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2))
+        # The whole model folder (weights, code, processor, results, card) appears at once, beside
+        # the run's checkpoints: a kill leaves the previous folder or this one, never a mix.
+        with atomic_folder(output_dir, keep_other_entries=True) as staging:
+            if args.lora:
+                # The adapter (LoRA weights, marker rows, method layers) over lora_base, and a merged
+                # copy for AutoModel and the pipeline.
+                unwrapped.peft_config["default"].base_model_name_or_path = str((output_dir / LORA_BASE_DIR).resolve())
+                unwrapped.save_pretrained(staging / LORA_ADAPTER_DIR)
+                unwrapped = unwrapped.merge_and_unload()
+            write_hub_folder(unwrapped.cpu().eval(), processor, staging)
+            (staging / "eval_results.json").write_text(json.dumps(results, indent=2))
+            # README.md and figures/, from eval_results.json
+            write_model_card(staging, repo_id=str(output_dir), training_args=vars(args))
         shutil.rmtree(output_dir / BEST_MODEL_DIR)
         accelerator.print(f"Saved the model to {output_dir} (load it with trust_remote_code=True)")
-        write_model_card(output_dir, training_args=vars(args))  # README.md and figures/, from eval_results.json
         if args.push_to_hub:
             repo_id = args.hub_model_id or output_dir.absolute().name
             commit = push_model_folder(output_dir, repo_id, token=args.hub_token, private=args.hub_private_repo)

@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from modeling_mre import METHODS
+
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = (("accuracy", "Acc"), ("micro_precision", "P"), ("micro_recall", "R"), ("micro_f1", "F1"))
@@ -34,7 +36,7 @@ def parse_args():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
-    parser.add_argument("--methods", nargs="+", default=["baseline", "mmib"])
+    parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=sorted(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     parser.add_argument("--num_train_epochs", type=int, default=None, help="Default: train_accelerate.py's.")
     parser.add_argument("--dataset", choices=["mnre", "more"], default="mnre", help="The layout of --data_dir.")

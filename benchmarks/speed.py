@@ -42,11 +42,11 @@ import transformers  # noqa: E402
 from PIL import Image  # noqa: E402
 from transformers import pipeline  # noqa: E402
 
-from modeling_mre import MODEL_CLASSES, PIPELINE_TASK, MREProcessor  # noqa: E402
-from modeling_mre.data_mnre import load_mnre  # noqa: E402
-from modeling_mre.demo_data import write_demo_dataset  # noqa: E402
-from modeling_mre.embedded_backbones import embedded_text_backbone, embedded_vision_backbone  # noqa: E402
-from modeling_mre.feature_cache import add_image_features, stack_image_features  # noqa: E402
+from modeling_mre import METHODS, PIPELINE_TASK, MREProcessor  # noqa: E402
+from modeling_mre.data.mnre import load_mnre  # noqa: E402
+from modeling_mre.data.demo import write_demo_dataset  # noqa: E402
+from modeling_mre.backbones import embedded_text_backbone, embedded_vision_backbone  # noqa: E402
+from modeling_mre.data.feature_cache import add_image_features, stack_image_features  # noqa: E402
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,10 +182,10 @@ def main():
 
 
 def build_models(processor, label_names, device) -> dict:
-    """Every method of MODEL_CLASSES on the embedded backbones, built as train_accelerate.py builds it."""
+    """Every method of METHODS on the embedded backbones, built as train_accelerate.py builds it."""
     models = {}
-    for method, model_class in MODEL_CLASSES.items():
-        uses_images = "vision_config" in model_class.config_class.sub_configs_defaults
+    for method, model_class in METHODS.items():
+        uses_images = model_class.visual_features is not None
         model = model_class.from_backbones(
             str(embedded_text_backbone()),
             str(embedded_vision_backbone()) if uses_images else None,
@@ -415,7 +415,7 @@ def build_report(args, context, settings, times, memory) -> dict:
     def mib(name: str) -> str:
         return "n/a" if memory[name] is None else f"{memory[name]:.0f}"
 
-    methods = [m for m in MODEL_CLASSES if f"{m}_train" in settings]
+    methods = [m for m in METHODS if f"{m}_train" in settings]
     image_methods = [m for m in methods if f"{m}_train_pixels" in settings]
     if device.type == "cuda":
         machine = f"{torch.cuda.get_device_name(device)}, bf16 autocast"

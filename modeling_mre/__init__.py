@@ -1,49 +1,85 @@
-"""modeling_mre: multimodal relation extraction methods as HuggingFace models."""
+"""
+modeling_mre: multimodal relation extraction methods as HuggingFace models.
 
-from transformers import AutoConfig, AutoModel, AutoProcessor
-from transformers.pipelines import PIPELINE_REGISTRY
+    from modeling_mre import load_mnre, MREProcessor, MMIBForRelationExtraction, compute_mre_metrics
 
-from .configuration_baseline import BaselineConfig
-from .configuration_mmib import MMIBConfig
-from .configuration_mre import MREConfig
-from .modeling_baseline import BaselineForRelationExtraction
-from .modeling_mmib import MMIBForRelationExtraction, MMIBOutput
-from .modeling_mre import MREPreTrainedModel, RelationExtractionOutput
-from .pipeline_mre import MultimodalRelationExtractionPipeline
-from .processing_mre import MREProcessor
+Layout: `models/` holds what a saved model folder needs (it ships as remote code), `data/` the
+readers and the feature cache, `training/` what `train_accelerate.py` needs, `hub/` model folders,
+cards and uploads. Everything users call is importable from here, so moving a module never breaks
+an import.
+"""
 
-PIPELINE_TASK = "multimodal-relation-extraction"
-
-# method name (as in `train_accelerate.py --method`) -> model class
-MODEL_CLASSES = {
-    "baseline": BaselineForRelationExtraction,
-    "mmib": MMIBForRelationExtraction,
-}
-
-for _model_class in MODEL_CLASSES.values():
-    AutoConfig.register(_model_class.config_class.model_type, _model_class.config_class)
-    AutoModel.register(_model_class.config_class, _model_class)
-    AutoProcessor.register(_model_class.config_class, MREProcessor)
-    # What save_pretrained writes into `auto_map` and copies as remote code.
-    _model_class.config_class.register_for_auto_class()
-    _model_class.register_for_auto_class("AutoModel")
-MREProcessor.register_for_auto_class("AutoProcessor")
-
-PIPELINE_REGISTRY.register_pipeline(
-    PIPELINE_TASK, pipeline_class=MultimodalRelationExtractionPipeline, pt_model=AutoModel, type="multimodal"
+from .atomic import atomic_folder
+from .backbones import embedded_text_backbone, embedded_vision_backbone
+from .data import (
+    add_image_features,
+    load_mnre,
+    load_more,
+    record_features,
+    stack_image_features,
+    write_demo_dataset,
+    write_more_demo_dataset,
+)
+from .hub import (
+    export_dataset,
+    model_repo_files,
+    push_dataset_folder,
+    push_model_folder,
+    save_hub_folder,
+    write_model_card,
+)
+from .metrics import compute_mre_metrics
+from .models import (
+    METHODS,
+    PIPELINE_TASK,
+    BaselineConfig,
+    BaselineForRelationExtraction,
+    MethodPaper,
+    MMIBConfig,
+    MMIBForRelationExtraction,
+    MMIBOutput,
+    MREConfig,
+    MREPreTrainedModel,
+    MREProcessor,
+    MREVisualModel,
+    MultimodalRelationExtractionPipeline,
+    RelationExtractionOutput,
+    VisualSlots,
+    register_method,
 )
 
 __all__ = [
+    "METHODS",
     "PIPELINE_TASK",
-    "MODEL_CLASSES",
-    "MREConfig",
     "BaselineConfig",
-    "MMIBConfig",
-    "MREPreTrainedModel",
-    "RelationExtractionOutput",
     "BaselineForRelationExtraction",
+    "MethodPaper",
+    "MMIBConfig",
     "MMIBForRelationExtraction",
     "MMIBOutput",
+    "MREConfig",
+    "MREPreTrainedModel",
     "MREProcessor",
+    "MREVisualModel",
     "MultimodalRelationExtractionPipeline",
+    "RelationExtractionOutput",
+    "VisualSlots",
+    "add_image_features",
+    "atomic_folder",
+    "compute_mre_metrics",
+    "embedded_text_backbone",
+    "embedded_vision_backbone",
+    "export_dataset",
+    "load_mnre",
+    "load_more",
+    "model_repo_files",
+    "push_dataset_folder",
+    "push_model_folder",
+    "record_features",
+    "register_method",
+    "save_hub_folder",
+    "stack_image_features",
+    "write_demo_dataset",
+    "write_model_card",
+    "write_more_demo_dataset",
 ]

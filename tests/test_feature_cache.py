@@ -8,9 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from modeling_mre import MMIBConfig, MMIBForRelationExtraction
-from modeling_mre.data_mre import record_features
-from modeling_mre.feature_cache import add_image_features, stack_image_features
+from modeling_mre import BaselineConfig, BaselineForRelationExtraction, MMIBConfig, MMIBForRelationExtraction
+from modeling_mre.data.schema import record_features
+from modeling_mre.data.feature_cache import add_image_features, stack_image_features
+from modeling_mre.training import make_collate_fn
 
 TEXT_CONFIG = dict(
     model_type="bert", vocab_size=32, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
@@ -61,15 +62,15 @@ def count_encoded_pictures(model):
     return encoded
 
 
-def test_cached_features_give_the_logits_and_loss_of_pixels(processor, train_script):
+def test_cached_features_give_the_logits_and_loss_of_pixels(processor):
     model = make_model(processor)
     dataset = make_dataset()
     cached = add_image_features(dataset, model, processor, batch_size=3)
     assert "image" not in cached.column_names and "crops" not in cached.column_names
     assert cached[4]["image_features"] is None and len(cached[3]["crop_features"]) == 3
 
-    with_pixels = train_script.make_collate_fn(processor, uses_images=True)(list(dataset))
-    with_features = train_script.make_collate_fn(processor, uses_images=True, cached_image_features=True)(list(cached))
+    with_pixels = make_collate_fn(processor, uses_images=True)(list(dataset))
+    with_features = make_collate_fn(processor, uses_images=True, cached_image_features=True)(list(cached))
     assert "pixel_values" not in with_features and "image_features" not in with_pixels
     torch.testing.assert_close(with_features["crop_mask"], with_pixels["crop_mask"])
 
@@ -102,7 +103,7 @@ def make_object_tail_dataset():
     return datasets.Dataset.from_dict(rows, features=features)
 
 
-def test_cached_tail_crops_give_the_logits_of_pixels(processor, train_script):
+def test_cached_tail_crops_give_the_logits_of_pixels(processor):
     model = make_model(processor, object_tails=True).eval()
     encoded = count_encoded_pictures(model)
     dataset = make_object_tail_dataset()
@@ -110,8 +111,8 @@ def test_cached_tail_crops_give_the_logits_of_pixels(processor, train_script):
     # The shared image is encoded once; each tail crop is its own picture (none without an image).
     assert sum(encoded) == 3 + 5
     assert cached[4]["tail_features"] is None and cached[1]["tail_features"] != cached[2]["tail_features"]
-    with_pixels = train_script.make_collate_fn(processor, uses_images=True)(list(dataset))
-    with_features = train_script.make_collate_fn(processor, uses_images=True, cached_image_features=True)(list(cached))
+    with_pixels = make_collate_fn(processor, uses_images=True)(list(dataset))
+    with_features = make_collate_fn(processor, uses_images=True, cached_image_features=True)(list(cached))
     assert "tail_pixel_values" in with_pixels and "tail_features" in with_features
     with torch.no_grad():
         torch.testing.assert_close(model(**with_features).logits, model(**with_pixels).logits)
@@ -153,7 +154,7 @@ def test_stack_image_features_without_pictures_is_empty():
 
 def test_trained_vision_encoder_is_not_cached(processor):
     model = make_model(processor, freeze_vision_encoder=False)
-    with pytest.raises(ValueError, match="cannot be cached"):
+    with pytest.raises(ValueError, match="no fixed features to cache"):
         add_image_features(make_dataset(), model, processor)
 
 
@@ -170,11 +171,13 @@ def test_pixels_and_features_cannot_be_mixed(processor):
 def test_train_script_caches_exactly_when_the_vision_encoder_is_frozen(processor, train_script):
     frozen, trained = make_model(processor), make_model(processor, freeze_vision_encoder=False)
 
-    def decide(flag, model, uses_images=True):
-        args = argparse.Namespace(cache_image_features=flag, method="m")
-        return train_script.use_feature_cache(args, model, uses_images)
+    text_only = BaselineForRelationExtraction(BaselineConfig(text_config=frozen.config.text_config, num_labels=5))
 
-    assert decide(None, frozen) and not decide(None, trained) and not decide(None, frozen, uses_images=False)
+    def decide(flag, model):
+        args = argparse.Namespace(cache_image_features=flag, method="m")
+        return train_script.use_feature_cache(args, model)
+
+    assert decide(None, frozen) and not decide(None, trained) and not decide(None, text_only)
     assert not decide(False, frozen)
     with pytest.raises(ValueError, match="frozen vision encoder"):
         decide(True, trained)

@@ -28,12 +28,11 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard, constants
 
-from modeling_mre.data_mnre import load_mnre
-from modeling_mre.data_more import load_more
-from modeling_mre.demo_data import write_demo_dataset, write_more_demo_dataset
+from modeling_mre.data.mnre import load_mnre
+from modeling_mre.data.more import load_more
+from modeling_mre.data.demo import write_demo_dataset, write_more_demo_dataset
+from modeling_mre.hub.publishing import CONFUSION_MATRIX_FIGURE, TRAINING_CURVE_FIGURE
 from modeling_mre.hub import (
-    CONFUSION_MATRIX_FIGURE,
-    TRAINING_CURVE_FIGURE,
     export_dataset,
     model_repo_files,
     push_dataset_folder,

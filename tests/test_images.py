@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from modeling_mre.data_mnre import load_mnre
-from modeling_mre.images_mre import MAX_IMAGE_SIDE, image_file_problem, load_image, open_image, to_rgb
+from modeling_mre.data.mnre import load_mnre
+from modeling_mre.models.images_mre import MAX_IMAGE_SIDE, image_file_problem, load_image, open_image, to_rgb
 
 
 def test_cmyk_and_greyscale_become_rgb(tmp_path):

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modeling_mre.metrics_mre import compute_mre_metrics
+from modeling_mre.metrics import compute_mre_metrics
 
 
 LABELS = ["None", "A", "B"]

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassFieldValidationError
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel
 
 from modeling_mre import (
@@ -284,6 +285,9 @@ def test_text_projection_when_widths_differ():
         MMIBForRelationExtraction(mmib_config(hidden_size=15))
 
 
-def test_config_rejects_unknown_loss_reduction():
-    with pytest.raises(ValueError, match="classification_loss_reduction"):
+def test_config_fields_are_validated():
+    # Typed fields, checked as transformers' own configs check theirs (huggingface_hub's @strict).
+    with pytest.raises(StrictDataclassFieldValidationError, match="classification_loss_reduction"):
         MMIBConfig(classification_loss_reduction="max")
+    with pytest.raises(StrictDataclassFieldValidationError, match="vision_feature_layers"):
+        MMIBConfig(vision_feature_layers=[1.5])

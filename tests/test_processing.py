@@ -8,7 +8,7 @@ from PIL import Image
 from transformers import AutoTokenizer, BertTokenizer, CLIPImageProcessor
 
 from modeling_mre import MREProcessor
-from modeling_mre.processing_mre import record_tail
+from modeling_mre.models.processing_mre import record_tail
 
 def tokens_of(processor, input_ids):
     return [t for t in processor.tokenizer.convert_ids_to_tokens(input_ids) if t != "[PAD]"]
@@ -155,7 +155,7 @@ def test_markers_and_entities_always_survive(processor, data):
 
 @pytest.fixture(scope="module")
 def minilm_processor():
-    from modeling_mre.embedded_backbones import EmbeddedBackboneNotInstalledError, embedded_text_backbone
+    from modeling_mre.backbones import EmbeddedBackboneNotInstalledError, embedded_text_backbone
 
     try:
         text_backbone = embedded_text_backbone()

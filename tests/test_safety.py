@@ -1,5 +1,6 @@
 """Nothing unsafe is loaded, and the remote-code files only define classes when imported."""
 
+import ast
 import json
 import re
 import subprocess
@@ -8,8 +9,10 @@ from pathlib import Path
 
 import torch
 
+import modeling_mre
+
 from modeling_mre import MMIBConfig, MMIBForRelationExtraction
-from modeling_mre.export import save_hub_folder
+from modeling_mre.hub.folders import save_hub_folder
 
 REPO = Path(__file__).parents[1]
 # What runs on users' data; tests may exec their own documentation snippets.
@@ -33,7 +36,7 @@ def test_no_eval_no_pickle_loads_and_safe_torch_load():
 # Imports the remote-code modules with an audit hook that records file writes, network and processes.
 IMPORT_AUDIT = """
 import importlib, json, os, sys
-import numpy, PIL.Image, torch, transformers  # their own imports are not under test
+import numpy, PIL.Image, torch, transformers, huggingface_hub.dataclasses  # their own imports are not under test
 watched = []
 def hook(event, args):
     if event == "open":
@@ -44,8 +47,9 @@ def hook(event, args):
     elif event.startswith(("socket.", "subprocess.", "os.system", "os.exec", "os.spawn", "os.posix_spawn", "urllib.")):
         watched.append(f"{event} {str(args)[:120]}")
 sys.addaudithook(hook)
+sys.path.insert(0, os.getcwd())  # the saved folder, imported as the flat package "model"
 for name in sys.argv[1:]:
-    importlib.import_module("modeling_mre." + name)
+    importlib.import_module("model." + name)
 print(json.dumps(watched))
 """
 
@@ -70,6 +74,28 @@ def test_remote_code_modules_only_define_classes(tmp_path, processor):
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert json.loads(completed.stdout.strip().splitlines()[-1]) == []
+
+
+# What the shipped modules may import: the standard library, the stack every transformers model needs
+# (huggingface_hub is transformers' own dependency: its @strict validates configs), and each other.
+SHIPPED_IMPORTS = {"torch", "transformers", "huggingface_hub", "PIL", "numpy"}
+
+
+def test_shipped_modules_import_only_torch_transformers_pil_and_each_other():
+    offences = []
+    for path in sorted((Path(modeling_mre.__file__).parent / "models").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                if node.level != 1 or node.module is None:  # remote code is flat: `from .module import Name`
+                    offences.append(f"{path.name}: from {'.' * node.level}{node.module or ''} import ...")
+                continue
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top not in SHIPPED_IMPORTS and top not in sys.stdlib_module_names:
+                    offences.append(f"{path.name}: import {name}")
+    assert not offences, offences
 
 
 def test_mnre_crop_index_loads_without_unrestricted_pickle(mnre_dir):

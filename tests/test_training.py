@@ -20,9 +20,9 @@ import torch
 from PIL import Image
 
 from modeling_mre import MMIBForRelationExtraction, MREProcessor
-from modeling_mre.data_more import load_more
-from modeling_mre.demo_data import write_more_demo_dataset
-from modeling_mre.processing_mre import record_tail
+from modeling_mre.data.more import load_more
+from modeling_mre.data.demo import write_more_demo_dataset
+from modeling_mre.models.processing_mre import record_tail
 
 REPO = Path(__file__).parents[1]
 QUICK = ["--num_train_epochs", "2", "--max_train_samples", "128", "--max_eval_samples", "64"]
@@ -70,6 +70,11 @@ def test_results_follow_the_paper_protocol(mmib_run):
     assert results["best_epoch"] == best["epoch"]
     assert results["validation"]["micro_f1"] == pytest.approx(best["validation_micro_f1"])
     assert results["test"]["num_examples"] == 64
+    # Every loss term the method declares is logged per epoch, beside the total.
+    for record in history:
+        terms = [record[f"train_{name}"] for name in ("classification_loss", *MMIBForRelationExtraction.auxiliary_losses)]
+        assert all(value > 0 for value in terms)
+        assert record["train_loss"] > max(terms)
     assert set(results["validation"]["per_relation"]) == {"/per/per/couple", "/per/per/peer", "/per/misc/present_in"}
 
 

@@ -1,11 +1,13 @@
 """Configuration of the text-only entity-marker baseline."""
 
+from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from .configuration_mre import MREConfig
 
 
+@strict
 class BaselineConfig(MREConfig):
     r"""
     Configuration of [`BaselineForRelationExtraction`]: the text encoder's hidden states at the

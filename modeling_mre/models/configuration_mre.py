@@ -1,9 +1,11 @@
 """Configuration shared by every relation-extraction method of modeling_mre."""
 
+from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 
+@strict
 class MREConfig(PreTrainedConfig):
     r"""
     Base configuration of a multimodal relation-extraction model: a text encoder and a vision
@@ -27,6 +29,13 @@ class MREConfig(PreTrainedConfig):
         object_tails (`bool`, *optional*, defaults to `False`):
             Whether tails may be objects in the image (MORE): methods that read an object's box then
             build the layers for it. Off for text tails only (MNRE), so no layer goes untrained.
+        vision_feature_layers (`list[int]`, *optional*):
+            The vision encoder's hidden states read by a method whose `visual_features` is `"levels"`
+            (indices into `hidden_states`, as Llava's `vision_feature_layer`: the embeddings, then
+            each stage or layer).
+        vision_grid_size (`int`, *optional*):
+            A CNN's feature maps are average-pooled to this many rows and columns before they become
+            patch or level tokens; `None` keeps each map's own grid. Transformer states are kept as they are.
     """
 
     model_type = "mre"
@@ -46,3 +55,5 @@ class MREConfig(PreTrainedConfig):
     classifier_dropout: float = 0.1
     freeze_vision_encoder: bool = True
     object_tails: bool = False
+    vision_feature_layers: list[int] | None = None
+    vision_grid_size: int | None = None

@@ -16,7 +16,7 @@ from typing import Any
 
 import datasets
 
-from .images_mre import image_file_problem
+from ..models.images_mre import image_file_problem
 
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,13 @@
 """Configuration of MMIB (Cui et al., TASLP 2024)."""
 
+from typing import Literal
+
+from huggingface_hub.dataclasses import strict
+
 from .configuration_mre import MREConfig
 
 
+@strict
 class MMIBConfig(MREConfig):
     r"""
     Configuration of [`MMIBForRelationExtraction`], with the defaults of MMIB's released code
@@ -43,13 +48,9 @@ class MMIBConfig(MREConfig):
     image_kl_weight: float = 1.0
     num_negative_shifts: int = 1
     classifier_dropout: float = 0.0
-    classification_loss_reduction: str = "sum"
+    classification_loss_reduction: Literal["sum", "mean"] = "sum"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         if self.hidden_size is None:
             self.hidden_size = self.text_config.hidden_size
-        if self.classification_loss_reduction not in ("sum", "mean"):
-            raise ValueError(
-                f"classification_loss_reduction must be 'sum' or 'mean', got {self.classification_loss_reduction!r}"
-            )

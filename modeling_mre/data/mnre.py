@@ -7,7 +7,7 @@ from typing import Any
 import datasets
 import torch
 
-from .data_mre import (
+from .schema import (
     build_split,
     check_record_fields,
     check_text_entity,

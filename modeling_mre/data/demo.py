@@ -6,14 +6,14 @@ tail object's box, among other textured objects).
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from ..atomic import atomic_folder
 
 
 DEMO_REL2ID = {"None": 0, "/per/per/couple": 1, "/per/per/peer": 2, "/per/misc/present_in": 3}
@@ -147,7 +147,7 @@ def write_demo_dataset(
             _write_split(build_dir, split, split_index, size, seed)
         (build_dir / "ours_rel2id.json").write_text(json.dumps(DEMO_REL2ID), encoding="utf-8")
 
-    info = {"generator": "modeling_mre.demo_data.write_demo_dataset", "seed": seed, "sizes": sizes}
+    info = {"generator": "modeling_mre.data.demo.write_demo_dataset", "seed": seed, "sizes": sizes}
     return _build_atomically(output_dir, write, info)
 
 
@@ -255,33 +255,17 @@ def write_more_demo_dataset(
         (build_dir / "rel2id.json").write_text(json.dumps(DEMO_REL2ID), encoding="utf-8")
         (build_dir / "caption_dict.json").write_text(json.dumps(captions), encoding="utf-8")
 
-    info = {"generator": "modeling_mre.demo_data.write_more_demo_dataset", "seed": seed, "sizes": sizes}
+    info = {"generator": "modeling_mre.data.demo.write_more_demo_dataset", "seed": seed, "sizes": sizes}
     return _build_atomically(output_dir, write, info)
 
 
 def _build_atomically(output_dir: str | os.PathLike, write: Callable[[Path], None], info: dict) -> Path:
-    """
-    Let `write(build_dir)` fill a sibling folder, add the marker file with `info` and the textures,
-    then move the folder into `output_dir`.
-    """
+    """Let `write(build_dir)` fill the new folder, add the marker file with `info` and the textures, then swap it in."""
     output_dir = Path(output_dir).absolute()
     if output_dir.exists() and any(output_dir.iterdir()) and not (output_dir / _MARKER).is_file():
         raise FileExistsError(f"{output_dir} exists and is not a demo dataset; refusing to replace it")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    build_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.build-", dir=output_dir.parent))
-    build_dir.chmod(0o755)  # mkdtemp's private 0o700 would otherwise become the dataset's mode
-    try:
+    with atomic_folder(output_dir) as build_dir:
         write(build_dir)
         info = {**info, "textures": {name: DEMO_TEXTURES[label] for name, label in DEMO_REL2ID.items()}}
         (build_dir / _MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        # A directory cannot be renamed over a non-empty one: move the old one aside first.
-        old_dir = None
-        if output_dir.exists():
-            old_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-", dir=output_dir.parent))
-            os.replace(output_dir, old_dir)
-        os.replace(build_dir, output_dir)
-        if old_dir is not None:
-            shutil.rmtree(old_dir)
-    finally:
-        shutil.rmtree(build_dir, ignore_errors=True)
     return output_dir

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from .configuration_baseline import BaselineConfig
-from .modeling_mre import MREPreTrainedModel, RelationExtractionOutput, build_text_encoder, pool_entity_pair
+from .modeling_mre import MethodPaper, MREPreTrainedModel, RelationExtractionOutput, build_text_encoder, pool_entity_pair
 
 
 class BaselineForRelationExtraction(MREPreTrainedModel):
@@ -15,6 +15,8 @@ class BaselineForRelationExtraction(MREPreTrainedModel):
     """
 
     config_class = BaselineConfig
+    method_name = "baseline"
+    paper = MethodPaper(title="Text-only entity-marker baseline")
 
     def __init__(self, config: BaselineConfig):
         super().__init__(config)
@@ -31,15 +33,14 @@ class BaselineForRelationExtraction(MREPreTrainedModel):
         labels: torch.LongTensor | None = None,
         **kwargs,
     ) -> RelationExtractionOutput:
-        text_states = self.text_encoder(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        ).last_hidden_state  # (batch_size, seq_len, text_hidden)
+        text_states = self.encode_text(input_ids, attention_mask, token_type_ids)  # (batch_size, seq_len, text_hidden)
         pair_representation = pool_entity_pair(text_states, input_ids, self.config)  # (batch_size, 2 * text_hidden)
         logits = self.classifier(self.dropout(pair_representation))  # (batch_size, num_labels)
 
-        loss = None
+        loss = classification_loss = None
         if labels is not None:
-            loss = nn.functional.cross_entropy(logits, labels)
+            classification_loss = nn.functional.cross_entropy(logits, labels)
+            loss = self.combine_losses(classification_loss)
         return RelationExtractionOutput(
-            loss=loss, classification_loss=loss, logits=logits, pair_representation=pair_representation
+            loss=loss, classification_loss=classification_loss, logits=logits, pair_representation=pair_representation
         )

@@ -1,11 +1,13 @@
 """
 Image features computed once per image with a frozen vision encoder, then reused every epoch.
 
-MMIB (like HVPNeT) never updates its vision encoder, so an image's pooled feature is the same at
-every step; encoding the pictures again each epoch only repeats work. `add_image_features` encodes
-every picture of a dataset once and stores the features as columns; `stack_image_features` batches
-them the way `MREProcessor` batches pixels, and the model reads them as `image_features` and
-`crop_features` instead of `pixel_values` and `crop_pixel_values`, with the same logits:
+A frozen vision encoder (MMIB's, like HVPNeT's) gives a picture the same features at every step;
+encoding the pictures again each epoch only repeats work. `add_image_features` encodes every
+picture of a dataset once into what the method declares it reads (`visual_features`: pooled
+vectors, patch tokens or per-level features, flat as `get_image_features` gives them) and stores
+them as columns; `stack_image_features` batches them the way `MREProcessor` batches pixels, and the
+model reads them as `image_features` and `crop_features` instead of `pixel_values` and
+`crop_pixel_values`, with the same logits:
 
     dataset = add_image_features(load_mnre("MNRE/"), model, processor)
     batch = processor(tokens=..., head=..., tail=...)          # text only
@@ -19,12 +21,18 @@ import datasets
 import numpy as np
 import torch
 
-from .processing_mre import record_tail
+from ..models.processing_mre import record_tail
+
+
+def can_cache_image_features(model) -> bool:
+    """Whether `model` reads pictures through a frozen vision encoder, whose features never change."""
+    return model.pretrained_submodules().get("vision_encoder") == "frozen"
 
 
 def _fingerprint(dataset: datasets.Dataset, model, processor) -> str:
-    """Changes whenever the rows, the vision weights or the picture preparation change."""
-    digest = hashlib.sha256(f"{dataset._fingerprint} {processor.max_object_crops}".encode())
+    """Changes whenever the rows, the vision weights, the features read or the picture preparation change."""
+    what = (model.visual_features, model.config.vision_feature_layers, model.config.vision_grid_size)
+    digest = hashlib.sha256(f"{dataset._fingerprint} {processor.max_object_crops} {what}".encode())
     digest.update(processor.image_processor.to_json_string().encode())
     for name, tensor in model.vision_encoder.state_dict().items():
         digest.update(name.encode())
@@ -37,7 +45,7 @@ def add_image_features(
 ) -> datasets.Dataset | datasets.DatasetDict:
     """
     Replace the `image` and `crops` columns of `dataset` (modeling_mre's record schema) by
-    `image_features` (a list of `feature_size` floats, None without an image) and `crop_features`
+    `image_features` (a list of `model.image_feature_size` floats, None without an image) and `crop_features`
     (one such list per kept crop), computed with `model.get_image_features` on the pixels that
     `processor` prepares, in float32, without gradients; with object tails (MORE) also
     `tail_features`, the feature of each tail's crop (None without an image). Rows sharing an
@@ -46,14 +54,18 @@ def add_image_features(
     same files reads them from disk.
 
     Raises:
-        ValueError: the model's vision encoder is trained (its features would change every step).
+        ValueError: the model reads no pictures, or its vision encoder is trained (its features would
+            change every step); `can_cache_image_features` tells beforehand.
     """
     if isinstance(dataset, datasets.DatasetDict):
         return datasets.DatasetDict(
             {split: add_image_features(part, model, processor, batch_size) for split, part in dataset.items()}
         )
-    if not model.config.freeze_vision_encoder:
-        raise ValueError("the vision encoder is trained (freeze_vision_encoder=False): its features cannot be cached")
+    if not can_cache_image_features(model):
+        raise ValueError(
+            f"{type(model).__name__} reads no pictures through a frozen vision encoder (freeze_vision_encoder=False, "
+            "or a text-only method): there are no fixed features to cache"
+        )
 
     seen = {}  # image_id -> feature of a whole image already encoded
     device = model.device

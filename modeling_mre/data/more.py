@@ -26,7 +26,7 @@ import datasets
 import numpy as np
 import torch
 
-from .data_mre import (
+from .schema import (
     build_split,
     check_record_fields,
     check_text_entity,

@@ -10,7 +10,7 @@ trained model folder, and datasets as parquet shards with their images embedded.
     push_dataset_folder("mnre-hub", "org/mnre")               # private unless private=False
 
 Every number and figure on a model card comes from the folder's `eval_results.json` (written by
-`train_accelerate.py`); none is typed by hand. The card templates live in `hub_cards/`. Uploads go
+`train_accelerate.py`); none is typed by hand. The card templates live in `templates/` beside this module. Uploads go
 through huggingface_hub's own `HfApi` (`create_repo`, then one `create_commit`), which reads the
 token from `token=`, else `HF_TOKEN`, else the saved login, as transformers does.
 
@@ -47,6 +47,8 @@ from huggingface_hub.utils import validate_repo_id
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..models import METHODS
+
 
 CONFUSION_MATRIX_FIGURE = "figures/confusion_matrix.png"
 TRAINING_CURVE_FIGURE = "figures/training_curve.png"
@@ -72,21 +74,6 @@ _MODEL_INDEX_METRICS = {
 _METRIC_CONFIG = "micro over relations other than None; accuracy over all"
 _TAGS = ("multimodal-relation-extraction", "relation-extraction", "multimodal", "modeling_mre", "custom_code")
 _SPLITS = ("validation", "test")
-
-_METHODS = {
-    "baseline": {"title": "Text-only entity-marker baseline", "citation": None},
-    "mmib": {
-        "title": "MMIB (Cui et al., TASLP 2024)",
-        "citation": """@article{cui2024mmib,
-  title   = {Enhancing Multimodal Entity and Relation Extraction with Variational Information Bottleneck},
-  author  = {Cui, Shiyao and others},
-  journal = {IEEE/ACM Transactions on Audio, Speech, and Language Processing},
-  year    = {2024},
-  eprint  = {2304.02328},
-  archivePrefix = {arXiv}
-}""",
-    },
-}
 
 # `type` names the dataset in model-index and in the `datasets` metadata; `license` is the Hub's
 # licence id for a dataset card.
@@ -126,7 +113,7 @@ _DATASETS = {
     },
 }
 
-# The embedded offline backbones (modeling_mre.embedded_backbones) are local folders, so their
+# The embedded offline backbones (modeling_mre.backbones) are local folders, so their
 # `_name_or_path` is a path; these are the published models they hold. torchvision's MobileNetV2
 # weights have no Hub repository, so they cannot be a `base_model`.
 _EMBEDDED_BACKBONES = {
@@ -175,21 +162,22 @@ _COLUMN_CONTENT = {
 }
 
 
-def _templates_dir() -> Path:
-    # A clone or an editable install reads hub_cards/ at the repository root; a built wheel carries the
-    # same files inside the package (pyproject.toml maps them to modeling_mre/hub_cards).
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "hub_cards", here.parent / "hub_cards"):
-        if (candidate / "model_card.md").is_file():
-            return candidate
-    raise FileNotFoundError(f"the card templates (hub_cards/) are neither in {here} nor in {here.parent}")
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 
-def _read_template_text(*parts: str) -> str:
-    path = _templates_dir().joinpath(*parts)
+def read_template_text(*parts: str) -> str:
+    """A card text of `templates/`, with an error naming the file a method or dataset must add."""
+    path = TEMPLATES_DIR.joinpath(*parts)
     if not path.is_file():
-        raise FileNotFoundError(f"no card text {path}: add it to hub_cards/ to publish this method or dataset")
+        raise FileNotFoundError(f"no card text {path}: add it to publish this method or dataset")
     return path.read_text(encoding="utf-8").strip()
+
+
+def method_class(method: str) -> type:
+    """The registered model class of `method`, whose declarations carry its card facts."""
+    if method not in METHODS:
+        raise ValueError(f"no card text for method {method!r}; registered methods: {sorted(METHODS)}")
+    return METHODS[method]
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -237,8 +225,15 @@ def _plot_training_curve(log_history: list[dict[str, Any]], best_epoch: int | No
     figure = Figure(figsize=(9, 3.5), layout="constrained")
     FigureCanvasAgg(figure)
     loss_axes, metric_axes = figure.subplots(1, 2)
-    loss_axes.plot(epochs, [record["train_loss"] for record in log_history], marker="o", color="tab:red")
-    loss_axes.set(title="Training loss (mean per batch)", xlabel="epoch", ylabel="loss")
+    loss_axes.plot(epochs, [record["train_loss"] for record in log_history], marker="o", color="tab:red", label="total")
+    # Each term as the model returns it (unweighted): the classification loss and every auxiliary loss.
+    terms = [key for key in log_history[0] if key.startswith("train_") and key.endswith("_loss") and key != "train_loss"]
+    for key in terms:
+        loss_axes.plot(epochs, [record.get(key) for record in log_history], marker=".", linestyle="--",
+                       label=key.removeprefix("train_"))
+    loss_axes.set(title="Training losses (mean per batch)", xlabel="epoch", ylabel="loss")
+    if terms:
+        loss_axes.legend(loc="upper right", fontsize="small")
     for key, label in (("micro_f1", "micro-F1"), ("micro_precision", "micro-P"), ("micro_recall", "micro-R"),
                        ("accuracy", "accuracy")):
         values = [100 * record[f"validation_{key}"] for record in log_history]
@@ -327,7 +322,7 @@ def _limitations(results, config, dataset, method, training_args) -> list[str]:
         f"All figures come from one training run{f' (seed {seed})' if seed is not None else ''}: repeat it "
         "with other seeds before reading a small difference between two models as real."
     )
-    if method != "baseline":
+    if method_class(method).visual_features is not None:
         limitations.append(
             "A post without a picture is given as `image=None`, an explicit \"no image\" input; a placeholder "
             "picture would be read as evidence."
@@ -378,7 +373,7 @@ def write_model_card(
         training_args = {}
 
     method, dataset = results["method"], results["dataset"]
-    method_facts = _lookup(_METHODS, method, "method")
+    paper = method_class(method).paper
     dataset_facts = _lookup(_DATASETS, dataset, "dataset")
     label_names = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
     repo_id = repo_id or str(folder)
@@ -424,11 +419,11 @@ def write_model_card(
     for split in evaluated:
         rows = [{"relation": name, **row} for name, row in results[split]["per_relation"].items()]
         per_relation.append({"split": split, "rows": rows})
-    citations = [c for c in (method_facts["citation"], dataset_facts["citation"]) if c]
+    citations = [c for c in (paper.citation, dataset_facts["citation"]) if c]
     card = ModelCard.from_template(
         card_data,
-        template_path=str(_templates_dir() / "model_card.md"),
-        title=f"{method_facts['title']} on {dataset_facts['title']}",
+        template_path=str(TEMPLATES_DIR / "model_card.md"),
+        title=f"{paper.title} on {dataset_facts['title']}",
         summary=(
             (
                 "Multimodal relation extraction: given a text, an entity in it, the image and an object in the "
@@ -440,13 +435,14 @@ def write_model_card(
             + f"{len(label_names)} (`None` included)."
             + (" This baseline reads the text only." if config.get("vision_config") is None else "")
         ),
-        method_title=method_facts["title"],
+        method_title=paper.title,
+        method_code_url=paper.code_url,
         dataset_title=dataset_facts["title"],
         text_backbone=text_backbone,
         vision_backbone=vision_backbone,
-        method_description=_read_template_text("methods", f"{method}.md"),
-        implementation_notes=_read_template_text("methods", f"{method}_notes.md"),
-        dataset_description=_read_template_text("datasets", f"{dataset}.md"),
+        method_description=read_template_text("methods", f"{method}.md"),
+        implementation_notes=read_template_text("methods", f"{method}_notes.md"),
+        dataset_description=read_template_text("datasets", f"{dataset}.md"),
         repo_id=repo_id,
         best_epoch=results.get("best_epoch"),
         num_epochs=len(results["log_history"]),
@@ -494,7 +490,7 @@ def push_model_folder(
     other run artifacts stay local (`MODEL_FOLDER_EXCLUDES`); `model_repo_files(folder)` lists what goes.
 
     The card is rendered again first, so that its usage snippet names the repository (`repo_id`
-    without a namespace is created under the token's user); edit the templates in `hub_cards/`,
+    without a namespace is created under the token's user); edit the templates in `modeling_mre/hub/templates/`,
     not README.md.
 
     Args:
@@ -637,9 +633,9 @@ def export_dataset(
     ).to_dataset_card_data(card_data)
     card = DatasetCard.from_template(
         card_data,
-        template_path=str(_templates_dir() / "dataset_card.md"),
+        template_path=str(TEMPLATES_DIR / "dataset_card.md"),
         title=facts["title"],
-        description=_read_template_text("datasets", f"{name}.md"),
+        description=read_template_text("datasets", f"{name}.md"),
         repo_id=repo_id or str(folder),
         first_split=next(iter(dataset)),
         features=[

@@ -1,0 +1,18 @@
+"""What `train_accelerate.py` needs beside Accelerate: parameter groups, LoRA, checkpoints, batches."""
+
+from .checkpoints import check_finite, complete_checkpoints, find_checkpoint, rotate_checkpoints, save_checkpoint
+from .collate import make_collate_fn
+from .optimization import encoder_parameter_ids, lora_config, loss_terms, parameter_groups
+
+__all__ = [
+    "check_finite",
+    "complete_checkpoints",
+    "encoder_parameter_ids",
+    "find_checkpoint",
+    "lora_config",
+    "loss_terms",
+    "make_collate_fn",
+    "parameter_groups",
+    "rotate_checkpoints",
+    "save_checkpoint",
+]

@@ -1,0 +1,251 @@
+"""
+The contract every registered method fulfils, as transformers' `ModelTesterMixin`: one suite run
+over each method on tiny random backbones. `test_contract.py` runs it over `modeling_mre.METHODS`,
+so a method that registers inherits all of it; `test_adding_a_method.py` runs it on a method added
+by following `docs/adding-a-method.md`.
+
+A subclass provides the fixture `method_class`. Batches come from a real `MREProcessor` (the tiny
+vocabulary of conftest.py) and mix what users give: an image or none, crops or none, and for object
+tails (MORE) a box with its crop or a text tail.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from modeling_mre.data.feature_cache import can_cache_image_features
+from modeling_mre.hub import save_hub_folder
+from modeling_mre.hub.publishing import read_template_text
+from modeling_mre.models import MREVisualModel
+from modeling_mre.training import encoder_parameter_ids, lora_config, parameter_groups
+
+# 48 wide: divisible by the head counts methods default to (12 for MMIB) and by the tiny ones.
+TINY_TEXT = dict(model_type="bert", hidden_size=48, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
+TINY_VISION = dict(
+    model_type="clip_vision_model", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    intermediate_size=37, image_size=32, patch_size=16,
+)
+NUM_LABELS = 4
+SHARED_REMOTE_CODE = {"configuration_mre.py", "modeling_mre.py", "processing_mre.py", "pipeline_mre.py", "images_mre.py"}
+
+
+def picture(seed: int, size: int = 40) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def build_model(method_class, processor, **overrides):
+    kwargs = dict(
+        text_config={**TINY_TEXT, "vocab_size": len(processor.tokenizer)},
+        num_labels=NUM_LABELS,
+        head_start_token_id=processor.head_start_token_id,
+        tail_start_token_id=processor.tail_start_token_id,
+    )
+    if method_class.visual_features is not None:
+        kwargs["vision_config"] = TINY_VISION
+        if method_class.visual_features == "levels":
+            kwargs["vision_feature_layers"] = [1, 2]
+    torch.manual_seed(0)
+    return method_class(method_class.config_class(**{**kwargs, **overrides}))
+
+
+def encode(processor, object_tails: bool = False, crops: bool = True):
+    """Three posts, padded to the longest: an image with two crops, no image at all, an image with one crop.
+    With `object_tails`, the first and last tails are boxes in the image and the middle one a text tail."""
+    texts = ["obama visits berlin today with merkel", "merkel with obama", "the berlin visits today a b c d"]
+    heads, tails = ["obama", "merkel", "berlin"], ["berlin", "obama", "today"]
+    if object_tails:
+        tails = [{"name": "w", "box": [0.1, 0.2, 0.6, 0.9]}, "obama", {"name": "x", "box": [4, 4, 30, 20]}]
+    return processor(
+        text=texts, head=heads, tail=tails, images=[picture(0), None, picture(1)],
+        crops=[[picture(2), picture(3)], [], [picture(4)]] if crops else None,
+    )
+
+
+def row(batch, index: int) -> dict:
+    """Example `index` of a processor batch, alone, its padding dropped."""
+    length = int(batch["attention_mask"][index].sum())
+    return {
+        key: value[index : index + 1, :length] if key in ("input_ids", "attention_mask", "token_type_ids")
+        else value[index : index + 1]
+        for key, value in batch.items()
+    }
+
+
+def multimodal(method_class) -> bool:
+    return method_class.visual_features is not None
+
+
+class MethodContract:
+    def test_declarations(self, method_class):
+        assert method_class.method_name and method_class.paper.title
+        assert method_class.config_class.model_type.startswith("mre-")
+        # A forgotten card text fails here, not at publishing time.
+        assert read_template_text("methods", f"{method_class.method_name}.md")
+        assert read_template_text("methods", f"{method_class.method_name}_notes.md")
+        assert multimodal(method_class) == issubclass(method_class, MREVisualModel)
+
+    def test_saved_folder_holds_exactly_its_remote_code(self, method_class, processor, tmp_path):
+        model = build_model(method_class, processor).eval()
+        written = save_hub_folder(model, processor, tmp_path / "model")
+        expected = SHARED_REMOTE_CODE | {
+            sys.modules[method_class.__module__].__file__.rsplit("/", 1)[-1],
+            sys.modules[method_class.config_class.__module__].__file__.rsplit("/", 1)[-1],
+        }
+        if multimodal(method_class):
+            expected.add("visual_mre.py")
+        assert {name for name in written if name.endswith(".py")} == expected
+
+    def test_remote_code_reload_in_a_fresh_process(self, method_class, processor, tmp_path):
+        model = build_model(method_class, processor, object_tails=multimodal(method_class)).eval()
+        save_hub_folder(model, processor, tmp_path / "model")
+        batch = dict(encode(processor, object_tails=multimodal(method_class)))
+        save_file({key: value.contiguous() for key, value in batch.items()}, tmp_path / "inputs.safetensors")
+        script = textwrap.dedent(
+            """
+            import sys
+            sys.modules["modeling_mre"] = None  # nothing of the package may be importable
+            import torch
+            from safetensors.torch import load_file, save_file
+            from transformers import AutoModel
+            model = AutoModel.from_pretrained("model", trust_remote_code=True).eval()
+            assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+            with torch.no_grad():
+                logits = model(**load_file("inputs.safetensors")).logits
+            save_file({"logits": logits.contiguous()}, "logits.safetensors")
+            """
+        )
+        completed = subprocess.run(
+            [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        with torch.no_grad():
+            expected = model(**batch).logits
+        torch.testing.assert_close(load_file(tmp_path / "logits.safetensors")["logits"], expected, atol=1e-5, rtol=1e-5)
+
+    def test_missing_image_and_missing_crops(self, method_class, processor):
+        model = build_model(method_class, processor).eval()
+        batch = encode(processor)
+        with torch.no_grad():
+            full = model(**batch).logits
+            text_only = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            without_crops = model(**encode(processor, crops=False)).logits
+            # The second post has neither image nor crops: absent pictures are masked, never read as blank ones.
+            no_pictures = model(
+                **{**batch, "image_mask": torch.zeros(3, dtype=torch.bool), "crop_mask": torch.zeros(3, 2, dtype=torch.bool)}
+            ).logits
+        torch.testing.assert_close(full[1], text_only[1], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(no_pictures, text_only, atol=1e-5, rtol=1e-5)
+        if multimodal(method_class):
+            assert not torch.allclose(full[0], text_only[0], atol=1e-4)  # the image is read
+        else:
+            torch.testing.assert_close(full, without_crops)
+            torch.testing.assert_close(full, text_only)  # a text-only method ignores pictures
+        # The crop-less post is the same whether or not the batch has crops.
+        torch.testing.assert_close(full[1], without_crops[1], atol=1e-5, rtol=1e-5)
+
+    def test_each_example_alone_equals_batched(self, method_class, processor):
+        model = build_model(method_class, processor, object_tails=multimodal(method_class)).eval()
+        batch = encode(processor, object_tails=multimodal(method_class))
+        with torch.no_grad():
+            together = model(**batch).logits
+            for index in range(len(together)):
+                alone = model(**row(batch, index)).logits
+                torch.testing.assert_close(alone[0], together[index], atol=1e-5, rtol=1e-5)
+
+    def test_cached_features_equal_pixels(self, method_class, processor):
+        model = build_model(method_class, processor, object_tails=multimodal(method_class)).eval()
+        if not multimodal(method_class):
+            assert not can_cache_image_features(model)
+            return
+        assert can_cache_image_features(model)
+        batch = dict(encode(processor, object_tails=True))
+        pixels = {key: batch.pop(key) for key in ("pixel_values", "crop_pixel_values", "tail_pixel_values")}
+        with torch.no_grad():
+            features = {
+                "image_features": model.get_image_features(pixels["pixel_values"]),
+                "crop_features": model.get_image_features(pixels["crop_pixel_values"].flatten(0, 1)).unflatten(0, (3, -1)),
+                "tail_features": model.get_image_features(pixels["tail_pixel_values"]),
+            }
+            assert features["image_features"].shape == (3, model.image_feature_size)
+            torch.testing.assert_close(model(**batch, **features).logits, model(**batch, **pixels).logits)
+        assert not can_cache_image_features(build_model(method_class, processor, freeze_vision_encoder=False))
+
+    def test_lora_adapter_reload_equals_merged_model(self, method_class, processor, tmp_path):
+        from peft import PeftModel, get_peft_model
+
+        model = build_model(method_class, processor).eval()
+        model.save_pretrained(tmp_path / "base")
+        peft_model = get_peft_model(model, lora_config(model, processor.marker_ids)).eval()  # LoRA's dropout too
+        with torch.no_grad():  # LoRA's B starts at zero: give the adapter something to carry
+            for name, parameter in peft_model.named_parameters():
+                if parameter.requires_grad:
+                    parameter.add_(0.05 * torch.randn_like(parameter))
+        peft_model.save_pretrained(tmp_path / "adapter")
+        batch = encode(processor)
+        with torch.no_grad():
+            adapted = peft_model(**batch).logits
+            merged = peft_model.merge_and_unload()(**batch).logits
+            base = type(model).from_pretrained(tmp_path / "base").eval()
+            base_logits = base(**batch).logits
+            reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()(**batch).logits
+        torch.testing.assert_close(reloaded, adapted, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(merged, adapted, atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(base_logits, adapted, atol=1e-4)
+
+    def test_auxiliary_losses_are_returned_unweighted_and_weighted_by_the_config(self, method_class, processor):
+        model = build_model(method_class, processor).eval()
+        batch = {**encode(processor), "labels": torch.tensor([1, 0, 3])}
+        with torch.no_grad():
+            outputs = model(**batch)
+            assert torch.isfinite(outputs.classification_loss)
+            for name, weight_field in method_class.auxiliary_losses.items():
+                assert outputs[name].dim() == 0 and torch.isfinite(outputs[name]), name
+                setattr(model.config, weight_field, 0.0)
+                without = model(**batch).loss
+                setattr(model.config, weight_field, 2.0)
+                doubled = model(**batch).loss
+                setattr(model.config, weight_field, getattr(type(model.config)(), weight_field))
+                torch.testing.assert_close(doubled - without, 2 * outputs[name], atol=1e-4, rtol=1e-4)
+            expected = outputs.classification_loss + sum(
+                getattr(model.config, field) * outputs[name] for name, field in method_class.auxiliary_losses.items()
+            )
+            torch.testing.assert_close(outputs.loss, expected)
+
+    def test_bfloat16_forward(self, method_class, processor):
+        model = build_model(method_class, processor, object_tails=multimodal(method_class)).eval().to(torch.bfloat16)
+        with torch.no_grad():  # the processor's float32 pixels meet bfloat16 weights
+            logits = model(**encode(processor, object_tails=multimodal(method_class))).logits
+        assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
+
+    def test_one_training_step_reaches_every_trainable_parameter(self, method_class, processor):
+        # An unused parameter leaves DDP waiting for a gradient that never comes.
+        model = build_model(method_class, processor, object_tails=multimodal(method_class)).train()
+        batch = {**encode(processor, object_tails=multimodal(method_class)), "labels": torch.tensor([1, 0, 3])}
+        model(**batch).loss.backward()
+        missing = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        assert not missing, missing
+
+    def test_training_roles_decide_freezing_and_learning_rates(self, method_class, processor):
+        model = build_model(method_class, processor).train()
+        roles = model.pretrained_submodules()
+        encoder_ids = encoder_parameter_ids(model)
+        encoder_group, new_group = parameter_groups(model, encoder_ids, 5e-5, 1e-3)
+        for name, role in roles.items():
+            submodule = getattr(model, name)
+            parameters = {id(p) for p in submodule.parameters()}
+            if role == "frozen":
+                assert not any(p.requires_grad for p in submodule.parameters()) and not submodule.training
+            group = encoder_group if role == "encoder" else new_group
+            if role != "frozen":
+                assert parameters <= {id(p) for p in group["params"]}, name
+        new_layers = [name for name, child in model.named_children() if name not in roles]
+        for name in new_layers:
+            assert {id(p) for p in getattr(model, name).parameters()} <= {id(p) for p in new_group["params"]}, name
