@@ -147,3 +147,12 @@ def test_the_feature_cache_stores_what_the_method_reads(kind, processor):
     torch.testing.assert_close(from_pixels.mask, from_cache.mask)
     for a, b in zip(from_pixels.levels or [from_pixels.states], from_cache.levels or [from_cache.states]):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_reading_the_feature_shapes_leaves_a_trained_encoder_as_it_was():
+    model = probe("patches", "mobilenet_v2", freeze_vision_encoder=False).train()
+    statistics = {name: buffer.clone() for name, buffer in model.vision_encoder.named_buffers()}
+    model.feature_shapes()
+    assert model.vision_encoder.training
+    for name, buffer in model.vision_encoder.named_buffers():
+        torch.testing.assert_close(buffer, statistics[name], msg=name)

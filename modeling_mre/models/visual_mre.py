@@ -140,6 +140,20 @@ class MREVisualModel(MREPreTrainedModel):
         self.tail_box_projection = nn.Linear(5, hidden_size) if config.object_tails else None
         self._feature_shapes = None
 
+    def _feature_tokens(self, pixel_values: torch.FloatTensor) -> list[torch.Tensor]:
+        """Per level read, the pictures' tokens (num_pictures, tokens, channels)."""
+        outputs = self.vision_encoder(
+            pixel_values=pixel_values.to(self.vision_encoder.dtype),
+            output_hidden_states=self.visual_features == "levels",
+        )
+        if self.visual_features == "pooled":
+            return [pool_image_features(outputs)[:, None]]
+        if self.visual_features == "patches":
+            maps = [outputs.last_hidden_state]
+        else:
+            maps = [outputs.hidden_states[layer] for layer in self.config.vision_feature_layers]
+        return [feature_map_tokens(level, self.config.vision_grid_size) for level in maps]
+
     def get_image_features(self, pixel_values: torch.FloatTensor) -> torch.FloatTensor:
         """
         Flat features `(num_pictures, image_feature_size)` of the kind in `visual_features`, for pixel
@@ -149,36 +163,23 @@ class MREVisualModel(MREPreTrainedModel):
         `config.vision_feature_layers`, each as tokens, concatenated.
         """
         trained = torch.is_grad_enabled() and not self.config.freeze_vision_encoder
-        levels = self.visual_features == "levels"
         with torch.set_grad_enabled(trained):
-            outputs = self.vision_encoder(
-                pixel_values=pixel_values.to(self.vision_encoder.dtype), output_hidden_states=levels
-            )
-        if self.visual_features == "pooled":
-            return pool_image_features(outputs)
-        if self.visual_features == "patches":
-            maps = [outputs.last_hidden_state]
-        else:
-            maps = [outputs.hidden_states[layer] for layer in self.config.vision_feature_layers]
-        tokens = [feature_map_tokens(level, self.config.vision_grid_size) for level in maps]
+            tokens = self._feature_tokens(pixel_values)
         return torch.cat([level.flatten(1) for level in tokens], dim=1)
 
     def feature_shapes(self) -> list[tuple[int, int]]:
-        """(tokens, channels) of each level in a flat feature; read once from a forward of one blank picture."""
+        """(tokens, channels) of each level in a flat feature, read once from a forward of one blank picture."""
         if self._feature_shapes is None:
             if self.visual_features == "pooled":
                 self._feature_shapes = [(1, pooled_feature_size(self.vision_encoder))]
             else:
                 side = getattr(self.config.vision_config, "image_size", 224)
                 blank = torch.zeros(1, 3, side, side, device=self.vision_encoder.device)
+                training = self.vision_encoder.training
+                self.vision_encoder.eval()  # a trained encoder's BatchNorm statistics must not see the blank
                 with torch.no_grad():
-                    outputs = self.vision_encoder(pixel_values=blank.to(self.vision_encoder.dtype), output_hidden_states=True)
-                maps = [outputs.last_hidden_state]
-                if self.visual_features == "levels":
-                    maps = [outputs.hidden_states[layer] for layer in self.config.vision_feature_layers]
-                self._feature_shapes = [
-                    tuple(feature_map_tokens(level, self.config.vision_grid_size).shape[1:]) for level in maps
-                ]
+                    self._feature_shapes = [tuple(level.shape[1:]) for level in self._feature_tokens(blank)]
+                self.vision_encoder.train(training)
         return self._feature_shapes
 
     @property
