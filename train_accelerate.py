@@ -52,8 +52,10 @@ from modeling_mre.atomic import atomic_folder
 from modeling_mre.data.feature_cache import can_cache_image_features
 from modeling_mre.hub import write_hub_folder
 from modeling_mre.training import (
+    LengthGroupedSampler,
     check_finite,
     encoder_parameter_ids,
+    example_lengths,
     find_checkpoint,
     lora_config,
     loss_terms,
@@ -84,6 +86,10 @@ def parse_args(argv=None):
     parser.add_argument("--max_length", type=int, default=128, help="Longest tokenized input; entities are always kept.")
     parser.add_argument("--per_device_train_batch_size", type=int, default=32)
     parser.add_argument("--per_device_eval_batch_size", type=int, default=64)
+    parser.add_argument(
+        "--group_by_length", action="store_true",
+        help="Training batches of similar length (shuffled, seeded per epoch): less padding, faster epochs.",
+    )
     parser.add_argument("--learning_rate", type=float, default=5e-5, help="Learning rate of the text encoder.")
     parser.add_argument(
         "--head_learning_rate", type=float, default=1e-3, help="Learning rate of the freshly initialised method layers."
@@ -238,11 +244,15 @@ def main(argv=None):
     loader_kwargs = {"collate_fn": collate, "num_workers": args.dataloader_num_workers}
     # A loader's own generator: creating an iterator would otherwise draw from the global RNG, so a
     # resumed run (which creates one more) would see different dropout and sampling noise.
+    sampling = {"shuffle": True}
+    if args.group_by_length:
+        lengths = example_lengths(dataset["train"], processor)
+        sampling = {"sampler": LengthGroupedSampler(lengths, args.per_device_train_batch_size, seed=args.seed)}
     train_dataloader = DataLoader(
         dataset["train"],
-        shuffle=True,
         batch_size=args.per_device_train_batch_size,
         generator=torch.Generator().manual_seed(args.seed),
+        **sampling,
         **loader_kwargs,
     )
     eval_dataloaders = {
@@ -303,6 +313,8 @@ def main(argv=None):
     for epoch in range(state["epoch"], args.num_train_epochs):
         model.train()
         train_dataloader.set_epoch(epoch)
+        if args.group_by_length:
+            sampling["sampler"].set_epoch(epoch)
         epoch_start = time.perf_counter()
         active_dataloader = train_dataloader
         if resume_step_in_epoch:

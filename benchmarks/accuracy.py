@@ -10,6 +10,14 @@ validation (selection) split and for test when the dataset has one.
     python benchmarks/accuracy.py --data_dir ../shared/data/mnre --num_train_epochs 4
     python benchmarks/accuracy.py --data_dir MNRE/ --methods mmib -- --text_backbone bert-base-uncased
     python benchmarks/accuracy.py --dataset more --data_dir MORE/
+    python benchmarks/accuracy.py --dataset controlled --noise_shares 0 0.25 0.5   # the controlled benchmark
+
+With `--dataset controlled` the script writes the controlled benchmark (modeling_mre.data.controlled)
+for every seed and noise share (the other dials from their flags), trains every method on each, and
+draws test micro-F1 against the noise share, one line per method, beside the ceilings that reading
+the text only, the image only and both allow (`--figure`). A text-only method reads the same texts
+and labels at every dial setting, so it is trained once per seed and its results stand for every
+noise share.
 
 Flags this script does not know are passed on to train_accelerate.py. Each run writes its model and
 `eval_results.json` under `--output_dir/<method>-seed<seed>`; a run whose folder already holds the
@@ -24,7 +32,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from modeling_mre import METHODS
+from modeling_mre.data.controlled import write_controlled_dataset
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +51,16 @@ def parse_args():
     parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=sorted(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     parser.add_argument("--num_train_epochs", type=int, default=None, help="Default: train_accelerate.py's.")
-    parser.add_argument("--dataset", choices=["mnre", "more"], default="mnre", help="The layout of --data_dir.")
+    parser.add_argument(
+        "--dataset", choices=["mnre", "more", "controlled"], default="mnre",
+        help="The layout of --data_dir, or the controlled benchmark (written by this script).",
+    )
+    controlled = parser.add_argument_group("controlled benchmark")
+    controlled.add_argument("--noise_shares", nargs="+", type=float, default=[0.0, 0.25, 0.5])
+    controlled.add_argument("--num_distractors", type=int, default=0)
+    controlled.add_argument("--missing_share", type=float, default=0.0)
+    controlled.add_argument("--fine_grained_pairs", type=int, default=0)
+    controlled.add_argument("--figure", type=Path, default=REPO / "benchmarks" / "controlled_noise.png")
     parser.add_argument("--data_dir", type=str, default=None, help="A dataset folder; default: the embedded demo.")
     parser.add_argument("--output_dir", type=Path, default=REPO / "outputs" / "accuracy")
     parser.add_argument(
@@ -60,8 +81,8 @@ def train_command(args, method: str, seed: int, run_dir: Path) -> list[str]:
     return command + args.train_flags
 
 
-def run(args, method: str, seed: int) -> dict:
-    run_dir = args.output_dir / f"{method}-seed{seed}"
+def run(args, method: str, seed: int, name: str | None = None) -> dict:
+    run_dir = args.output_dir / (name or f"{method}-seed{seed}")
     command = train_command(args, method, seed, run_dir)
     results_file, command_file = run_dir / "eval_results.json", run_dir / "benchmark_command.json"
     if results_file.is_file() and command_file.is_file() and json.loads(command_file.read_text()) == command:
@@ -80,8 +101,81 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {spread:.2f}"
 
 
+def controlled_sweep(args) -> None:
+    """Every method over seeds and noise shares on the controlled benchmark: a table and a figure."""
+    results, ceilings = {}, {}  # (method, noise) -> [results per seed]; noise -> [ceilings per seed]
+    for seed in args.seeds:
+        for noise in args.noise_shares:
+            data_dir = args.output_dir / "data" / f"noise{noise}-seed{seed}"
+            info = write_controlled_dataset(
+                data_dir, noise_share=noise, num_distractors=args.num_distractors, missing_share=args.missing_share,
+                fine_grained_pairs=args.fine_grained_pairs, seed=seed,
+            )
+            ceilings.setdefault(noise, []).append(info["ceilings"]["test"])
+            args.data_dir, args.dataset = str(data_dir), "mnre"
+            for method in args.methods:
+                text_only = METHODS[method].visual_features is None
+                if text_only and noise != args.noise_shares[0]:
+                    results.setdefault((method, noise), []).append(results[(method, args.noise_shares[0])][-1])
+                    continue
+                outcome = run(args, method, seed, f"{method}-noise{noise}-seed{seed}")
+                results.setdefault((method, noise), []).append(outcome)
+        args.dataset = "controlled"
+
+    dials = f"{args.num_distractors} distractors, missing share {args.missing_share}, {args.fine_grained_pairs} fine-grained pairs"
+    lines = [
+        f"## Controlled benchmark: test micro-F1 and accuracy against the noise share ({dials})",
+        "",
+        f"Seeds {', '.join(map(str, args.seeds))} (the generator's and the training's); mean ± standard deviation, in %. "
+        "Ceilings: the best a model reading only the text, only the image, or both can reach on these test sets.",
+        "",
+        "| noise share | Method | test F1 | test Acc | best epochs |",
+        "|---|---|---|---|---|",
+    ]
+    for noise in args.noise_shares:
+        for reader in ("text", "image", "both"):
+            f1 = mean_std([c[reader]["micro_f1"] for c in ceilings[noise]])
+            accuracy = mean_std([c[reader]["accuracy"] for c in ceilings[noise]])
+            label = "both" if reader == "both" else f"{reader} only"
+            lines.append(f"| {noise} | ceiling: {label} | {f1} | {accuracy} | |")
+        for method in args.methods:
+            runs = results[(method, noise)]
+            epochs = ", ".join(str(r["best_epoch"]) for r in runs)
+            lines.append(
+                f"| {noise} | {method} | {mean_std([r['test']['micro_f1'] for r in runs])} | "
+                f"{mean_std([r['test']['accuracy'] for r in runs])} | {epochs} |"
+            )
+    table = "\n".join(lines)
+    print("\n" + table)
+
+    figure = Figure(figsize=(6.5, 4.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    noises = args.noise_shares
+    for reader, style in (("both", ":"), ("image", "-."), ("text", "--")):
+        values = [100 * statistics.mean(c[reader]["micro_f1"] for c in ceilings[n]) for n in noises]
+        label = "both" if reader == "both" else f"{reader} only"
+        axes.plot(noises, values, linestyle=style, color="grey", label=f"ceiling: {label}")
+    for method in args.methods:
+        scores = [[100 * r["test"]["micro_f1"] for r in results[(method, n)]] for n in noises]
+        spreads = [statistics.stdev(s) if len(s) > 1 else 0.0 for s in scores]
+        axes.errorbar(noises, [statistics.mean(s) for s in scores], yerr=spreads, marker="o", capsize=3, label=method)
+    axes.set(xlabel="share of posts with an unrelated image", ylabel="test micro-F1 (%)", ylim=(0, 102),
+             title="Controlled benchmark: F1 against image noise")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small", loc="lower left")
+    figure.savefig(args.figure, dpi=120)
+    print(f"figure: {args.figure}")
+    summary = {f"{method}@{noise}": runs for (method, noise), runs in results.items()}
+    (args.output_dir / "controlled_summary.json").write_text(
+        json.dumps({"table": table, "ceilings": {str(n): c for n, c in ceilings.items()}, "runs": summary}, indent=2)
+    )
+
+
 def main():
     args = parse_args()
+    if args.dataset == "controlled":
+        return controlled_sweep(args)
     results = {method: {seed: run(args, method, seed) for seed in args.seeds} for method in args.methods}
 
     layout = args.dataset.upper()

@@ -282,6 +282,23 @@ def test_resume_after_two_kills_matches_uninterrupted_run(tmp_path):
         assert ours["validation_micro_f1"] == pytest.approx(theirs["validation_micro_f1"], abs=1e-6)
 
 
+def test_length_grouped_batches_resume_exactly(tmp_path):
+    # The grouped order is drawn from (seed, epoch) alone: killed mid-epoch and resumed, the run
+    # sees the same batches as an unbroken one.
+    args = ["--method", "baseline", "--group_by_length", "--num_train_epochs", "2", "--max_train_samples", "256",
+            "--max_eval_samples", "64", "--checkpointing_steps", "3"]
+    reference = train(tmp_path / "reference", *args)
+    interrupted = tmp_path / "interrupted"
+    start_and_kill_after(interrupted, args, "step_3")
+    resumed = train(interrupted, *args, "--resume_from_checkpoint", "latest")
+    for ours, theirs in zip(resumed["log_history"], reference["log_history"], strict=True):
+        assert ours["validation_micro_f1"] == pytest.approx(theirs["validation_micro_f1"], abs=1e-6)
+        assert ours["validation_accuracy"] == pytest.approx(theirs["validation_accuracy"], abs=1e-6)
+    assert resumed["test"]["accuracy"] == pytest.approx(reference["test"]["accuracy"], abs=1e-6)
+    # The second epoch ran whole after the resume: the same batches give the same mean loss.
+    assert resumed["log_history"][-1]["train_loss"] == pytest.approx(reference["log_history"][-1]["train_loss"], rel=1e-5)
+
+
 def test_resume_from_incomplete_checkpoint_is_refused(tmp_path, train_script):
     (tmp_path / ".step_4.partial").mkdir()  # what a kill during a save leaves
     (tmp_path / "step_2").mkdir()  # a folder without its state file

@@ -19,6 +19,7 @@ from ..atomic import atomic_folder
 DEMO_REL2ID = {"None": 0, "/per/per/couple": 1, "/per/per/peer": 2, "/per/misc/present_in": 3}
 # The texture drawn for each relation id; only the image tells the relations apart.
 DEMO_TEXTURES = ("horizontal stripes", "checkerboard", "concentric rings", "scattered dots")
+_TEXTURES = {name: DEMO_TEXTURES[label] for name, label in DEMO_REL2ID.items()}
 IMAGE_SIZE = 128
 # Written last into the build folder: its presence tells a finished demo dataset (ours to replace)
 # from any other folder.
@@ -38,7 +39,8 @@ _LAST_NAMES = ("Ashgrove", "Brantley", "Quillon", "Marrowby", "Penhale", "Tessar
 _PLACES = ("Port Velmar", "Lake Orrin", "Kestrel Hill", "Duneholt", "Sarn Valley", "Brightwater Fair")
 
 
-def _entity_name(rng: np.random.Generator) -> str:
+def entity_name(rng: np.random.Generator) -> str:
+    """An invented person or place name."""
     if rng.random() < 0.3:
         return str(rng.choice(_PLACES))
     first = str(rng.choice(_FIRST_NAMES))
@@ -46,10 +48,10 @@ def _entity_name(rng: np.random.Generator) -> str:
 
 
 def _text_record(rng: np.random.Generator) -> tuple[list[str], dict, dict]:
-    head = _entity_name(rng)
-    tail = _entity_name(rng)
+    head = entity_name(rng)
+    tail = entity_name(rng)
     while tail == head:
-        tail = _entity_name(rng)
+        tail = entity_name(rng)
     tokens, spans = [], {}
     for word in str(rng.choice(_TEMPLATES)).split():
         if word in ("{h}", "{t}"):
@@ -64,9 +66,9 @@ def _text_record(rng: np.random.Generator) -> tuple[list[str], dict, dict]:
 _Y, _X = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float32)
 
 
-def _texture(label: int, rng: np.random.Generator) -> np.ndarray:
-    """A float mask in [0, 1] with the texture `DEMO_TEXTURES[label]` at a random scale and offset."""
-    period = rng.uniform(10, 24)
+def texture_mask(label: int, rng: np.random.Generator, periods: tuple[float, float] = (10, 24)) -> np.ndarray:
+    """A float mask in [0, 1] with the texture `DEMO_TEXTURES[label]` at a random scale (period in `periods`) and offset."""
+    period = rng.uniform(*periods)
     phase = rng.uniform(0, period)
     if label == 0:
         return ((_Y + phase) % period < period / 2).astype(np.float32)
@@ -87,13 +89,18 @@ def _texture(label: int, rng: np.random.Generator) -> np.ndarray:
     return mask
 
 
-def _image(label: int, rng: np.random.Generator) -> Image.Image:
-    # Both colours come from one distribution for every class, so colour says nothing of the label.
+def two_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A foreground and a background colour far enough apart: a texture in near-identical colours is invisible."""
     foreground, background = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
-    # A texture in two near-identical colours would be invisible, hence unlearnable.
     while np.abs(foreground - background).sum() < 120:
         foreground, background = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
-    mask = _texture(label, rng)[..., None]
+    return foreground, background
+
+
+def _image(label: int, rng: np.random.Generator) -> Image.Image:
+    # Both colours come from one distribution for every class, so colour says nothing of the label.
+    foreground, background = two_colours(rng)
+    mask = texture_mask(label, rng)[..., None]
     pixels = mask * foreground + (1 - mask) * background
     # Noise at a quarter resolution keeps the PNGs small while still varying the texture's pixels.
     noise = rng.normal(0, 10, size=(IMAGE_SIZE // 4, IMAGE_SIZE // 4, 3)).repeat(4, axis=0).repeat(4, axis=1)
@@ -147,8 +154,8 @@ def write_demo_dataset(
             _write_split(build_dir, split, split_index, size, seed)
         (build_dir / "ours_rel2id.json").write_text(json.dumps(DEMO_REL2ID), encoding="utf-8")
 
-    info = {"generator": "modeling_mre.data.demo.write_demo_dataset", "seed": seed, "sizes": sizes}
-    return _build_atomically(output_dir, write, info)
+    info = {"generator": "modeling_mre.data.demo.write_demo_dataset", "seed": seed, "sizes": sizes, "textures": _TEXTURES}
+    return build_dataset_folder(output_dir, write, info)
 
 
 # MORE's objects: up to 4 per image, one per quadrant, each a textured box on a noisy background.
@@ -172,10 +179,8 @@ def _objects_image(rng: np.random.Generator) -> tuple[Image.Image, dict[str, lis
         width, height = (int(v) for v in rng.integers(cell * 3 // 5, cell - 2, size=2))
         left = (index % _OBJECT_GRID) * cell + int(rng.integers(0, cell - width + 1))
         top = (index // _OBJECT_GRID) * cell + int(rng.integers(0, cell - height + 1))
-        foreground, background = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
-        while np.abs(foreground - background).sum() < 120:
-            foreground, background = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
-        mask = _texture(label, rng)[:height, :width, None]
+        foreground, background = two_colours(rng)
+        mask = texture_mask(label, rng)[:height, :width, None]
         pixels[top : top + height, left : left + width] = mask * foreground + (1 - mask) * background
         boxes[f"object_{number}"] = [
             (left + width / 2) / IMAGE_SIZE, (top + height / 2) / IMAGE_SIZE, width / IMAGE_SIZE, height / IMAGE_SIZE
@@ -204,7 +209,7 @@ def _write_more_split(root: Path, split: str, split_index: int, size: int, seed:
         captions[img_id] = {name: f"the object on the {_side(box[0])}" for name, box in boxes.items()}
         # The tail is drawn independently of the text; its own texture is the relation.
         tail_number = int(image_rng.integers(len(boxes)))
-        head = _entity_name(text_rng)
+        head = entity_name(text_rng)
         tokens, position = [], None
         for word in str(text_rng.choice(_TITLE_TEMPLATES)).split():
             if word == "{h}":
@@ -255,17 +260,19 @@ def write_more_demo_dataset(
         (build_dir / "rel2id.json").write_text(json.dumps(DEMO_REL2ID), encoding="utf-8")
         (build_dir / "caption_dict.json").write_text(json.dumps(captions), encoding="utf-8")
 
-    info = {"generator": "modeling_mre.data.demo.write_more_demo_dataset", "seed": seed, "sizes": sizes}
-    return _build_atomically(output_dir, write, info)
+    info = {"generator": "modeling_mre.data.demo.write_more_demo_dataset", "seed": seed, "sizes": sizes, "textures": _TEXTURES}
+    return build_dataset_folder(output_dir, write, info)
 
 
-def _build_atomically(output_dir: str | os.PathLike, write: Callable[[Path], None], info: dict) -> Path:
-    """Let `write(build_dir)` fill the new folder, add the marker file with `info` and the textures, then swap it in."""
+def build_dataset_folder(output_dir: str | os.PathLike, write: Callable[[Path], None], info: dict) -> Path:
+    """
+    Let `write(build_dir)` fill the new folder, add the marker file with `info` and the textures, then
+    swap it in; an existing `output_dir` is replaced only if empty or a dataset written here before.
+    """
     output_dir = Path(output_dir).absolute()
     if output_dir.exists() and any(output_dir.iterdir()) and not (output_dir / _MARKER).is_file():
         raise FileExistsError(f"{output_dir} exists and is not a demo dataset; refusing to replace it")
     with atomic_folder(output_dir) as build_dir:
         write(build_dir)
-        info = {**info, "textures": {name: DEMO_TEXTURES[label] for name, label in DEMO_REL2ID.items()}}
         (build_dir / _MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return output_dir

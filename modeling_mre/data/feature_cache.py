@@ -40,8 +40,17 @@ def _fingerprint(dataset: datasets.Dataset, model, processor) -> str:
     return digest.hexdigest()[:32]
 
 
+# Pictures per vision-encoder call. On CPU a few at a time run fastest (MobileNetV2 on 2 cores: about
+# twice the images per second of one call for 128, benchmarks/RESULTS.md); a GPU wants large calls.
+CPU_ENCODING_BATCH_SIZE, GPU_ENCODING_BATCH_SIZE = 16, 256
+
+
 def add_image_features(
-    dataset: datasets.Dataset | datasets.DatasetDict, model, processor, batch_size: int = 64
+    dataset: datasets.Dataset | datasets.DatasetDict,
+    model,
+    processor,
+    batch_size: int = 64,
+    encoding_batch_size: int | None = None,
 ) -> datasets.Dataset | datasets.DatasetDict:
     """
     Replace the `image` and `crops` columns of `dataset` (modeling_mre's record schema) by
@@ -51,7 +60,8 @@ def add_image_features(
     `tail_features`, the feature of each tail's crop (None without an image). Rows sharing an
     `image_id` have their whole image encoded once. The new columns are cached by `datasets` under a
     fingerprint of the rows, the vision weights and the image preparation, so a later run on the
-    same files reads them from disk.
+    same files reads them from disk. `batch_size` rows are prepared at a time; their pictures go
+    through the vision encoder `encoding_batch_size` at a time (default: 16 on CPU, 256 on a GPU).
 
     Raises:
         ValueError: the model reads no pictures, or its vision encoder is trained (its features would
@@ -59,7 +69,10 @@ def add_image_features(
     """
     if isinstance(dataset, datasets.DatasetDict):
         return datasets.DatasetDict(
-            {split: add_image_features(part, model, processor, batch_size) for split, part in dataset.items()}
+            {
+                split: add_image_features(part, model, processor, batch_size, encoding_batch_size)
+                for split, part in dataset.items()
+            }
         )
     if not can_cache_image_features(model):
         raise ValueError(
@@ -67,6 +80,7 @@ def add_image_features(
             "or a text-only method): there are no fixed features to cache"
         )
 
+    chunk_size = encoding_batch_size or (GPU_ENCODING_BATCH_SIZE if model.device.type == "cuda" else CPU_ENCODING_BATCH_SIZE)
     seen = {}  # image_id -> feature of a whole image already encoded
     device = model.device
     object_tails = "tail_box" in dataset.column_names
@@ -103,7 +117,11 @@ def add_image_features(
         features = []
         if pictures:
             with torch.no_grad():
-                features = model.get_image_features(torch.cat(pictures).to(device)).float().cpu().numpy()
+                pictures = torch.cat(pictures)
+                features = np.concatenate([
+                    model.get_image_features(chunk.to(device)).float().cpu().numpy()
+                    for chunk in pictures.split(chunk_size)
+                ])
 
         image_features = [None] * len(rows)
         for row, feature in zip(image_rows, features):

@@ -1,13 +1,16 @@
-"""What `train_accelerate.py` needs beside Accelerate: parameter groups, LoRA, checkpoints, batches."""
+"""What `train_accelerate.py` needs beside Accelerate: parameter groups, LoRA, checkpoints, batches, sampling."""
 
 from .checkpoints import check_finite, complete_checkpoints, find_checkpoint, rotate_checkpoints, save_checkpoint
 from .collate import make_collate_fn
 from .optimization import encoder_parameter_ids, lora_config, loss_terms, parameter_groups
+from .sampling import LengthGroupedSampler, example_lengths
 
 __all__ = [
+    "LengthGroupedSampler",
     "check_finite",
     "complete_checkpoints",
     "encoder_parameter_ids",
+    "example_lengths",
     "find_checkpoint",
     "lora_config",
     "loss_terms",

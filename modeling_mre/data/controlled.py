@@ -1,0 +1,246 @@
+"""
+A controlled multimodal benchmark in MNRE's layout, where each difficulty the papers name is a dial.
+
+The relation needs the text AND the image: the text gives its register (personal, professional, or
+neutral, which means `None`) and the picture its scene (one of three textures), and the relation is
+the pair, like `/personal/stripes`. Neither modality alone can tell it, and the generator knows every
+example's hidden causes, so it computes the best accuracy and micro-F1 that any model reading the
+text only, the image only, or both can reach on each split (the Bayes-optimal "ceilings") and prints
+them. The dials:
+
+- `noise_share`: posts whose picture is unrelated to the text (a picture of no scene at all), as the
+  noisy image-text pairs MMIB and WMAJL address; a model should fall back on the text for them.
+- `num_distractors`: small boxes of the other scenes' textures pasted on the picture (DFMA's
+  distracting image content); the scene stays the texture that covers most of the picture.
+- `missing_share`: posts without a picture ("no image").
+- `fine_grained_pairs`: how many scenes come in two variants that differ only in the texture's scale
+  (`-fine`, `-coarse`), each a relation of its own (WMAJL's and ROC's fine-grained label confusion).
+
+Texts and the label are drawn from their own random streams, so that with the same seed and sizes
+every dial setting gives the same texts and labels: only the pictures change.
+
+    python -m modeling_mre.data.controlled controlled-data --noise_share 0.3 --num_distractors 2
+"""
+
+import argparse
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..metrics import compute_mre_metrics
+from .demo import IMAGE_SIZE, build_dataset_folder, entity_name, texture_mask, two_colours
+
+REGISTERS = ("personal", "professional")
+SCENES = ("stripes", "checkerboard", "rings")  # the first three demo textures
+NONE_SHARE = 0.2  # posts in the neutral register, whose relation is None
+# The two variants of a fine-grained scene: the same texture at a small or a large scale.
+VARIANT_PERIODS = {"fine": (8.0, 12.0), "coarse": (18.0, 24.0)}
+_TEMPLATES = {
+    "personal": (
+        "{h} had dinner with {t} to celebrate her birthday .",
+        "{h} and {t} are finally engaged !",
+        "Family weekend : {h} visiting {t} again",
+        "{h} hugging {t} after all these years #love",
+    ),
+    "professional": (
+        "{h} signed the contract with {t} this morning .",
+        "{h} joins {t} as chief engineer",
+        "Board meeting : {h} presents the results to {t}",
+        "{h} and {t} announce a joint venture",
+    ),
+    "neutral": (
+        "{h} and {t} in the news today .",
+        "Photo of the day : {h} , {t}",
+        "RT @daily_feed : {h} {t}",
+        "{t} trending after {h} posts",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Dials:
+    noise_share: float = 0.0
+    num_distractors: int = 0
+    missing_share: float = 0.0
+    fine_grained_pairs: int = 0
+
+    def __post_init__(self):
+        for name in ("noise_share", "missing_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if not 0 <= self.num_distractors <= 6:
+            raise ValueError(f"num_distractors must be 0 to 6 (the scene must cover most of the picture), got {self.num_distractors}")
+        if not 0 <= self.fine_grained_pairs <= len(SCENES):
+            raise ValueError(f"fine_grained_pairs must be 0 to {len(SCENES)}, got {self.fine_grained_pairs}")
+
+
+def scene_labels(fine_grained_pairs: int) -> list[str]:
+    """The picture's classes: each scene, the first `fine_grained_pairs` of them split into two variants."""
+    labels = []
+    for index, scene in enumerate(SCENES):
+        labels += [f"{scene}-{variant}" for variant in VARIANT_PERIODS] if index < fine_grained_pairs else [scene]
+    return labels
+
+
+def relation_names(fine_grained_pairs: int) -> list[str]:
+    return ["None"] + [f"/{register}/{scene}" for register in REGISTERS for scene in scene_labels(fine_grained_pairs)]
+
+
+def _picture(scene_label: str, dials: Dials, rng: np.random.Generator) -> Image.Image:
+    """The scene's texture over the whole picture, with `num_distractors` boxes of other scenes' textures."""
+    scene, _, variant = scene_label.partition("-")
+    foreground, background = two_colours(rng)
+    mask = texture_mask(SCENES.index(scene), rng, VARIANT_PERIODS.get(variant, (10.0, 24.0)))[..., None]
+    pixels = mask * foreground + (1 - mask) * background
+    # Distractors sit in distinct cells of a 3x3 grid, at most 6 of 9: the scene keeps most of the area.
+    cell = IMAGE_SIZE // 3
+    for index in rng.permutation(9)[: dials.num_distractors].tolist():
+        other = int(rng.choice([i for i in range(len(SCENES)) if SCENES[i] != scene]))
+        top, left = (index // 3) * cell, (index % 3) * cell
+        box_foreground, box_background = two_colours(rng)
+        box = texture_mask(other, rng)[:cell, :cell, None]
+        pixels[top : top + cell, left : left + cell] = box * box_foreground + (1 - box) * box_background
+    noise = rng.normal(0, 10, size=(IMAGE_SIZE // 4, IMAGE_SIZE // 4, 3)).repeat(4, axis=0).repeat(4, axis=1)
+    return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
+
+
+def _unrelated_picture(rng: np.random.Generator) -> Image.Image:
+    """A picture of no scene: smooth blobs of colour, as a photo unrelated to the post."""
+    coarse = rng.uniform(0, 255, size=(4, 4, 3)).astype(np.uint8)
+    return Image.fromarray(coarse).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
+
+
+def _oracles(register: str, scene_label: str, informative: bool, scenes: list[str]) -> dict[str, str]:
+    """
+    The Bayes-optimal prediction from the text only, the image only, and both. Priors: None has
+    NONE_SHARE, each other relation (1 - NONE_SHARE) / (registers x scenes); the scene is uniform,
+    whatever the register. Ties go to the first relation in `relation_names`.
+    """
+    first_of = {r: f"/{r}/{scenes[0]}" for r in REGISTERS}
+    text = "None" if register == "neutral" else first_of[register]
+    per_relation = (1 - NONE_SHARE) / (len(REGISTERS) * len(scenes))
+    if informative:  # the scene is known: None (NONE_SHARE) against each register's relation
+        image = f"/{REGISTERS[0]}/{scene_label}" if (1 - NONE_SHARE) / len(REGISTERS) >= NONE_SHARE else "None"
+    else:
+        image = "None" if NONE_SHARE >= per_relation else first_of[REGISTERS[0]]
+    both = ("None" if register == "neutral" else f"/{register}/{scene_label}") if informative else text
+    return {"text": text, "image": image, "both": both}
+
+
+def _write_split(root: Path, split: str, split_index: int, size: int, seed: int, dials: Dials) -> dict:
+    # Texts and labels come from streams that no dial touches; pictures from their own.
+    text_rng = np.random.default_rng([seed, split_index, 10])
+    label_rng = np.random.default_rng([seed, split_index, 11])
+    picture_rng = np.random.default_rng([seed, split_index, 12, dials.num_distractors, dials.fine_grained_pairs])
+    presence_rng = np.random.default_rng([seed, split_index, 13])
+    scenes = scene_labels(dials.fine_grained_pairs)
+    names = relation_names(dials.fine_grained_pairs)
+    image_folder = root / "img_org" / split
+    image_folder.mkdir(parents=True)
+    lines, references, predictions = [], [], {"text": [], "image": [], "both": []}
+    for index in range(size):
+        register = "neutral" if label_rng.random() < NONE_SHARE else REGISTERS[int(label_rng.integers(len(REGISTERS)))]
+        scene_draw = label_rng.random()  # one draw whatever the variants, so labels agree across dials
+        scene = SCENES[int(scene_draw * len(SCENES))]
+        scene_label = scene if scene in scenes else f"{scene}-{'fine' if (scene_draw * len(SCENES)) % 1 < 0.5 else 'coarse'}"
+        relation = "None" if register == "neutral" else f"/{register}/{scene_label}"
+        # Fixed uniforms per post: the same posts lose their picture, or get an unrelated one, as a dial grows.
+        missing = presence_rng.random() < dials.missing_share
+        unrelated = presence_rng.random() < dials.noise_share
+        head, tail = entity_name(text_rng), entity_name(text_rng)
+        while tail == head:
+            tail = entity_name(text_rng)
+        tokens, spans = [], {}
+        for word in str(text_rng.choice(_TEMPLATES[register])).split():
+            if word in ("{h}", "{t}"):
+                name = head if word == "{h}" else tail
+                spans[word] = {"name": name, "pos": [len(tokens), len(tokens) + len(name.split())]}
+                tokens.extend(name.split())
+            else:
+                tokens.append(word)
+        img_id = f"controlled_{split}_{index:05d}.png"
+        if not missing:
+            picture = _unrelated_picture(picture_rng) if unrelated else _picture(scene_label, dials, picture_rng)
+            picture.save(image_folder / img_id)
+        record = {"token": tokens, "h": spans["{h}"], "t": spans["{t}"], "img_id": img_id, "relation": relation}
+        lines.append(repr(record) + "\n")
+        references.append(names.index(relation))
+        for reader, prediction in _oracles(register, scene_label, not (missing or unrelated), scenes).items():
+            predictions[reader].append(names.index(prediction))
+    (root / f"ours_{split}.txt").write_text("".join(lines), encoding="utf-8")
+    return {
+        reader: {
+            key: compute_mre_metrics(np.array(predicted), np.array(references), names)[key]
+            for key in ("micro_f1", "accuracy")
+        }
+        for reader, predicted in predictions.items()
+    }
+
+
+def write_controlled_dataset(
+    output_dir: str | os.PathLike,
+    noise_share: float = 0.0,
+    num_distractors: int = 0,
+    missing_share: float = 0.0,
+    fine_grained_pairs: int = 0,
+    num_train: int = 800,
+    num_validation: int = 200,
+    num_test: int = 200,
+    seed: int = 0,
+) -> dict:
+    """
+    Write the controlled benchmark in the MNRE peers' layout (`load_mnre(output_dir)` reads it) and
+    return its description: the dials, the relations and, per split, the ceilings `{"text", "image",
+    "both"}` of micro-F1 and accuracy (also in `output_dir/demo_info.json`). Written atomically, as
+    the demo datasets; the same arguments always give the same files.
+    """
+    dials = Dials(noise_share, num_distractors, missing_share, fine_grained_pairs)
+    sizes = {"train": num_train, "val": num_validation, "test": num_test}
+    names = relation_names(fine_grained_pairs)
+    ceilings = {}
+
+    def write(build_dir: Path) -> None:
+        for split_index, (split, size) in enumerate(sizes.items()):
+            ceilings[split] = _write_split(build_dir, split, split_index, size, seed, dials)
+        (build_dir / "ours_rel2id.json").write_text(json.dumps({name: i for i, name in enumerate(names)}), encoding="utf-8")
+
+    info = {
+        "generator": "modeling_mre.data.controlled.write_controlled_dataset",
+        "seed": seed,
+        "sizes": sizes,
+        "dials": asdict(dials),
+        "relations": names,
+        "ceilings": ceilings,
+    }
+    build_dataset_folder(output_dir, write, info)
+    return info
+
+
+def format_ceilings(info: dict) -> str:
+    """The ceilings as a markdown table."""
+    rows = ["| split | reads | micro-F1 ceiling | accuracy ceiling |", "| --- | --- | --- | --- |"]
+    for split, readers in info["ceilings"].items():
+        for reader, metrics in readers.items():
+            rows.append(f"| {split} | {reader} | {100 * metrics['micro_f1']:.2f} | {100 * metrics['accuracy']:.2f} |")
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output_dir")
+    for dial, kind in (("noise_share", float), ("num_distractors", int), ("missing_share", float), ("fine_grained_pairs", int)):
+        parser.add_argument(f"--{dial}", type=kind, default=getattr(Dials(), dial))
+    for split, size in (("train", 800), ("validation", 200), ("test", 200)):
+        parser.add_argument(f"--num_{split}", type=int, default=size)
+    parser.add_argument("--seed", type=int, default=0)
+    args = vars(parser.parse_args(argv))
+    info = write_controlled_dataset(args.pop("output_dir"), **args)
+    print(f"relations: {', '.join(info['relations'])}\ndials: {info['dials']}\n{format_ceilings(info)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""The controlled benchmark: its dials, its ceilings, and what stays fixed when a dial moves."""
+
+import pytest
+
+from modeling_mre import load_mnre
+from modeling_mre.data.controlled import Dials, relation_names, write_controlled_dataset
+
+SMALL = dict(num_train=300, num_validation=40, num_test=40, seed=3)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("controlled") / "clean"
+    return folder, write_controlled_dataset(folder, **SMALL)
+
+
+def test_it_reads_as_mnre_and_needs_both_modalities(clean):
+    folder, info = clean
+    dataset = load_mnre(folder)
+    assert dataset["train"].features["relation"].names == info["relations"] == relation_names(0)
+    assert len(dataset["train"]) == 300 and all(row["image"] is not None for row in dataset["validation"])
+    for split in ("train", "val", "test"):
+        ceilings = info["ceilings"][split]
+        assert ceilings["both"]["accuracy"] == 1.0
+        # Each modality alone stays far under: the text misses the scene, the image the register.
+        assert ceilings["text"]["accuracy"] < 0.6 and ceilings["image"]["accuracy"] < 0.6
+    # With 300 posts the text-only ceiling is near its expectation, 0.2 + 0.8 / 3.
+    assert info["ceilings"]["train"]["text"]["accuracy"] == pytest.approx(0.2 + 0.8 / 3, abs=0.07)
+
+
+def test_dials_change_the_pictures_only(clean, tmp_path):
+    folder, _ = clean
+    noisy_folder = tmp_path / "noisy"
+    noisy = write_controlled_dataset(noisy_folder, noise_share=1.0, num_distractors=2, **SMALL)
+    # Same texts and labels: a text-only model gives the same results at every dial setting.
+    for split in ("train", "val", "test"):
+        assert (noisy_folder / f"ours_{split}.txt").read_bytes() == (folder / f"ours_{split}.txt").read_bytes()
+    assert (noisy_folder / "img_org/train/controlled_train_00000.png").read_bytes() != (
+        folder / "img_org/train/controlled_train_00000.png"
+    ).read_bytes()
+    # Every picture unrelated: reading both modalities is worth what the text alone is.
+    assert noisy["ceilings"]["test"]["both"] == noisy["ceilings"]["test"]["text"]
+
+
+def test_missing_pictures_and_fine_grained_pairs(tmp_path):
+    info = write_controlled_dataset(tmp_path / "d", missing_share=0.5, fine_grained_pairs=2, **SMALL)
+    assert len(info["relations"]) == 1 + 2 * (2 * 2 + 1)  # None, then 2 registers x (2 split scenes + 1)
+    assert "/personal/stripes-fine" in info["relations"] and "/personal/rings" in info["relations"]
+    dataset = load_mnre(tmp_path / "d")
+    missing = sum(row["image"] is None for row in dataset["train"])
+    assert 100 < missing < 200
+    assert 0.5 < info["ceilings"]["train"]["both"]["accuracy"] < 0.9
+
+
+@pytest.mark.parametrize("dials", [dict(noise_share=1.5), dict(num_distractors=7), dict(fine_grained_pairs=4)])
+def test_out_of_range_dials_are_refused(dials):
+    with pytest.raises(ValueError, match=next(iter(dials))):
+        Dials(**dials)
