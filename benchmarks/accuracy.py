@@ -60,6 +60,7 @@ def parse_args():
     controlled.add_argument("--num_distractors", type=int, default=0)
     controlled.add_argument("--missing_share", type=float, default=0.0)
     controlled.add_argument("--fine_grained_pairs", type=int, default=0)
+    controlled.add_argument("--layout", choices=["mnre", "more"], default="mnre", help="MORE's: object tails.")
     controlled.add_argument("--figure", type=Path, default=REPO / "benchmarks" / "controlled_noise.png")
     parser.add_argument("--data_dir", type=str, default=None, help="A dataset folder; default: the embedded demo.")
     parser.add_argument("--output_dir", type=Path, default=REPO / "outputs" / "accuracy")
@@ -109,10 +110,10 @@ def controlled_sweep(args) -> None:
             data_dir = args.output_dir / "data" / f"noise{noise}-seed{seed}"
             info = write_controlled_dataset(
                 data_dir, noise_share=noise, num_distractors=args.num_distractors, missing_share=args.missing_share,
-                fine_grained_pairs=args.fine_grained_pairs, seed=seed,
+                fine_grained_pairs=args.fine_grained_pairs, seed=seed, layout=args.layout,
             )
             ceilings.setdefault(noise, []).append(info["ceilings"]["test"])
-            args.data_dir, args.dataset = str(data_dir), "mnre"
+            args.data_dir, args.dataset = str(data_dir), args.layout
             for method in args.methods:
                 text_only = METHODS[method].visual_features is None
                 if text_only and noise != args.noise_shares[0]:
@@ -122,7 +123,7 @@ def controlled_sweep(args) -> None:
                 results.setdefault((method, noise), []).append(outcome)
         args.dataset = "controlled"
 
-    dials = f"{args.num_distractors} distractors, missing share {args.missing_share}, {args.fine_grained_pairs} fine-grained pairs"
+    dials = f"{args.layout.upper()} layout, {args.num_distractors} distractors, missing share {args.missing_share}, {args.fine_grained_pairs} fine-grained pairs"
     lines = [
         f"## Controlled benchmark: test micro-F1 and accuracy against the noise share ({dials})",
         "",

@@ -1,12 +1,14 @@
 """
-A controlled multimodal benchmark in MNRE's layout, where each difficulty the papers name is a dial.
+A controlled multimodal benchmark in MNRE's layout (or MORE's, with object tails), where each
+difficulty the papers name is a dial.
 
 The relation needs the text AND the image: the text gives its register (personal, professional, or
 neutral, which means `None`) and the picture its scene (one of three textures), and the relation is
-the pair, like `/personal/stripes`. Neither modality alone can tell it, and the generator knows every
-example's hidden causes, so it computes the best accuracy and micro-F1 that any model reading the
-text only, the image only, or both can reach on each split (the Bayes-optimal "ceilings") and prints
-them. The dials:
+the pair, like `/personal/stripes`. Neither modality alone can tell it. The generator knows every
+post's hidden causes (its register, and the scene when its picture shows one), so it computes the
+"ceilings" of each split: the best accuracy that any model reading only the text, only the image, or
+both can reach there (for each thing such a model can observe, its most frequent relation), and
+that predictor's micro-F1. The dials:
 
 - `noise_share`: posts whose picture is unrelated to the text (a picture of no scene at all), as the
   noisy image-text pairs MMIB and WMAJL address; a model should fall back on the text for them.
@@ -20,15 +22,18 @@ Texts and the label are drawn from their own random streams, so that with the sa
 every dial setting gives the same texts and labels: only the pictures change.
 
     python -m modeling_mre.data.controlled controlled-data --noise_share 0.3 --num_distractors 2
+    python -m modeling_mre.data.controlled controlled-more --layout more --num_distractors 3
 """
 
 import argparse
 import json
 import os
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from ..metrics import compute_mre_metrics
@@ -59,6 +64,15 @@ _TEMPLATES = {
         "{t} trending after {h} posts",
     ),
 }
+
+
+# MORE's titles name the head only; the tail is an object in the picture.
+_TITLE_TEMPLATES = {
+    "personal": ("{h} at home with the family", "{h} celebrates a birthday with loved ones", "A family day out for {h}"),
+    "professional": ("{h} at the shareholders meeting", "{h} signs the merger agreement", "{h} presents the quarterly results"),
+    "neutral": ("Photos : {h}", "In pictures : {h}", "{h} , Tuesday"),
+}
+_OBJECT_CELL = IMAGE_SIZE // 3
 
 
 @dataclass(frozen=True)
@@ -108,30 +122,54 @@ def _picture(scene_label: str, dials: Dials, rng: np.random.Generator) -> Image.
     return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
 
 
+def _objects_picture(
+    scene_label: str, unrelated: bool, dials: Dials, rng: np.random.Generator
+) -> tuple[Image.Image, dict[str, list[float]]]:
+    """
+    A plain background with the tail object (`object_0`, the scene's texture, or colour blobs when
+    `unrelated`) and `num_distractors` objects of the other scenes' textures, one per cell of a 3x3
+    grid; returns the picture and each object's normalised (cx, cy, w, h).
+    """
+    scene, _, variant = scene_label.partition("-")
+    pixels = rng.uniform(0, 255, size=3).astype(np.float32) * np.ones((IMAGE_SIZE, IMAGE_SIZE, 3), np.float32)
+    boxes = {}
+    for number, index in enumerate(rng.permutation(9)[: 1 + dials.num_distractors].tolist()):
+        top, left = (index // 3) * _OBJECT_CELL, (index % 3) * _OBJECT_CELL
+        if number == 0 and unrelated:
+            patch = np.asarray(_unrelated_picture(rng).resize((_OBJECT_CELL, _OBJECT_CELL)), dtype=np.float32)
+        else:
+            label = SCENES.index(scene) if number == 0 else int(rng.choice([i for i in range(len(SCENES)) if SCENES[i] != scene]))
+            periods = VARIANT_PERIODS.get(variant, (10.0, 24.0)) if number == 0 else (10.0, 24.0)
+            foreground, background = two_colours(rng)
+            mask = texture_mask(label, rng, periods)[:_OBJECT_CELL, :_OBJECT_CELL, None]
+            patch = mask * foreground + (1 - mask) * background
+        pixels[top : top + _OBJECT_CELL, left : left + _OBJECT_CELL] = patch
+        boxes[f"object_{number}"] = [(left + _OBJECT_CELL / 2) / IMAGE_SIZE, (top + _OBJECT_CELL / 2) / IMAGE_SIZE,
+                                     _OBJECT_CELL / IMAGE_SIZE, _OBJECT_CELL / IMAGE_SIZE]
+    noise = rng.normal(0, 10, size=(IMAGE_SIZE // 4, IMAGE_SIZE // 4, 3)).repeat(4, axis=0).repeat(4, axis=1)
+    return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8)), boxes
+
+
 def _unrelated_picture(rng: np.random.Generator) -> Image.Image:
     """A picture of no scene: smooth blobs of colour, as a photo unrelated to the post."""
     coarse = rng.uniform(0, 255, size=(4, 4, 3)).astype(np.uint8)
     return Image.fromarray(coarse).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
 
 
-def _oracles(register: str, scene_label: str, informative: bool, scenes: list[str]) -> dict[str, str]:
+def _best_predictions(observations: list, references: list[int]) -> list[int]:
     """
-    The Bayes-optimal prediction from the text only, the image only, and both. Priors: None has
-    NONE_SHARE, each other relation (1 - NONE_SHARE) / (registers x scenes); the scene is uniform,
-    whatever the register. Ties go to the first relation in `relation_names`.
+    The best that any predictor seeing only `observations` can do on these examples: for each distinct
+    observation, its most frequent relation here (ties to the lowest id). Its accuracy bounds every
+    such predictor's on this split.
     """
-    first_of = {r: f"/{r}/{scenes[0]}" for r in REGISTERS}
-    text = "None" if register == "neutral" else first_of[register]
-    per_relation = (1 - NONE_SHARE) / (len(REGISTERS) * len(scenes))
-    if informative:  # the scene is known: None (NONE_SHARE) against each register's relation
-        image = f"/{REGISTERS[0]}/{scene_label}" if (1 - NONE_SHARE) / len(REGISTERS) >= NONE_SHARE else "None"
-    else:
-        image = "None" if NONE_SHARE >= per_relation else first_of[REGISTERS[0]]
-    both = ("None" if register == "neutral" else f"/{register}/{scene_label}") if informative else text
-    return {"text": text, "image": image, "both": both}
+    counts = {}
+    for observation, reference in zip(observations, references):
+        counts.setdefault(observation, Counter())[reference] += 1
+    best = {observation: min(c, key=lambda label: (-c[label], label)) for observation, c in counts.items()}
+    return [best[observation] for observation in observations]
 
 
-def _write_split(root: Path, split: str, split_index: int, size: int, seed: int, dials: Dials) -> dict:
+def _write_split(root: Path, split: str, split_index: int, size: int, seed: int, dials: Dials, layout: str) -> dict:
     # Texts and labels come from streams that no dial touches; pictures from their own.
     text_rng = np.random.default_rng([seed, split_index, 10])
     label_rng = np.random.default_rng([seed, split_index, 11])
@@ -141,7 +179,8 @@ def _write_split(root: Path, split: str, split_index: int, size: int, seed: int,
     names = relation_names(dials.fine_grained_pairs)
     image_folder = root / "img_org" / split
     image_folder.mkdir(parents=True)
-    lines, references, predictions = [], [], {"text": [], "image": [], "both": []}
+    lines, objects, references = [], {}, []
+    seen = {"text": [], "image": [], "both": []}  # what each reader can observe of every post
     for index in range(size):
         register = "neutral" if label_rng.random() < NONE_SHARE else REGISTERS[int(label_rng.integers(len(REGISTERS)))]
         scene_draw = label_rng.random()  # one draw whatever the variants, so labels agree across dials
@@ -154,8 +193,9 @@ def _write_split(root: Path, split: str, split_index: int, size: int, seed: int,
         head, tail = entity_name(text_rng), entity_name(text_rng)
         while tail == head:
             tail = entity_name(text_rng)
+        templates = _TEMPLATES if layout == "mnre" else _TITLE_TEMPLATES
         tokens, spans = [], {}
-        for word in str(text_rng.choice(_TEMPLATES[register])).split():
+        for word in str(text_rng.choice(templates[register])).split():
             if word in ("{h}", "{t}"):
                 name = head if word == "{h}" else tail
                 spans[word] = {"name": name, "pos": [len(tokens), len(tokens) + len(name.split())]}
@@ -163,22 +203,31 @@ def _write_split(root: Path, split: str, split_index: int, size: int, seed: int,
             else:
                 tokens.append(word)
         img_id = f"controlled_{split}_{index:05d}.png"
-        if not missing:
+        if layout == "mnre":
             picture = _unrelated_picture(picture_rng) if unrelated else _picture(scene_label, dials, picture_rng)
+            record = {"token": tokens, "h": spans["{h}"], "t": spans["{t}"], "img_id": img_id, "relation": relation}
+        else:  # the tail is object_0; a post without its picture still has the box
+            picture, objects[img_id] = _objects_picture(scene_label, unrelated, dials, picture_rng)
+            record = {"token": tokens, "h": spans["{h}"], "t": {"name": "object_0"}, "img_id": img_id, "relation": relation}
+        if not missing:
             picture.save(image_folder / img_id)
-        record = {"token": tokens, "h": spans["{h}"], "t": spans["{t}"], "img_id": img_id, "relation": relation}
         lines.append(repr(record) + "\n")
         references.append(names.index(relation))
-        for reader, prediction in _oracles(register, scene_label, not (missing or unrelated), scenes).items():
-            predictions[reader].append(names.index(prediction))
-    (root / f"ours_{split}.txt").write_text("".join(lines), encoding="utf-8")
-    return {
-        reader: {
-            key: compute_mre_metrics(np.array(predicted), np.array(references), names)[key]
-            for key in ("micro_f1", "accuracy")
-        }
-        for reader, predicted in predictions.items()
-    }
+        scene_seen = "no scene" if missing or unrelated else scene_label
+        seen["text"].append(register)
+        seen["image"].append(scene_seen)
+        seen["both"].append((register, scene_seen))
+    if layout == "mnre":
+        (root / f"ours_{split}.txt").write_text("".join(lines), encoding="utf-8")
+    else:
+        (root / "txt").mkdir(exist_ok=True)
+        (root / "txt" / f"{split}.txt").write_text("".join(lines), encoding="utf-8")
+        torch.save(objects, root / f"ent_{split}_dict.pth")
+    ceilings = {}
+    for reader, observations in seen.items():
+        metrics = compute_mre_metrics(np.array(_best_predictions(observations, references)), np.array(references), names)
+        ceilings[reader] = {key: metrics[key] for key in ("micro_f1", "accuracy")}
+    return ceilings
 
 
 def write_controlled_dataset(
@@ -191,26 +240,33 @@ def write_controlled_dataset(
     num_validation: int = 200,
     num_test: int = 200,
     seed: int = 0,
+    layout: str = "mnre",
 ) -> dict:
     """
-    Write the controlled benchmark in the MNRE peers' layout (`load_mnre(output_dir)` reads it) and
-    return its description: the dials, the relations and, per split, the ceilings `{"text", "image",
+    Write the controlled benchmark in the MNRE peers' layout (`load_mnre(output_dir)` reads it), or
+    with `layout="more"` in MORE's (`load_more`; the tail is an object of the picture, whose texture
+    is the scene, and distractors are the other objects), and return its description: the dials, the relations and, per split, the ceilings `{"text", "image",
     "both"}` of micro-F1 and accuracy (also in `output_dir/demo_info.json`). Written atomically, as
     the demo datasets; the same arguments always give the same files.
     """
+    if layout not in ("mnre", "more"):
+        raise ValueError(f"layout must be 'mnre' or 'more', got {layout!r}")
     dials = Dials(noise_share, num_distractors, missing_share, fine_grained_pairs)
-    sizes = {"train": num_train, "val": num_validation, "test": num_test}
+    validation = "val" if layout == "mnre" else "valid"
+    sizes = {"train": num_train, validation: num_validation, "test": num_test}
     names = relation_names(fine_grained_pairs)
     ceilings = {}
 
     def write(build_dir: Path) -> None:
         for split_index, (split, size) in enumerate(sizes.items()):
-            ceilings[split] = _write_split(build_dir, split, split_index, size, seed, dials)
-        (build_dir / "ours_rel2id.json").write_text(json.dumps({name: i for i, name in enumerate(names)}), encoding="utf-8")
+            ceilings[split] = _write_split(build_dir, split, split_index, size, seed, dials, layout)
+        rel2id = "ours_rel2id.json" if layout == "mnre" else "rel2id.json"
+        (build_dir / rel2id).write_text(json.dumps({name: i for i, name in enumerate(names)}), encoding="utf-8")
 
     info = {
         "generator": "modeling_mre.data.controlled.write_controlled_dataset",
         "seed": seed,
+        "layout": layout,
         "sizes": sizes,
         "dials": asdict(dials),
         "relations": names,
@@ -237,6 +293,7 @@ def main(argv=None):
     for split, size in (("train", 800), ("validation", 200), ("test", 200)):
         parser.add_argument(f"--num_{split}", type=int, default=size)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layout", choices=["mnre", "more"], default="mnre")
     args = vars(parser.parse_args(argv))
     info = write_controlled_dataset(args.pop("output_dir"), **args)
     print(f"relations: {', '.join(info['relations'])}\ndials: {info['dials']}\n{format_ceilings(info)}")
