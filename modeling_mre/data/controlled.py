@@ -37,7 +37,7 @@ import torch
 from PIL import Image
 
 from ..metrics import compute_mre_metrics
-from .demo import IMAGE_SIZE, build_dataset_folder, entity_name, texture_mask, two_colours
+from .demo import IMAGE_SIZE, build_dataset_folder, text_record, texture_mask, two_colours, with_noise
 
 REGISTERS = ("personal", "professional")
 SCENES = ("stripes", "checkerboard", "rings")  # the first three demo textures
@@ -118,8 +118,7 @@ def _picture(scene_label: str, dials: Dials, rng: np.random.Generator) -> Image.
         box_foreground, box_background = two_colours(rng)
         box = texture_mask(other, rng)[:cell, :cell, None]
         pixels[top : top + cell, left : left + cell] = box * box_foreground + (1 - box) * box_background
-    noise = rng.normal(0, 10, size=(IMAGE_SIZE // 4, IMAGE_SIZE // 4, 3)).repeat(4, axis=0).repeat(4, axis=1)
-    return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
+    return with_noise(pixels, rng)
 
 
 def _objects_picture(
@@ -146,8 +145,7 @@ def _objects_picture(
         pixels[top : top + _OBJECT_CELL, left : left + _OBJECT_CELL] = patch
         boxes[f"object_{number}"] = [(left + _OBJECT_CELL / 2) / IMAGE_SIZE, (top + _OBJECT_CELL / 2) / IMAGE_SIZE,
                                      _OBJECT_CELL / IMAGE_SIZE, _OBJECT_CELL / IMAGE_SIZE]
-    noise = rng.normal(0, 10, size=(IMAGE_SIZE // 4, IMAGE_SIZE // 4, 3)).repeat(4, axis=0).repeat(4, axis=1)
-    return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8)), boxes
+    return with_noise(pixels, rng), boxes
 
 
 def _unrelated_picture(rng: np.random.Generator) -> Image.Image:
@@ -190,25 +188,15 @@ def _write_split(root: Path, split: str, split_index: int, size: int, seed: int,
         # Fixed uniforms per post: the same posts lose their picture, or get an unrelated one, as a dial grows.
         missing = presence_rng.random() < dials.missing_share
         unrelated = presence_rng.random() < dials.noise_share
-        head, tail = entity_name(text_rng), entity_name(text_rng)
-        while tail == head:
-            tail = entity_name(text_rng)
         templates = _TEMPLATES if layout == "mnre" else _TITLE_TEMPLATES
-        tokens, spans = [], {}
-        for word in str(text_rng.choice(templates[register])).split():
-            if word in ("{h}", "{t}"):
-                name = head if word == "{h}" else tail
-                spans[word] = {"name": name, "pos": [len(tokens), len(tokens) + len(name.split())]}
-                tokens.extend(name.split())
-            else:
-                tokens.append(word)
+        tokens, head, tail = text_record(text_rng, templates[register])
         img_id = f"controlled_{split}_{index:05d}.png"
         if layout == "mnre":
             picture = _unrelated_picture(picture_rng) if unrelated else _picture(scene_label, dials, picture_rng)
-            record = {"token": tokens, "h": spans["{h}"], "t": spans["{t}"], "img_id": img_id, "relation": relation}
+            record = {"token": tokens, "h": head, "t": tail, "img_id": img_id, "relation": relation}
         else:  # the tail is object_0; a post without its picture still has the box
             picture, objects[img_id] = _objects_picture(scene_label, unrelated, dials, picture_rng)
-            record = {"token": tokens, "h": spans["{h}"], "t": {"name": "object_0"}, "img_id": img_id, "relation": relation}
+            record = {"token": tokens, "h": head, "t": {"name": "object_0"}, "img_id": img_id, "relation": relation}
         if not missing:
             picture.save(image_folder / img_id)
         lines.append(repr(record) + "\n")

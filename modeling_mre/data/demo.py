@@ -47,20 +47,21 @@ def entity_name(rng: np.random.Generator) -> str:
     return f"{first} {rng.choice(_LAST_NAMES)}" if rng.random() < 0.5 else first
 
 
-def _text_record(rng: np.random.Generator) -> tuple[list[str], dict, dict]:
+def text_record(rng: np.random.Generator, templates: tuple[str, ...] = _TEMPLATES) -> tuple[list[str], dict, dict | None]:
+    """Tokens of one of `templates` with invented names for `{h}` and `{t}`, and their spans (the tail's None without `{t}`)."""
     head = entity_name(rng)
     tail = entity_name(rng)
     while tail == head:
         tail = entity_name(rng)
     tokens, spans = [], {}
-    for word in str(rng.choice(_TEMPLATES)).split():
+    for word in str(rng.choice(templates)).split():
         if word in ("{h}", "{t}"):
             name = head if word == "{h}" else tail
             spans[word] = {"name": name, "pos": [len(tokens), len(tokens) + len(name.split())]}
             tokens.extend(name.split())
         else:
             tokens.append(word)
-    return tokens, spans["{h}"], spans["{t}"]
+    return tokens, spans["{h}"], spans.get("{t}")
 
 
 _Y, _X = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float32)
@@ -97,14 +98,19 @@ def two_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return foreground, background
 
 
+def with_noise(pixels: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """The picture of float `pixels` (IMAGE_SIZE, IMAGE_SIZE, 3) with noise at a quarter resolution,
+    which keeps the PNGs small while still varying every texture's pixels."""
+    noise = rng.normal(0, 10, size=(IMAGE_SIZE // 4, IMAGE_SIZE // 4, 3)).repeat(4, axis=0).repeat(4, axis=1)
+    return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
+
+
 def _image(label: int, rng: np.random.Generator) -> Image.Image:
     # Both colours come from one distribution for every class, so colour says nothing of the label.
     foreground, background = two_colours(rng)
     mask = texture_mask(label, rng)[..., None]
     pixels = mask * foreground + (1 - mask) * background
-    # Noise at a quarter resolution keeps the PNGs small while still varying the texture's pixels.
-    noise = rng.normal(0, 10, size=(IMAGE_SIZE // 4, IMAGE_SIZE // 4, 3)).repeat(4, axis=0).repeat(4, axis=1)
-    return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
+    return with_noise(pixels, rng)
 
 
 def _write_split(root: Path, split: str, split_index: int, size: int, seed: int) -> None:
@@ -118,7 +124,7 @@ def _write_split(root: Path, split: str, split_index: int, size: int, seed: int)
     image_folder.mkdir(parents=True)
     lines = []
     for index, label in enumerate(labels.tolist()):
-        tokens, head, tail = _text_record(text_rng)
+        tokens, head, tail = text_record(text_rng)
         img_id = f"demo_{split}_{index:05d}.png"
         _image(label, image_rng).save(image_folder / img_id)
         record = {"token": tokens, "h": head, "t": tail, "img_id": img_id, "relation": relation_names[label]}
@@ -186,8 +192,7 @@ def _objects_image(rng: np.random.Generator) -> tuple[Image.Image, dict[str, lis
             (left + width / 2) / IMAGE_SIZE, (top + height / 2) / IMAGE_SIZE, width / IMAGE_SIZE, height / IMAGE_SIZE
         ]
         labels.append(label)
-    noise = rng.normal(0, 10, size=(IMAGE_SIZE // 4, IMAGE_SIZE // 4, 3)).repeat(4, axis=0).repeat(4, axis=1)
-    return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8)), boxes, labels
+    return with_noise(pixels, rng), boxes, labels
 
 
 def _side(center_x: float) -> str:
