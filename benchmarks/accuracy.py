@@ -56,7 +56,7 @@ def parse_args():
         help="The layout of --data_dir, or the controlled benchmark (written by this script).",
     )
     controlled = parser.add_argument_group("controlled benchmark")
-    controlled.add_argument("--noise_shares", nargs="+", type=float, default=[0.0, 0.25, 0.5])
+    controlled.add_argument("--noise_shares", nargs="+", type=float, default=[0.0, 0.25, 0.5, 0.75])
     controlled.add_argument("--num_distractors", type=int, default=0)
     controlled.add_argument("--missing_share", type=float, default=0.0)
     controlled.add_argument("--fine_grained_pairs", type=int, default=0)

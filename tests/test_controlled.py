@@ -52,7 +52,7 @@ def test_missing_pictures_and_fine_grained_pairs(tmp_path):
     assert 0.5 < info["ceilings"]["train"]["both"]["accuracy"] < 0.9
 
 
-@pytest.mark.parametrize("dials", [dict(noise_share=1.5), dict(num_distractors=7), dict(fine_grained_pairs=4)])
+@pytest.mark.parametrize("dials", [dict(noise_share=1.5), dict(num_distractors=5), dict(fine_grained_pairs=4)])
 def test_out_of_range_dials_are_refused(dials):
     with pytest.raises(ValueError, match=next(iter(dials))):
         Dials(**dials)

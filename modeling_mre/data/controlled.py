@@ -86,8 +86,8 @@ class Dials:
         for name in ("noise_share", "missing_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        if not 0 <= self.num_distractors <= 6:
-            raise ValueError(f"num_distractors must be 0 to 6 (the scene must cover most of the picture), got {self.num_distractors}")
+        if not 0 <= self.num_distractors <= 4:
+            raise ValueError(f"num_distractors must be 0 to 4 (the scene must cover most of the picture), got {self.num_distractors}")
         if not 0 <= self.fine_grained_pairs <= len(SCENES):
             raise ValueError(f"fine_grained_pairs must be 0 to {len(SCENES)}, got {self.fine_grained_pairs}")
 
@@ -110,7 +110,7 @@ def _picture(scene_label: str, dials: Dials, rng: np.random.Generator) -> Image.
     foreground, background = two_colours(rng)
     mask = texture_mask(SCENES.index(scene), rng, VARIANT_PERIODS.get(variant, (10.0, 24.0)))[..., None]
     pixels = mask * foreground + (1 - mask) * background
-    # Distractors sit in distinct cells of a 3x3 grid, at most 6 of 9: the scene keeps most of the area.
+    # Distractors sit in distinct cells of a 3x3 grid, at most 4 of 9: the scene keeps most of the area.
     cell = IMAGE_SIZE // 3
     for index in rng.permutation(9)[: dials.num_distractors].tolist():
         other = int(rng.choice([i for i in range(len(SCENES)) if SCENES[i] != scene]))
