@@ -130,6 +130,59 @@ class MethodContract:
             expected = model(**batch).logits
         torch.testing.assert_close(load_file(tmp_path / "logits.safetensors")["logits"], expected, atol=1e-5, rtol=1e-5)
 
+    def test_a_remote_code_folder_saved_again_stays_whole(self, method_class, processor, tmp_path):
+        # As after further fine-tuning: loaded with remote code, saved again, loaded again by every entry point.
+        model = build_model(method_class, processor).eval()
+        save_hub_folder(model, processor, tmp_path / "model")
+        script = textwrap.dedent(
+            """
+            import sys
+            sys.modules["modeling_mre"] = None
+            import torch
+            from transformers import AutoModel, AutoProcessor, pipeline
+            model = AutoModel.from_pretrained("model", trust_remote_code=True).eval()
+            AutoProcessor.from_pretrained("model", trust_remote_code=True).save_pretrained("again")
+            model.save_pretrained("again")
+            extract = pipeline(model="again", trust_remote_code=True)
+            print(extract(text="obama visits berlin today", head="obama", tail="berlin")[0]["relation"])
+            """
+        )
+        completed = subprocess.run(
+            [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        assert {p.name for p in (tmp_path / "again").glob("*.py")} == {p.name for p in (tmp_path / "model").glob("*.py")}
+        inputs = processor(text="obama visits berlin today", head="obama", tail="berlin")
+        with torch.no_grad():
+            expected = model.config.id2label[int(model(**inputs).logits.argmax())]
+        assert completed.stdout.strip().splitlines()[-1] == expected
+
+    def test_pipeline_mixed_batches_equal_one_by_one(self, method_class, processor):
+        from transformers import pipeline
+
+        from modeling_mre import PIPELINE_TASK
+
+        model = build_model(method_class, processor, object_tails=True).eval()
+        extract = pipeline(PIPELINE_TASK, model=model, processor=processor)
+        inputs = [
+            {"text": "obama visits berlin today", "head": "obama", "tail": "berlin", "image": picture(0)},
+            {"text": "merkel with obama", "head": (0, 6), "tail": "obama"},  # no image
+            {"text": "the berlin visits", "head": "berlin", "tail": {"name": "w", "box": [2, 3, 30, 25]},
+             "image": np.asarray(picture(1))},
+            {"text": "a b c d x y", "head": "a", "tail": {"name": "y", "box": [0.1, 0.1, 0.5, 0.9]}, "image": None},
+        ]
+        alone = [extract(example, top_k=2) for example in inputs]
+        for batch_size in (4, 3):  # 3: a partial last batch
+            batched = extract(inputs, batch_size=batch_size, top_k=2)
+            for ours, reference in zip(batched, alone, strict=True):
+                assert [(r["relation"], r["tail"]) for r in ours] == [(r["relation"], r["tail"]) for r in reference]
+                assert [r["score"] for r in ours] == pytest.approx([r["score"] for r in reference], abs=1e-5)
+        assert [result[0]["tail"] for result in alone] == [example["tail"] for example in inputs]
+        # In bfloat16 too, from the same float32 processor output.
+        half = pipeline(PIPELINE_TASK, model=model.to(torch.bfloat16), processor=processor)
+        assert all(0 <= result[0]["score"] <= 1 for result in half(inputs, batch_size=4))
+
     def test_missing_image_and_missing_crops(self, method_class, processor):
         model = build_model(method_class, processor).eval()
         batch = encode(processor)

@@ -52,3 +52,23 @@ def test_unknown_visual_inputs_are_refused(processor):
     model = build_model(METHODS["mmib"], processor).eval()
     with pytest.raises(TypeError, match=r"unexpected visual inputs \['pixel_value'\]"):
         model(**{("pixel_value" if key == "pixel_values" else key): value for key, value in encode(processor).items()})
+
+
+def test_wrong_argument_types_name_the_argument(processor):
+    from transformers import pipeline
+
+    from method_contract import build_model
+    from modeling_mre import PIPELINE_TASK
+
+    extract = pipeline(PIPELINE_TASK, model=build_model(METHODS["mmib"], processor).eval(), processor=processor)
+    good = {"text": "obama visits berlin", "head": "obama", "tail": "berlin"}
+    for bad, message in (
+        ({**good, "text": 42}, "text must be a str, got int"),
+        ({**good, "head": None}, "head must be a string, .* got NoneType"),
+        ({**good, "image": b"png bytes"}, "image must be a path, .* got bytes"),
+        ("obama visits berlin", "each input must be a dict"),
+    ):
+        with pytest.raises(TypeError, match=message):
+            extract(bad)
+    with pytest.raises(TypeError, match="top_k must be an int, got str"):
+        extract(good, top_k="2")

@@ -71,7 +71,7 @@ def test_broken_files_name_the_file(tmp_path, content, problem):
 def test_missing_file_and_wrong_type():
     with pytest.raises(FileNotFoundError, match="image file /nowhere/x.png not found"):
         load_image("/nowhere/x.png")
-    with pytest.raises(TypeError, match="file path, a PIL image or None"):
+    with pytest.raises(TypeError, match="a file path, a URL, a base64 string, a PIL image, a numpy array, a torch tensor or None"):
         load_image(b"\x89PNG")
 
 
@@ -109,3 +109,37 @@ def test_reader_falls_back_on_unreadable_images_and_strict_refuses(tmp_path, cap
     torch.save({0: ["crop_good.png"]}, tmp_path / "mre_train_dict.pth")
     with pytest.raises(ValueError, match=r"ours_train.txt line 2, field 'img_id': .*empty.png is empty"):
         load_mnre(tmp_path, strict=True, cache_dir=tmp_path / "cache")
+
+
+def test_every_form_transformers_accepts_gives_the_same_picture(tmp_path):
+    # A path, a URL (served from this machine), base64 and a data URI, numpy channels last and first,
+    # uint8 and floats in [0, 1], a torch tensor: the same RGB pixels.
+    import base64
+    import functools
+    import http.server
+    import threading
+
+    import torch
+
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    path = tmp_path / "photo.png"
+    Image.fromarray(pixels).save(path)
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/photo.png"
+        forms = [str(path), path, url, encoded, "data:image/png;base64," + encoded, pixels,
+                 pixels.transpose(2, 0, 1), pixels / 255.0, torch.from_numpy(pixels).permute(2, 0, 1)]
+        for form in forms:
+            loaded = load_image(form)
+            assert loaded.mode == "RGB" and np.array_equal(np.asarray(loaded), pixels), type(form).__name__
+        with pytest.raises(ValueError, match=r"image http://127.0.0.1:\d+/absent.png could not be read"):
+            load_image(url.replace("photo", "absent"))
+    finally:
+        server.shutdown()
+    with pytest.raises(ValueError, match=r"could not be read"):
+        load_image("data:image/png;base64," + "A" * 300)
+    with pytest.raises(ValueError, match=r"must be \(height, width, 3\)"):
+        load_image(np.zeros((4, 4)))

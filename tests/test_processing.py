@@ -116,7 +116,7 @@ def test_images_absent_present_and_crops(processor, tmp_path):
     assert torch.count_nonzero(encoding["pixel_values"][0]) == 0
     assert encoding["crop_pixel_values"].shape == (3, 3, 3, 32, 32)  # at most max_object_crops
     assert encoding["crop_mask"].tolist() == [[True, False, False], [False, False, False], [True, True, True]]
-    with pytest.raises(TypeError, match="file path, a PIL image or None"):
+    with pytest.raises(TypeError, match="a file path, a URL, a base64 string, a PIL image, a numpy array, a torch tensor or None"):
         processor(text="a b", head="a", tail="b", images=123)
 
 

@@ -55,14 +55,10 @@ def register_method(model_class: type[MREPreTrainedModel]) -> type[MREPreTrained
     AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
     AutoModel.register(config_class, model_class, exist_ok=True)
     AutoProcessor.register(config_class, MREProcessor, exist_ok=True)
-    # What save_pretrained writes into `auto_map` and copies as remote code.
-    config_class.register_for_auto_class()
-    model_class.register_for_auto_class("AutoModel")
     METHODS[name] = model_class
     return model_class
 
 
-MREProcessor.register_for_auto_class("AutoProcessor")
 PIPELINE_REGISTRY.register_pipeline(
     PIPELINE_TASK, pipeline_class=MultimodalRelationExtractionPipeline, pt_model=AutoModel, type="multimodal"
 )

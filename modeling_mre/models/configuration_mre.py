@@ -39,6 +39,7 @@ class MREConfig(PreTrainedConfig):
     """
 
     model_type = "mre"
+    _auto_class = "AutoConfig"  # saved with its code, also when loaded as remote code
     sub_configs_defaults = {
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert"),
         "vision_config": SubConfigSpec(

@@ -1,9 +1,13 @@
 """Opening images of any mode and size as RGB, with errors that name the file."""
 
 import os
+import re
 
 import numpy as np
+import torch
 from PIL import ExifTags, Image, ImageOps
+from transformers.image_transforms import to_pil_image
+from transformers.image_utils import load_image as transformers_load_image
 
 # Larger images are first reduced to this size on their long side (JPEG draft decoding, then a
 # thumbnail): every vision processor shrinks them to a few hundred pixels anyway, and a 50-megapixel
@@ -87,8 +91,8 @@ def image_size(image) -> tuple[int, int]:
     (width, height) of an image as `load_image` turns it upright, before any size reduction: the frame
     that pixel coordinates on the picture refer to. A file's header is read, not its pixels.
     """
-    if isinstance(image, Image.Image):
-        return image.size
+    if not isinstance(image, (str, os.PathLike)) or (isinstance(image, str) and _is_remote_or_inline(image)):
+        return load_image(image).size
     if not os.path.isfile(image):
         raise FileNotFoundError(f"image file {os.fspath(image)} not found")
     try:
@@ -100,12 +104,44 @@ def image_size(image) -> tuple[int, int]:
     return (height, width) if orientation in _TRANSPOSING_ORIENTATIONS else (width, height)
 
 
+def _is_remote_or_inline(image: str) -> bool:
+    """A URL, a data URI or a bare base64 string (long, of base64 characters only) rather than a path."""
+    if image.startswith(("http://", "https://", "data:image/")):
+        return True
+    return len(image) > 256 and not os.path.exists(image) and re.fullmatch(r"[A-Za-z0-9+/=\s]+", image) is not None
+
+
+def _load_with_transformers(image: str) -> Image.Image:
+    """URLs (fetched only here, when given) and base64, through transformers' own `load_image`."""
+    shown = image if len(image) <= 80 else f"{image[:60]}... ({len(image)} characters)"
+    try:
+        loaded = transformers_load_image(image, timeout=30)
+    except Exception as err:  # network, HTTP and decoding errors alike: say which image
+        raise ValueError(f"image {shown} could not be read: {err}") from None
+    loaded.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
+    return to_rgb(loaded)
+
+
 def load_image(image) -> Image.Image | None:
-    """RGB image from a path or a PIL image; None stays None ("no image")."""
+    """
+    RGB image from a file path, a URL, a base64 string (or data URI), a PIL image, or a numpy array or
+    torch tensor (channels first or last; floats in [0, 1] or 0-255 integers); None stays None ("no image").
+    """
     if image is None:
         return None
-    if isinstance(image, (str, os.PathLike)):
-        return open_image(image)
     if isinstance(image, Image.Image):
         return to_rgb(image)
-    raise TypeError(f"an image must be a file path, a PIL image or None, got {type(image).__name__}")
+    if isinstance(image, str) and _is_remote_or_inline(image):
+        return _load_with_transformers(image)
+    if isinstance(image, (str, os.PathLike)):
+        return open_image(image)
+    if isinstance(image, torch.Tensor):
+        image = image.detach().float().cpu().numpy()
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or 3 not in (image.shape[0], image.shape[-1]):
+            raise ValueError(f"an image array must be (height, width, 3) or (3, height, width), got shape {image.shape}")
+        return to_rgb(to_pil_image(image))
+    raise TypeError(
+        "an image must be a file path, a URL, a base64 string, a PIL image, a numpy array, a torch tensor or None, "
+        f"got {type(image).__name__}"
+    )

@@ -6,9 +6,11 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput
 
 from .configuration_mre import MREConfig
+from .pipeline_mre import MultimodalRelationExtractionPipeline
 
 
 # How a pretrained submodule trains: fine-tuned at the encoder learning rate (and the target of
@@ -111,6 +113,9 @@ class MREPreTrainedModel(PreTrainedModel):
     """
 
     config_class = MREConfig
+    # Every save copies the model's code, also for a model loaded as remote code (whose class was never
+    # registered): a folder saved again after fine-tuning must load as the first one did.
+    _auto_class = "AutoModel"
     base_model_prefix = "mre"
     main_input_name = "input_ids"
     _supports_sdpa = True
@@ -144,6 +149,13 @@ class MREPreTrainedModel(PreTrainedModel):
         for name, weight_field in self.auxiliary_losses.items():
             loss = loss + getattr(self.config, weight_field) * auxiliary[name]
         return loss
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        # `config.custom_pipelines` names the pipeline's module, which the model's code does not import
+        # otherwise: copy it too, so `pipeline(folder, trust_remote_code=True)` keeps working.
+        if getattr(self.config, "custom_pipelines", None):
+            custom_object_save(MultimodalRelationExtractionPipeline, save_directory)
 
     def encode_text(
         self,

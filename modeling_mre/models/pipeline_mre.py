@@ -1,7 +1,14 @@
 """The `multimodal-relation-extraction` pipeline: raw text, two entities and an image in, relations out."""
 
+import os
+from collections.abc import Sized
+
+import numpy as np
 import torch
+from PIL import Image
+from torch.utils.data import DataLoader
 from transformers import Pipeline
+from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .processing_mre import is_object_tail
 
@@ -15,7 +22,9 @@ class MultimodalRelationExtractionPipeline(Pipeline):
     ```
     Each input is a dict (or keyword arguments) with `text`, `head` and `tail` (entity strings that
     occur once in the text, or `(start, end)` character offsets) and an optional `image` (a path, a
-    PIL image or None for "no image"); a list of such dicts gives a list of results.
+    URL, a base64 string, a PIL image, a numpy array or a torch tensor; None for "no image"); a list
+    of such dicts gives a list of results. With `batch_size`, one batch may mix inputs with and
+    without an image, and text tails with object tails: each result equals the input's alone.
 
     The tail may instead be an object in the image (MORE): `{"box": [x0, y0, x1, y1]}` in pixels of
     the image or normalised to [0, 1], optionally with a `"name"` and a `"caption"` (read in its place):
@@ -40,7 +49,9 @@ class MultimodalRelationExtractionPipeline(Pipeline):
     def _sanitize_parameters(self, top_k=None, **kwargs):
         postprocess_params = {}
         if top_k is not None:
-            if not isinstance(top_k, int) or top_k < 1:
+            if isinstance(top_k, bool) or not isinstance(top_k, int):
+                raise TypeError(f"top_k must be an int, got {type(top_k).__name__}")
+            if top_k < 1:
                 raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
             postprocess_params["top_k"] = top_k
         return {}, {}, postprocess_params
@@ -53,21 +64,56 @@ class MultimodalRelationExtractionPipeline(Pipeline):
         missing = [key for key in ("text", "head", "tail") if key not in inputs]
         if missing:
             raise ValueError(f"input is missing {missing}; it needs 'text', 'head', 'tail' and optionally 'image'")
+        if not isinstance(inputs["text"], str):
+            raise TypeError(f"text must be a str, got {type(inputs['text']).__name__}")
+        for role in ("head", "tail"):
+            if not isinstance(inputs[role], (str, tuple, list, dict)):
+                raise TypeError(f"{role} must be a string, (start, end) offsets or a dict, got {type(inputs[role]).__name__}")
+        image = inputs.get("image")
+        if image is not None and not isinstance(image, (str, os.PathLike, Image.Image, np.ndarray, torch.Tensor)):
+            raise TypeError(
+                "image must be a path, a URL, a base64 string, a PIL image, a numpy array, a torch tensor or None, "
+                f"got {type(image).__name__}"
+            )
         # A text-only model has no use for the picture of a text tail: skip decoding it. An object
         # tail still needs it, to place a box given in pixels and to check it lies inside.
         reads_image = getattr(self.model.config, "vision_config", None) is not None or is_object_tail(inputs["tail"])
-        image = inputs.get("image") if reads_image else None
-        model_inputs = self.processor(text=inputs["text"], head=inputs["head"], tail=inputs["tail"], images=image)
-        # Carried beside the tensors (batching turns it into a list) so that each result can echo it.
-        return {**model_inputs, "tail": inputs["tail"]}
+        example = {key: inputs[key] for key in ("text", "head", "tail")}
+        example["image"] = image if reads_image else None
+        # The processor runs on whole batches (in `_forward`): it pads them and masks what an example lacks.
+        return {"examples": [example]}
+
+    @staticmethod
+    def _collate(items: list[dict]) -> dict:
+        return {"examples": [example for item in items for example in item["examples"]]}
+
+    def get_iterator(
+        self, inputs, num_workers: int, batch_size: int, preprocess_params, forward_params, postprocess_params
+    ):
+        # transformers' own collator pads what the processor gave each input alone, and so needs the
+        # same keys in every input; ours hands the raw inputs of a batch to the processor together.
+        step = PipelineDataset if isinstance(inputs, Sized) else PipelineIterator
+        dataset = step(inputs, self.preprocess, preprocess_params)
+        dataloader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=self._collate)
+        model_iterator = PipelineIterator(dataloader, self.forward, forward_params, loader_batch_size=batch_size)
+        return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
 
     def _forward(self, model_inputs):
-        tail = model_inputs.pop("tail")
-        return {"logits": self.model(**model_inputs).logits, "tail": tail}
+        examples = model_inputs["examples"]
+        batch = self.processor(
+            text=[e["text"] for e in examples],
+            head=[e["head"] for e in examples],
+            tail=[e["tail"] for e in examples],
+            images=[e["image"] for e in examples],
+        ).to(self.device)
+        logits = self.model(**batch).logits  # (batch, num_labels)
+        # Each result echoes its tail; a dict per example survives the pipeline's unbatching whole.
+        return {"logits": logits, "echo": [{"tail": e["tail"]} for e in examples]}
 
     def postprocess(self, model_outputs, top_k=1):
         probabilities = torch.softmax(model_outputs["logits"][0].float(), dim=-1)
         scores, ids = probabilities.topk(min(top_k, probabilities.shape[-1]))
         id2label = self.model.config.id2label
-        tail = model_outputs["tail"]
+        echo = model_outputs["echo"]
+        tail = (echo[0] if isinstance(echo, list) else echo)["tail"]  # a list of one when called unbatched
         return [{"relation": id2label[int(i)], "score": float(s), "tail": tail} for s, i in zip(scores, ids)]

@@ -147,6 +147,8 @@ class MREProcessor(ProcessorMixin):
             Object crops kept per example (HVPNeT and MMIB use 3).
     """
 
+    _auto_class = "AutoProcessor"  # saved with its code, also when loaded as remote code
+
     def __init__(
         self,
         image_processor=None,
