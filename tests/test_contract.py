@@ -1,6 +1,7 @@
 """The method contract (tests/method_contract.py) over every registered method."""
 
 import pytest
+import torch
 
 from method_contract import MethodContract
 from modeling_mre import METHODS
@@ -72,3 +73,48 @@ def test_wrong_argument_types_name_the_argument(processor):
             extract(bad)
     with pytest.raises(TypeError, match="top_k must be an int, got str"):
         extract(good, top_k="2")
+
+
+def test_whole_posts_give_every_ordered_pair(processor, tmp_path):
+    from transformers import BertConfig, BertForTokenClassification, pipeline
+
+    from method_contract import build_model, picture
+    from modeling_mre import PIPELINE_TASK
+
+    extract = pipeline(PIPELINE_TASK, model=build_model(METHODS["mmib"], processor).eval(), processor=processor)
+    text = "obama visits berlin today with merkel"
+    post = extract(text=text, entities=["obama", "berlin", (31, 37), "today"], image=picture(0))
+    assert len(post) == 12  # four entities: every ordered pair
+    assert {(p["head"], p["tail"]) for p in post} == {
+        (a, b) for a in ("obama", "berlin", "merkel", "today") for b in ("obama", "berlin", "merkel", "today") if a != b
+    }
+    first = post[0]
+    assert text[slice(*first["head_offsets"])] == first["head"]
+    alone = extract(text=text, head=first["head_offsets"], tail=first["tail_offsets"], image=picture(0))[0]
+    assert (first["relation"], first["score"]) == (alone["relation"], pytest.approx(alone["score"], abs=1e-5))
+    # threshold drops the pairs whose best relation scores under it
+    kept = extract(text=text, entities=["obama", "berlin", "merkel"], image=picture(0), threshold=0.3)
+    assert all(p["score"] >= 0.3 and p["relation"] != "None" for p in kept)
+    assert len(kept) == sum(
+        r["score"] >= 0.3 and r["relation"] != "None"
+        for r in extract(text=text, entities=["obama", "berlin", "merkel"], image=picture(0))
+    )
+
+    # The entities from a token-classification model (a tiny random one, saved here).
+    ner_config = BertConfig(vocab_size=processor.tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,
+                            num_attention_heads=2, intermediate_size=20, num_labels=3,
+                            id2label={0: "O", 1: "B-ENT", 2: "I-ENT"}, label2id={"O": 0, "B-ENT": 1, "I-ENT": 2})
+    ner = BertForTokenClassification(ner_config)
+    with torch.no_grad():  # every word its own entity: B-ENT wins everywhere
+        ner.classifier.weight.zero_()
+        ner.classifier.bias.copy_(torch.tensor([0.0, 5.0, 0.0]))
+    ner.save_pretrained(tmp_path / "ner")
+    processor.tokenizer.save_pretrained(tmp_path / "ner")
+    found = pipeline("token-classification", model=str(tmp_path / "ner"), aggregation_strategy="simple")(text)
+    spans = {(f["start"], f["end"]) for f in found}
+    assert len(spans) == len(text.split())
+    post = extract(text=text, ner_model=str(tmp_path / "ner"))
+    assert len(post) == len(spans) * (len(spans) - 1)
+    assert {p["head_offsets"] for p in post} <= spans
+    with pytest.raises(TypeError, match="entities must be a list"):
+        extract(text=text, entities="obama")

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from transformers import Pipeline
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
-from .processing_mre import is_object_tail
+from .processing_mre import character_span, is_object_tail
 
 
 class MultimodalRelationExtractionPipeline(Pipeline):
@@ -43,8 +43,48 @@ class MultimodalRelationExtractionPipeline(Pipeline):
 
     def __call__(self, inputs=None, **kwargs):
         if inputs is None:
-            inputs = {key: kwargs.pop(key) for key in ("text", "head", "tail", "image") if key in kwargs}
+            keys = ("text", "head", "tail", "image", "entities", "ner_model")
+            inputs = {key: kwargs.pop(key) for key in keys if key in kwargs}
+        if isinstance(inputs, dict) and "head" not in inputs and ("entities" in inputs or "ner_model" in inputs):
+            return self._whole_post(inputs, **kwargs)
         return super().__call__(inputs, **kwargs)
+
+    def _whole_post(self, post: dict, threshold: float | None = None, batch_size: int | None = None, **kwargs):
+        """
+        Every ordered pair of the post's entities (given as strings or (start, end) offsets, or found by
+        the token-classification model `ner_model`, a Hub id or folder), classified in batches; a pair
+        whose best relation is `None` or scores under `threshold` is left out when `threshold` is given.
+        """
+        text = post.get("text")
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        entities = post.get("entities")
+        if entities is None:
+            from transformers import pipeline  # the NER model is the user's, loaded only when named
+
+            if not isinstance(post["ner_model"], str):
+                raise TypeError(f"ner_model must be a Hub id or a folder, got {type(post['ner_model']).__name__}")
+            recognise = pipeline("token-classification", model=post["ner_model"], aggregation_strategy="simple")
+            entities = [(found["start"], found["end"]) for found in recognise(text)]
+        if not isinstance(entities, (list, tuple)):
+            raise TypeError(f"entities must be a list of strings or (start, end) offsets, got {type(entities).__name__}")
+        spans = [character_span(text, entity, f"entity {i}") for i, entity in enumerate(entities)]
+        pairs = [(head, tail) for head in spans for tail in spans if head != tail]
+        if not pairs:
+            return []
+        inputs = [{"text": text, "head": head, "tail": tail, "image": post.get("image")} for head, tail in pairs]
+        results = super().__call__(inputs, batch_size=batch_size or len(inputs), **{**kwargs, "top_k": 1})
+        found = []
+        for (head, tail), ranked in zip(pairs, results):
+            best = ranked[0]  # top_k=1: the best relation of the pair
+            if threshold is not None and (best["relation"] == "None" or best["score"] < threshold):
+                continue
+            found.append({
+                "head": text[head[0] : head[1]], "head_offsets": head,
+                "tail": text[tail[0] : tail[1]], "tail_offsets": tail,
+                "relation": best["relation"], "score": best["score"],
+            })
+        return found
 
     def _sanitize_parameters(self, top_k=None, **kwargs):
         postprocess_params = {}

@@ -27,7 +27,7 @@ def _find_entity(text: str, name: str, role: str) -> tuple[int, int]:
     return starts[0], starts[0] + len(name)
 
 
-def _character_span(text: str, entity, role: str) -> tuple[int, int]:
+def character_span(text: str, entity, role: str) -> tuple[int, int]:
     """(start, end) character offsets of an entity given as a string, (start, end) or {"start", "end"}."""
     if isinstance(entity, str):
         return _find_entity(text, entity, role)
@@ -373,7 +373,7 @@ class MREProcessor(ProcessorMixin):
                 if not text[i].strip():
                     raise ValueError(f"example {i}: the text is empty")
                 example_text = text[i]
-                spans = {role: _character_span(example_text, entity, role) for role, entity in entities.items()}
+                spans = {role: character_span(example_text, entity, role) for role, entity in entities.items()}
             if spans["head"] == spans.get("tail"):
                 raise ValueError(
                     f"example {i}: head and tail are the same span {spans['head']} of the text; "
