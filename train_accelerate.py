@@ -61,7 +61,6 @@ from modeling_mre.training import (
     loss_terms,
     make_collate_fn,
     parameter_groups,
-    rotate_checkpoints,
     save_checkpoint,
 )
 
@@ -332,8 +331,10 @@ def main(argv=None):
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad()
-            for name, value in {"loss": outputs.loss, **loss_terms(model_class, outputs)}.items():
-                running_losses[name] = running_losses.get(name, 0.0) + value.detach().float().item()
+            terms = {"loss": outputs.loss, **loss_terms(model_class, outputs)}
+            values = torch.stack([value.detach().float() for value in terms.values()]).tolist()  # one device sync
+            for name, value in zip(terms, values):
+                running_losses[name] = running_losses.get(name, 0.0) + value
             running_batches += 1
             if not accelerator.sync_gradients:
                 continue
@@ -342,9 +343,9 @@ def main(argv=None):
             progress_bar.set_postfix({name: f"{total / running_batches:.4f}" for name, total in running_losses.items()})
             if args.checkpointing_steps and args.checkpointing_steps.isdigit():
                 if state["completed_steps"] % int(args.checkpointing_steps) == 0:
-                    save_checkpoint(accelerator, output_dir / f"step_{state['completed_steps']}", state)
-                    if accelerator.is_main_process:
-                        rotate_checkpoints(output_dir, args.checkpoints_total_limit)
+                    save_checkpoint(
+                        accelerator, output_dir / f"step_{state['completed_steps']}", state, args.checkpoints_total_limit
+                    )
             if state["completed_steps"] >= args.max_train_steps:
                 break
         epoch_seconds = time.perf_counter() - epoch_start
@@ -376,9 +377,7 @@ def main(argv=None):
                 accelerator.save_model(model, staging)
         state["epoch"] = epoch + 1
         if args.checkpointing_steps == "epoch":
-            save_checkpoint(accelerator, output_dir / f"epoch_{epoch + 1}", state)
-            if accelerator.is_main_process:
-                rotate_checkpoints(output_dir, args.checkpoints_total_limit)
+            save_checkpoint(accelerator, output_dir / f"epoch_{epoch + 1}", state, args.checkpoints_total_limit)
         if state["completed_steps"] >= args.max_train_steps:
             break
     progress_bar.close()

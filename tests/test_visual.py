@@ -31,7 +31,6 @@ def probe(kind: str, vision: str, **config_kwargs) -> MREVisualModel:
             super().__init__(config)
             self.build_visual_path(HIDDEN)
             self.post_init()
-            self.apply_training_roles()
 
     if kind == "levels":
         config_kwargs.setdefault("vision_feature_layers", [1, 2])

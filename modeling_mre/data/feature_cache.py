@@ -40,8 +40,8 @@ def _fingerprint(dataset: datasets.Dataset, model, processor) -> str:
     return digest.hexdigest()[:32]
 
 
-# Pictures per vision-encoder call. On CPU a few at a time run fastest (MobileNetV2 on 2 cores: about
-# twice the images per second of one call for 128, benchmarks/RESULTS.md); a GPU wants large calls.
+# Pictures per vision-encoder call. On CPU a few at a time run fastest (MobileNetV2 on 2 cores: 1.5x
+# the images per second of calls of 64, benchmarks/RESULTS.md); a GPU wants large calls.
 CPU_ENCODING_BATCH_SIZE, GPU_ENCODING_BATCH_SIZE = 16, 256
 
 
@@ -80,9 +80,9 @@ def add_image_features(
             "or a text-only method): there are no fixed features to cache"
         )
 
-    chunk_size = encoding_batch_size or (GPU_ENCODING_BATCH_SIZE if model.device.type == "cuda" else CPU_ENCODING_BATCH_SIZE)
-    seen = {}  # image_id -> feature of a whole image already encoded
     device = model.device
+    chunk_size = encoding_batch_size or (GPU_ENCODING_BATCH_SIZE if device.type == "cuda" else CPU_ENCODING_BATCH_SIZE)
+    seen = {}  # image_id -> feature of a whole image already encoded
     object_tails = "tail_box" in dataset.column_names
 
     def encode(batch):

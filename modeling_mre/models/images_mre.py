@@ -91,7 +91,9 @@ def image_size(image) -> tuple[int, int]:
     (width, height) of an image as `load_image` turns it upright, before any size reduction: the frame
     that pixel coordinates on the picture refer to. A file's header is read, not its pixels.
     """
-    if not isinstance(image, (str, os.PathLike)) or (isinstance(image, str) and _is_remote_or_inline(image)):
+    if isinstance(image, Image.Image):
+        return image.size
+    if not _is_file_path(image):
         return load_image(image).size
     if not os.path.isfile(image):
         raise FileNotFoundError(f"image file {os.fspath(image)} not found")
@@ -109,6 +111,18 @@ def _is_remote_or_inline(image: str) -> bool:
     if image.startswith(("http://", "https://", "data:image/")):
         return True
     return len(image) > 256 and not os.path.exists(image) and re.fullmatch(r"[A-Za-z0-9+/=\s]+", image) is not None
+
+
+def _is_file_path(image) -> bool:
+    return isinstance(image, os.PathLike) or (isinstance(image, str) and not _is_remote_or_inline(image))
+
+
+def decode_unless_file(image):
+    """
+    An image given as a URL, base64 or an array, decoded once (a URL fetched once) for every later use;
+    a file path and None stay as they are (a box on the picture needs only the file's header).
+    """
+    return image if image is None or isinstance(image, Image.Image) or _is_file_path(image) else load_image(image)
 
 
 def _load_with_transformers(image: str) -> Image.Image:

@@ -153,7 +153,6 @@ class MMIBForRelationExtraction(MREVisualModel):
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(2 * hidden_size, config.num_labels)
         self.post_init()
-        self.apply_training_roles()
 
     def alignment_loss(self, text_vector: torch.Tensor, image_vector: torch.Tensor) -> torch.Tensor:
         """Discriminator loss: matched (text, image) pairs scored 1, image vectors shifted in the batch 0."""

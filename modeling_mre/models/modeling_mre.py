@@ -108,7 +108,8 @@ class MREPreTrainedModel(PreTrainedModel):
     multimodal method), extends `pretrained_submodules()` with each one's `TrainingRole`. Every
     other child is a new layer: it trains at the new-layer learning rate and LoRA saves it whole.
 
-    Its `__init__` builds the layers and ends with `self.post_init()`; its `forward` takes the
+    Its `__init__` builds the layers and ends with `self.post_init()` (which also freezes the frozen
+    submodules); its `forward` takes the
     processor's outputs (and `labels`) and returns a `RelationExtractionOutput` subclass.
     """
 
@@ -136,6 +137,10 @@ class MREPreTrainedModel(PreTrainedModel):
         for name, role in self.pretrained_submodules().items():
             if role == "frozen":
                 getattr(self, name).requires_grad_(False).eval()
+
+    def post_init(self):
+        super().post_init()
+        self.apply_training_roles()
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature, ProcessorMixin
 
-from .images_mre import image_size, load_image
+from .images_mre import decode_unless_file, image_size, load_image
 
 
 def _find_entity(text: str, name: str, role: str) -> tuple[int, int]:
@@ -360,6 +360,8 @@ class MREProcessor(ProcessorMixin):
         for name, values in (("head", head), ("tail", tail), ("images", images), ("crops", crops)):
             if values is not None and len(values) != batch_size:
                 raise ValueError(f"{batch_size} examples but {len(values)} values for `{name}`")
+        # A box in pixels needs the picture's size and the batch its pixels: decode each image once.
+        images = [decode_unless_file(image) for image in images]
 
         marked_texts, tail_texts, tail_boxes = [], [], []
         for i in range(batch_size):

@@ -11,14 +11,19 @@ from ..atomic import atomic_folder, recover_folder
 TRAINING_STATE_FILE = "training_state.json"
 
 
-def save_checkpoint(accelerator, folder: Path, training_state: dict) -> None:
-    """`accelerator.save_state` plus the loop's own state, in a folder that appears only once complete."""
+def save_checkpoint(accelerator, folder: Path, training_state: dict, total_limit: int | None = None) -> None:
+    """
+    `accelerator.save_state` plus the loop's own state, in a folder that appears only once complete;
+    then at most `total_limit` complete checkpoints are kept beside it (`rotate_checkpoints`).
+    """
     with atomic_folder(
         folder, is_main_process=accelerator.is_main_process, wait_for_everyone=accelerator.wait_for_everyone
     ) as staging:
         accelerator.save_state(str(staging))
         if accelerator.is_main_process:
             (staging / TRAINING_STATE_FILE).write_text(json.dumps(training_state, indent=2))
+    if accelerator.is_main_process:
+        rotate_checkpoints(folder.parent, total_limit)
 
 
 def complete_checkpoints(output_dir: Path) -> list[Path]:
