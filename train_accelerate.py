@@ -9,6 +9,7 @@ validation micro-F1 (over relations other than `None`), evaluate test once with 
     accelerate launch train_accelerate.py --method mmib --dataset more --data_dir MORE/
     accelerate launch train_accelerate.py --method mmib --dataset mnre --data_dir MNRE/ \
         --text_backbone bert-base-uncased --vision_backbone microsoft/resnet-50 --lora
+    accelerate launch train_accelerate.py --method wmajl --config_overrides "use_watcher_fusion=false,num_watchers=4"
 
 With no flags it writes a small synthetic dataset in MNRE's layout (the relation is visible only in
 the image) and trains MMIB on the embedded offline backbones (all-MiniLM-L6-v2, ImageNet MobileNetV2).
@@ -20,6 +21,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -115,6 +117,13 @@ def parse_args(argv=None):
     parser.add_argument("--lora_r", type=int, default=8)
     parser.add_argument("--lora_alpha", type=int, default=16)
     parser.add_argument("--lora_dropout", type=float, default=0.1)
+    parser.add_argument(
+        "--config_overrides",
+        type=str,
+        default=None,
+        help='Fields of the method\'s config, as run_clm.py\'s: "use_watcher_fusion=false,kl_weight=0.01,supervised_layers=[2,4]"; '
+        "values are read as JSON, else as strings. The method's ablation switches are such fields.",
+    )
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
     parser.add_argument(
         "--cache_image_features",
@@ -159,6 +168,27 @@ def load_data(args, accelerator):
     return dataset
 
 
+def parse_config_overrides(overrides: str | None, config_class) -> dict:
+    """`"a=1,b=false,c=[2,4]"` -> {"a": 1, "b": False, "c": [2, 4]}, for fields of `config_class` only."""
+    if not overrides:
+        return {}
+    fields = config_class.__dataclass_fields__
+    parsed = {}
+    for item in re.split(r",(?=\s*\w+\s*=)", overrides):
+        name, separator, value = item.partition("=")
+        name = name.strip()
+        if not separator or name not in fields:
+            raise ValueError(
+                f"--config_overrides: {item.strip()!r} is not <field>=<value> for a field of {config_class.__name__} "
+                f"(its fields: {', '.join(sorted(fields))})"
+            )
+        try:
+            parsed[name] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[name] = value.strip()
+    return parsed
+
+
 def build_model_and_processor(args, label_names, object_tails, accelerator):
     with accelerator.main_process_first():  # converts the embedded MobileNetV2 once, on the main process
         text_backbone = args.text_backbone or str(embedded_text_backbone())
@@ -172,9 +202,9 @@ def build_model_and_processor(args, label_names, object_tails, accelerator):
         num_labels=len(label_names),
         id2label=dict(enumerate(label_names)),
         label2id={name: i for i, name in enumerate(label_names)},
-        head_start_token_id=processor.head_start_token_id,
-        tail_start_token_id=processor.tail_start_token_id,
+        **processor.marker_config(),
         object_tails=object_tails,
+        **parse_config_overrides(args.config_overrides, model_class.config_class),
     )
     model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
     return model, processor, uses_images

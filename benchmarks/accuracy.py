@@ -11,6 +11,7 @@ validation (selection) split and for test when the dataset has one.
     python benchmarks/accuracy.py --data_dir MNRE/ --methods mmib -- --text_backbone bert-base-uncased
     python benchmarks/accuracy.py --dataset more --data_dir MORE/
     python benchmarks/accuracy.py --dataset controlled --noise_shares 0 0.25 0.5   # the controlled benchmark
+    python benchmarks/accuracy.py --methods wmajl --ablations --jobs 6             # each part removed, 6 runs at once
 
 With `--dataset controlled` the script writes the controlled benchmark (modeling_mre.data.controlled)
 for every seed and noise share (the other dials from their flags), trains every method on each, and
@@ -18,6 +19,9 @@ draws test micro-F1 against the noise share, one line per method, beside the cei
 the text only, the image only and both allow (`--figure`). A text-only method reads the same texts
 and labels at every dial setting, so it is trained once per seed and its results stand for every
 noise share.
+
+With `--ablations`, a method that declares parts it can remove (`ablations` on its model class) is
+also trained with each part switched off (`--config_overrides <switch>=false`), one row per part.
 
 Flags this script does not know are passed on to train_accelerate.py. Each run writes its model and
 `eval_results.json` under `--output_dir/<method>-seed<seed>`; a run whose folder already holds the
@@ -30,6 +34,8 @@ import os
 import statistics
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -50,6 +56,12 @@ def parse_args():
     )
     parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=sorted(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
+    parser.add_argument(
+        "--ablations", action="store_true", help="Also train each method with each of its declared parts removed."
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="Runs at once (each writes its log to <run folder>/train.log when > 1)."
+    )
     parser.add_argument("--num_train_epochs", type=int, default=None, help="Default: train_accelerate.py's.")
     parser.add_argument(
         "--dataset", choices=["mnre", "more", "controlled"], default="mnre",
@@ -61,7 +73,10 @@ def parse_args():
     controlled.add_argument("--missing_share", type=float, default=0.0)
     controlled.add_argument("--fine_grained_pairs", type=int, default=0)
     controlled.add_argument("--layout", choices=["mnre", "more"], default="mnre", help="MORE's: object tails.")
-    controlled.add_argument("--figure", type=Path, default=REPO / "benchmarks" / "controlled_noise.png")
+    controlled.add_argument(
+        "--figure", type=Path, default=None,
+        help="Default: benchmarks/controlled_noise.png, or controlled_ablations.png with --ablations.",
+    )
     parser.add_argument("--data_dir", type=str, default=None, help="A dataset folder; default: the embedded demo.")
     parser.add_argument("--output_dir", type=Path, default=REPO / "outputs" / "accuracy")
     parser.add_argument(
@@ -69,31 +84,85 @@ def parse_args():
     )
     args, train_flags = parser.parse_known_args()
     args.train_flags = [flag for flag in train_flags if flag != "--"]
+    if args.ablations and "--config_overrides" in args.train_flags:
+        parser.error("--ablations sets --config_overrides itself")
+    if args.figure is None:
+        args.figure = REPO / "benchmarks" / ("controlled_ablations.png" if args.ablations else "controlled_noise.png")
     return args
 
 
-def train_command(args, method: str, seed: int, run_dir: Path) -> list[str]:
-    command = [*args.launcher.split(), str(REPO / "train_accelerate.py"), "--method", method, "--seed", str(seed)]
-    command += ["--output_dir", str(run_dir)]
-    if args.data_dir is not None:
-        command += ["--dataset", args.dataset, "--data_dir", str(Path(args.data_dir).absolute())]
+@dataclass(frozen=True)
+class Variant:
+    """A row of the tables: a method, possibly with one of its parts switched off."""
+
+    label: str
+    method: str
+    switch: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.method if self.switch is None else f"{self.method}-no_{self.switch}"
+
+
+def variants(args) -> list[Variant]:
+    rows = []
+    for method in args.methods:
+        rows.append(Variant(method, method))
+        if args.ablations:
+            rows += [Variant(f"{method} without {part}", method, switch) for part, switch in METHODS[method].ablations.items()]
+    return rows
+
+
+@dataclass(frozen=True)
+class Run:
+    variant: Variant
+    seed: int
+    data_dir: str | None
+    dataset: str
+    name: str
+
+
+def train_command(args, run: Run, run_dir: Path) -> list[str]:
+    command = [*args.launcher.split(), str(REPO / "train_accelerate.py"), "--method", run.variant.method]
+    command += ["--seed", str(run.seed), "--output_dir", str(run_dir)]
+    if run.data_dir is not None:
+        command += ["--dataset", run.dataset, "--data_dir", str(Path(run.data_dir).absolute())]
     if args.num_train_epochs is not None:
         command += ["--num_train_epochs", str(args.num_train_epochs)]
+    if run.variant.switch is not None:
+        command += ["--config_overrides", f"{run.variant.switch}=false"]
     return command + args.train_flags
 
 
-def run(args, method: str, seed: int, name: str | None = None) -> dict:
-    run_dir = args.output_dir / (name or f"{method}-seed{seed}")
-    command = train_command(args, method, seed, run_dir)
+def train(args, run: Run) -> dict:
+    run_dir = args.output_dir / run.name
+    command = train_command(args, run, run_dir)
     results_file, command_file = run_dir / "eval_results.json", run_dir / "benchmark_command.json"
     if results_file.is_file() and command_file.is_file() and json.loads(command_file.read_text()) == command:
-        print(f"{method} seed {seed}: reusing {results_file}", flush=True)
+        print(f"{run.name}: reusing {results_file}", flush=True)
         return json.loads(results_file.read_text())
-    print(f"{method} seed {seed}: {' '.join(command)}", flush=True)
+    print(f"{run.name}: {' '.join(command)}", flush=True)
     environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    subprocess.run(command, cwd=REPO, env=environment, check=True)
+    if args.jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # Runs side by side each take their share of the cores: oversubscribed, a CPU step was 15x slower.
+        environment["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
+    if args.jobs > 1:  # interleaved progress bars would be unreadable
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / "train.log", "w") as log:
+            completed = subprocess.run(command, cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT)
+        if completed.returncode:
+            raise RuntimeError(f"{run.name} failed (exit {completed.returncode}); see {run_dir / 'train.log'}")
+    else:
+        subprocess.run(command, cwd=REPO, env=environment, check=True)
     command_file.write_text(json.dumps(command))
+    print(f"{run.name}: done", flush=True)
     return json.loads(results_file.read_text())
+
+
+def train_all(args, runs: list[Run]) -> dict[Run, dict]:
+    """Every run, `args.jobs` at a time; results by run."""
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        return dict(zip(runs, pool.map(lambda run: train(args, run), runs)))
 
 
 def mean_std(values: list[float]) -> str:
@@ -104,7 +173,8 @@ def mean_std(values: list[float]) -> str:
 
 def controlled_sweep(args) -> None:
     """Every method over seeds and noise shares on the controlled benchmark: a table and a figure."""
-    results, ceilings = {}, {}  # (method, noise) -> [results per seed]; noise -> [ceilings per seed]
+    ceilings, runs = {}, {}  # noise -> [ceilings per seed]; (variant, noise, seed) -> Run
+    rows = variants(args)
     for seed in args.seeds:
         for noise in args.noise_shares:
             data_dir = args.output_dir / "data" / f"noise{noise}-seed{seed}"
@@ -113,15 +183,16 @@ def controlled_sweep(args) -> None:
                 fine_grained_pairs=args.fine_grained_pairs, seed=seed, layout=args.layout,
             )
             ceilings.setdefault(noise, []).append(info["ceilings"]["test"])
-            args.data_dir, args.dataset = str(data_dir), args.layout
-            for method in args.methods:
-                text_only = METHODS[method].visual_features is None
-                if text_only and noise != args.noise_shares[0]:
-                    results.setdefault((method, noise), []).append(results[(method, args.noise_shares[0])][-1])
-                    continue
-                outcome = run(args, method, seed, f"{method}-noise{noise}-seed{seed}")
-                results.setdefault((method, noise), []).append(outcome)
-        args.dataset = "controlled"
+            for variant in rows:
+                text_only = METHODS[variant.method].visual_features is None
+                trained_on = args.noise_shares[0] if text_only else noise
+                runs[variant, noise, seed] = Run(
+                    variant, seed, str(args.output_dir / "data" / f"noise{trained_on}-seed{seed}"), args.layout,
+                    f"{variant.name}-noise{trained_on}-seed{seed}",
+                )
+    outcomes = train_all(args, list(dict.fromkeys(runs.values())))  # text-only runs stand for every noise share
+    # (variant, noise) -> [results per seed]
+    results = {(v, n): [outcomes[runs[v, n, seed]] for seed in args.seeds] for v in rows for n in args.noise_shares}
 
     dials = f"{args.layout.upper()} layout, {args.num_distractors} distractors, missing share {args.missing_share}, {args.fine_grained_pairs} fine-grained pairs"
     lines = [
@@ -139,12 +210,12 @@ def controlled_sweep(args) -> None:
             accuracy = mean_std([c[reader]["accuracy"] for c in ceilings[noise]])
             label = "both" if reader == "both" else f"{reader} only"
             lines.append(f"| {noise} | ceiling: {label} | {f1} | {accuracy} | |")
-        for method in args.methods:
-            runs = results[(method, noise)]
-            epochs = ", ".join(str(r["best_epoch"]) for r in runs)
+        for variant in rows:
+            seed_runs = results[(variant, noise)]
+            epochs = ", ".join(str(r["best_epoch"]) for r in seed_runs)
             lines.append(
-                f"| {noise} | {method} | {mean_std([r['test']['micro_f1'] for r in runs])} | "
-                f"{mean_std([r['test']['accuracy'] for r in runs])} | {epochs} |"
+                f"| {noise} | {variant.label} | {mean_std([r['test']['micro_f1'] for r in seed_runs])} | "
+                f"{mean_std([r['test']['accuracy'] for r in seed_runs])} | {epochs} |"
             )
     table = "\n".join(lines)
     print("\n" + table)
@@ -157,17 +228,17 @@ def controlled_sweep(args) -> None:
         values = [100 * statistics.mean(c[reader]["micro_f1"] for c in ceilings[n]) for n in noises]
         label = "both" if reader == "both" else f"{reader} only"
         axes.plot(noises, values, linestyle=style, color="grey", label=f"ceiling: {label}")
-    for method in args.methods:
-        scores = [[100 * r["test"]["micro_f1"] for r in results[(method, n)]] for n in noises]
+    for variant in rows:
+        scores = [[100 * r["test"]["micro_f1"] for r in results[(variant, n)]] for n in noises]
         spreads = [statistics.stdev(s) if len(s) > 1 else 0.0 for s in scores]
-        axes.errorbar(noises, [statistics.mean(s) for s in scores], yerr=spreads, marker="o", capsize=3, label=method)
+        axes.errorbar(noises, [statistics.mean(s) for s in scores], yerr=spreads, marker="o", capsize=3, label=variant.label)
     axes.set(xlabel="share of posts with an unrelated image", ylabel="test micro-F1 (%)", ylim=(0, 102),
              title="Controlled benchmark: F1 against image noise")
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small", loc="lower left")
     figure.savefig(args.figure, dpi=120)
     print(f"figure: {args.figure}")
-    summary = {f"{method}@{noise}": runs for (method, noise), runs in results.items()}
+    summary = {f"{variant.label}@{noise}": seed_runs for (variant, noise), seed_runs in results.items()}
     (args.output_dir / "controlled_summary.json").write_text(
         json.dumps({"table": table, "ceilings": {str(n): c for n, c in ceilings.items()}, "runs": summary}, indent=2)
     )
@@ -177,7 +248,10 @@ def main():
     args = parse_args()
     if args.dataset == "controlled":
         return controlled_sweep(args)
-    results = {method: {seed: run(args, method, seed) for seed in args.seeds} for method in args.methods}
+    rows = variants(args)
+    runs = {(v, seed): Run(v, seed, args.data_dir, args.dataset, f"{v.name}-seed{seed}") for v in rows for seed in args.seeds}
+    outcomes = train_all(args, list(runs.values()))
+    results = {v.label: {seed: outcomes[runs[v, seed]] for seed in args.seeds} for v in rows}
 
     layout = args.dataset.upper()
     dataset = f"{layout}-layout data in {args.data_dir}" if args.data_dir else "the embedded demo (regenerated per seed)"

@@ -191,8 +191,7 @@ def build_models(processor, label_names, device) -> dict:
             str(embedded_text_backbone()),
             str(embedded_vision_backbone()) if uses_images else None,
             num_labels=len(label_names),
-            head_start_token_id=processor.head_start_token_id,
-            tail_start_token_id=processor.tail_start_token_id,
+            **processor.marker_config(),
         )
         model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
         models[method] = model.to(device)
@@ -202,10 +201,10 @@ def build_models(processor, label_names, device) -> dict:
 def prepare_batches(args, processor, split, rows, cached_rows, device) -> dict:
     """
     Per phase (train, inference), batches built once: `chunks`, their row indices; `pixels`, as the
-    processor gives them; `dynamic`, the text with the cached image features (which text-only models
-    ignore); `fixed`, the same padded to 80 tokens; `grouped`, the batches of
-    `train_accelerate.py --group_by_length` (`LengthGroupedSampler` over the whole split, a random few
-    of them, carrying the random batches' image features).
+    processor gives them; `dynamic`, the text; `fixed`, the same padded to 80 tokens; `grouped`, the
+    batches of `train_accelerate.py --group_by_length` (`LengthGroupedSampler` over the whole split, a
+    random few of them); `features`, per kind of cached image features (`cached_rows`), those of each
+    chunk, which a method reading that kind gets with any of the text batches (`with_features`).
     """
     split_text = split.select_columns(["tokens", "head", "tail", "relation"])[:]
     split_lengths = processor(tokens=split_text["tokens"], head=split_text["head"], tail=split_text["tail"])
@@ -216,6 +215,10 @@ def prepare_batches(args, processor, split, rows, cached_rows, device) -> dict:
     for phase, batch_size in (("train", args.train_batch_size), ("inference", args.eval_batch_size)):
         chunks = [range(start, start + batch_size) for start in range(0, len(rows) - batch_size + 1, batch_size)]
         batches = {"chunks": chunks, "pixels": [], "dynamic": [], "fixed": [], "grouped": []}
+        batches["features"] = {
+            kind: [to_device(stack_image_features([cached[i] for i in chunk]), device) for chunk in chunks]
+            for kind, cached in cached_rows.items()
+        }
         for chunk in chunks:
             records = rows.select(chunk)[:]
             batch = processor(
@@ -224,21 +227,26 @@ def prepare_batches(args, processor, split, rows, cached_rows, device) -> dict:
             labels = torch.tensor(records["relation"])
             batches["pixels"].append(to_device({**batch, "labels": labels}, device))
             text = {key: value for key, value in batch.items() if key not in ("pixel_values", "image_mask")}
-            features = stack_image_features([cached_rows[i] for i in chunk]) if cached_rows is not None else {}
-            batches["dynamic"].append(to_device({**text, **features, "labels": labels}, device))
+            batches["dynamic"].append(to_device({**text, "labels": labels}, device))
             batches["fixed"].append(pad_to(batches["dynamic"][-1], PEER_LENGTH, processor.tokenizer.pad_token_id))
 
         order = list(LengthGroupedSampler(lengths, batch_size, seed=args.seed))
         sorted_chunks = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
         picked = torch.randperm(len(sorted_chunks), generator=generator)[: len(chunks)].tolist()
-        for k, random_batch in zip(picked, batches["dynamic"]):
+        for k in picked:
             chunk = {key: [split_text[key][i] for i in sorted_chunks[k]] for key in split_text}
             grouped = dict(processor(tokens=chunk["tokens"], head=chunk["head"], tail=chunk["tail"]))
             grouped["labels"] = torch.tensor(chunk["relation"])
-            images = {key: value for key, value in random_batch.items() if key not in grouped}
-            batches["grouped"].append({**to_device(grouped, device), **images})
+            batches["grouped"].append(to_device(grouped, device))
         phases[phase] = batches
     return phases
+
+
+def with_features(batches: dict, name: str, model) -> list[dict]:
+    """The text batches `batches[name]`, each with its chunk's cached features of the kind `model` reads."""
+    if model.visual_features is None:
+        return batches[name]
+    return [{**text, **features} for text, features in zip(batches[name], batches["features"][model.visual_features])]
 
 
 def pipeline_inputs(rows, paths, chunks) -> list[list[dict]]:
@@ -308,8 +316,8 @@ def build_settings(args, models, processor, phases, rows, cached_rows, paths, de
                 extract(inputs, batch_size=args.eval_batch_size)
 
         for suffix, batches in variants:
-            add(f"{method}_train{suffix}", step, train[batches], n_train)
-            add(f"{method}_inference{suffix}", forward, inference[batches], n_inference)
+            add(f"{method}_train{suffix}", step, with_features(train, batches, model), n_train)
+            add(f"{method}_inference{suffix}", forward, with_features(inference, batches, model), n_inference)
         if hasattr(model, "get_image_features"):
             add(f"{method}_train_pixels", step, train["pixels"], n_train)
             add(f"{method}_inference_pixels", forward, inference["pixels"], n_inference)
@@ -318,7 +326,7 @@ def build_settings(args, models, processor, phases, rows, cached_rows, paths, de
     # Data loading as train_accelerate.py's DataLoader does it: reading the rows (which decodes the
     # images) and collating them, with the pictures or with their cached features.
     def load(chunk, cached):
-        records = [(cached_rows if cached else rows)[i] for i in chunk]
+        records = [(next(iter(cached_rows.values())) if cached else rows)[i] for i in chunk]
         texts = {key: [r[key] for r in records] for key in ("tokens", "head", "tail")}
         if cached:
             processor(**texts)
@@ -326,7 +334,7 @@ def build_settings(args, models, processor, phases, rows, cached_rows, paths, de
         else:
             processor(**texts, images=[r["image"] for r in records])
 
-    if cached_rows is not None:
+    if cached_rows:
         add("loading_pixels", lambda chunk: load(chunk, cached=False), train["chunks"], n_train)
         add("loading_features", lambda chunk: load(chunk, cached=True), train["chunks"], n_train)
     return settings
@@ -379,12 +387,15 @@ def benchmark(args, workdir: Path) -> dict:
     processor = MREProcessor.from_backbones(str(embedded_text_backbone()), str(embedded_vision_backbone()))
     models = build_models(processor, rows.features["relation"].names, device)
 
-    started = time.perf_counter()
     vision_model = next((model for model in models.values() if hasattr(model, "get_image_features")), None)
-    cached_rows = None
-    if vision_model is not None:
-        cached_rows = add_image_features(rows, vision_model, processor, batch_size=args.eval_batch_size)
-    encoding_seconds = time.perf_counter() - started
+    # The features of each kind the methods read (pooled, patches, ...), computed once each.
+    cached_rows, encoding_seconds = {}, 0.0
+    for model in models.values():
+        if model.visual_features is not None and model.visual_features not in cached_rows:
+            started = time.perf_counter()
+            cached_rows[model.visual_features] = add_image_features(rows, model, processor, batch_size=args.eval_batch_size)
+            if model is vision_model:
+                encoding_seconds = time.perf_counter() - started
     encoding_rates = {}
     if vision_model is not None:
         # Images per second of the cache's encoding, by pictures per vision-encoder call: the batch of

@@ -44,8 +44,7 @@ def build_model(method_class, processor, **overrides):
     kwargs = dict(
         text_config={**TINY_TEXT, "vocab_size": len(processor.tokenizer)},
         num_labels=NUM_LABELS,
-        head_start_token_id=processor.head_start_token_id,
-        tail_start_token_id=processor.tail_start_token_id,
+        **processor.marker_config(),
     )
     if method_class.visual_features is not None:
         kwargs["vision_config"] = TINY_VISION
@@ -302,3 +301,16 @@ class MethodContract:
         new_layers = [name for name, child in model.named_children() if name not in roles]
         for name in new_layers:
             assert {id(p) for p in getattr(model, name).parameters()} <= {id(p) for p in new_group["params"]}, name
+
+    def test_each_ablation_removes_its_part_and_still_trains(self, method_class, processor):
+        full = build_model(method_class, processor, object_tails=multimodal(method_class))
+        for part, switch in method_class.ablations.items():
+            model = build_model(method_class, processor, object_tails=multimodal(method_class), **{switch: False}).train()
+            assert getattr(model.config, switch) is False
+            # A removed part leaves no parameter behind for DDP to wait on.
+            assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in full.parameters()), part
+            batch = {**encode(processor, object_tails=multimodal(method_class)), "labels": torch.tensor([1, 0, 3])}
+            outputs = model(**batch)
+            outputs.loss.backward()
+            missing = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+            assert not missing, (part, missing)

@@ -35,16 +35,20 @@ def test_registration_checks_the_declarations():
     class Taken(BaselineForRelationExtraction):
         method_name = "mmib"
 
+    class Unswitched(BaselineForRelationExtraction):  # an ablation needs a boolean switch that defaults on
+        method_name, ablations = "unswitched", {"dropout": "classifier_dropout"}
+
     for model_class, message in (
         (Nameless, "declares no method_name"),
         (Uncited, "declares no paper"),
         (Blind, "declares visual_features"),
         (Unweighted, "not fields of BaselineConfig"),
         (Taken, "already registered"),
+        (Unswitched, "must be boolean config fields defaulting to True"),
     ):
         with pytest.raises(ValueError, match=message):
             register_method(model_class)
-    assert BaselineConfig.model_type == "mre-baseline" and set(METHODS) == {"baseline", "mmib"}
+    assert BaselineConfig.model_type == "mre-baseline" and set(METHODS) == {"baseline", "dfma", "mmib", "wmajl"}
 
 
 def test_unknown_visual_inputs_are_refused(processor):

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from huggingface_hub.errors import StrictDataclassFieldValidationError
+from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel
 
 from modeling_mre import (
@@ -281,8 +281,8 @@ def test_text_projection_when_widths_differ():
     model = MMIBForRelationExtraction(mmib_config(hidden_size=16))
     outputs = model(**text_batch(), pixel_values=torch.randn(2, 3, 32, 32))
     assert outputs.pair_representation.shape == (2, 32)
-    with pytest.raises(ValueError, match="not a multiple"):
-        MMIBForRelationExtraction(mmib_config(hidden_size=15))
+    with pytest.raises(StrictDataclassClassValidationError, match="not a multiple"):  # checked by the config
+        mmib_config(hidden_size=15)
 
 
 def test_config_fields_are_validated():

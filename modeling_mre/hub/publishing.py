@@ -322,6 +322,13 @@ def _limitations(results, config, dataset, method, training_args) -> list[str]:
         f"All figures come from one training run{f' (seed {seed})' if seed is not None else ''}: repeat it "
         "with other seeds before reading a small difference between two models as real."
     )
+    removed = [part for part, switch in method_class(method).ablations.items() if config.get(switch) is False]
+    if removed:
+        limitations.append(
+            f"This is an ablation: {', '.join(removed)} {'is' if len(removed) == 1 else 'are'} switched off "
+            f"(`{'`, `'.join(method_class(method).ablations[part] for part in removed)}` false in `config.json`), so "
+            f"it is not the full {method_class(method).paper.title.split(' (')[0]}."
+        )
     if method_class(method).visual_features is not None:
         limitations.append(
             "A post without a picture is given as `image=None`, an explicit \"no image\" input; a placeholder "

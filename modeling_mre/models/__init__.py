@@ -11,11 +11,15 @@ from transformers import AutoConfig, AutoModel, AutoProcessor
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_baseline import BaselineConfig
+from .configuration_dfma import DFMAConfig
 from .configuration_mmib import MMIBConfig
 from .configuration_mre import MREConfig
+from .configuration_wmajl import WMAJLConfig
 from .modeling_baseline import BaselineForRelationExtraction
+from .modeling_dfma import DFMAForRelationExtraction, DFMAOutput
 from .modeling_mmib import MMIBForRelationExtraction, MMIBOutput
 from .modeling_mre import MethodPaper, MREPreTrainedModel, RelationExtractionOutput
+from .modeling_wmajl import WMAJLForRelationExtraction, WMAJLOutput
 from .pipeline_mre import MultimodalRelationExtractionPipeline
 from .processing_mre import MREProcessor
 from .visual_mre import MREVisualModel, VisualSlots
@@ -52,6 +56,10 @@ def register_method(model_class: type[MREPreTrainedModel]) -> type[MREPreTrained
     unknown = {loss: field for loss, field in model_class.auxiliary_losses.items() if field not in config_fields}
     if unknown:
         raise ValueError(f"{model_class.__name__}: auxiliary loss weights {unknown} are not fields of {config_class.__name__}")
+    defaults = config_class()
+    switches = {part: field for part, field in model_class.ablations.items() if getattr(defaults, field, None) is not True}
+    if switches:
+        raise ValueError(f"{model_class.__name__}: ablation switches {switches} must be boolean config fields defaulting to True")
     AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
     AutoModel.register(config_class, model_class, exist_ok=True)
     AutoProcessor.register(config_class, MREProcessor, exist_ok=True)
@@ -65,3 +73,5 @@ PIPELINE_REGISTRY.register_pipeline(
 
 register_method(BaselineForRelationExtraction)
 register_method(MMIBForRelationExtraction)
+register_method(WMAJLForRelationExtraction)
+register_method(DFMAForRelationExtraction)

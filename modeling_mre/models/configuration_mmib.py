@@ -52,5 +52,4 @@ class MMIBConfig(MREConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        if self.hidden_size is None:
-            self.hidden_size = self.text_config.hidden_size
+        self.fill_fusion_shape()

@@ -21,6 +21,10 @@ class MREConfig(PreTrainedConfig):
             Id of the `<s>` marker opening the head entity; its hidden state represents the head.
         tail_start_token_id (`int`, *optional*):
             Id of the `<o>` marker opening the tail entity.
+        head_end_token_id (`int`, *optional*):
+            Id of the `</s>` marker closing the head entity: methods that read the entity's span need it.
+        tail_end_token_id (`int`, *optional*):
+            Id of the `</o>` marker closing the tail entity.
         classifier_dropout (`float`, *optional*, defaults to 0.1):
             Dropout on the pair representation before the relation classifier.
         freeze_vision_encoder (`bool`, *optional*, defaults to `True`):
@@ -53,8 +57,23 @@ class MREConfig(PreTrainedConfig):
     vision_config: dict | PreTrainedConfig | None = None
     head_start_token_id: int | None = None
     tail_start_token_id: int | None = None
+    head_end_token_id: int | None = None
+    tail_end_token_id: int | None = None
     classifier_dropout: float = 0.1
     freeze_vision_encoder: bool = True
     object_tails: bool = False
     vision_feature_layers: list[int] | None = None
     vision_grid_size: int | None = None
+
+    def fill_fusion_shape(self):
+        """For a method with fusion layers (`hidden_size`, `num_attention_heads` fields): unset, they take the text encoder's."""
+        if self.hidden_size is None:
+            self.hidden_size = self.text_config.hidden_size
+        if self.num_attention_heads is None:
+            self.num_attention_heads = self.text_config.num_attention_heads
+
+    def validate_architecture(self):
+        super().validate_architecture()
+        hidden_size, num_heads = getattr(self, "hidden_size", None), getattr(self, "num_attention_heads", None)
+        if hidden_size and num_heads and hidden_size % num_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_heads}")

@@ -16,7 +16,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from .configuration_mmib import MMIBConfig
-from .modeling_mre import MethodPaper, RelationExtractionOutput, build_text_encoder, pool_entity_pair
+from .modeling_mre import (
+    MethodPaper,
+    RelationExtractionOutput,
+    build_text_encoder,
+    gaussian_sample_and_kl,
+    pool_entity_pair,
+    width_projection,
+)
 from .visual_mre import MREVisualModel, VisualInputs
 
 
@@ -45,10 +52,6 @@ class MMIBAttentionBlock(nn.Module):
 
     def __init__(self, config: MMIBConfig):
         super().__init__()
-        if config.hidden_size % config.num_attention_heads:
-            raise ValueError(
-                f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads {config.num_attention_heads}"
-            )
         self.num_heads = config.num_attention_heads
         self.dropout = config.attention_dropout
         self.query = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
@@ -92,14 +95,8 @@ class MMIBVariationalEncoder(nn.Module):
         # states (batch, len, hidden), mask (batch, len) bool -> sample z and its KL to N(0, I)
         mean = self.mean(states, states, mask)
         log_variance = self.log_variance(states, states, mask)
-        if self.training:
-            sample = mean + torch.randn_like(mean) * torch.exp(0.5 * log_variance)
-        else:
-            sample = mean
-        kl = -0.5 * (1 + log_variance - mean.pow(2) - log_variance.exp())  # (batch, len, hidden)
-        # Mean over real positions only: the released code also averages over padding.
-        kl = (kl * mask[..., None]).sum() / (mask.sum() * kl.shape[-1]).clamp(min=1)
-        return sample, kl
+        # The KL is a mean over real positions only: the released code also averages over padding.
+        return gaussian_sample_and_kl(mean, log_variance, mask, self.training)
 
 
 class MMIBForRelationExtraction(MREVisualModel):
@@ -137,11 +134,7 @@ class MMIBForRelationExtraction(MREVisualModel):
         hidden_size = config.hidden_size
         self.text_encoder = build_text_encoder(config.text_config)
         self.build_visual_path(hidden_size)
-        self.text_projection = (
-            nn.Linear(config.text_config.hidden_size, hidden_size)
-            if config.text_config.hidden_size != hidden_size
-            else nn.Identity()
-        )
+        self.text_projection = width_projection(config.text_config.hidden_size, hidden_size)
 
         self.text_variational = MMIBVariationalEncoder(config)
         self.image_variational = MMIBVariationalEncoder(config)

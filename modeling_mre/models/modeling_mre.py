@@ -5,6 +5,7 @@ from typing import ClassVar, Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from transformers import AutoModel, PreTrainedModel
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput
@@ -58,6 +59,11 @@ def build_text_encoder(text_config) -> PreTrainedModel:
     return text_encoder
 
 
+def width_projection(in_features: int, out_features: int) -> nn.Module:
+    """A linear map between two widths, or nothing when they are equal (text states into a fusion width)."""
+    return nn.Linear(in_features, out_features) if in_features != out_features else nn.Identity()
+
+
 def marker_positions(input_ids: torch.LongTensor, marker_id: int, marker_name: str) -> torch.LongTensor:
     """Index of the first `marker_id` in every row of `input_ids`, shape (batch_size,)."""
     is_marker = input_ids == marker_id
@@ -83,6 +89,75 @@ def pool_entity_pair(
     return torch.cat([head_states, tail_states], dim=-1)
 
 
+def entity_span_mask(
+    input_ids: torch.LongTensor, open_id: int, close_id: int, marker_name: str
+) -> torch.BoolTensor:
+    """
+    The tokens of an entity, strictly between its opening marker and the first closing one after
+    it, (batch_size, seq_len); other markers (of a nested or overlapping entity) excluded.
+    """
+    if close_id is None:
+        raise ValueError(
+            f"this model reads entity spans and needs the id of the marker closing {marker_name} in its config "
+            "(head_end_token_id, tail_end_token_id): build it with **processor.marker_config()"
+        )
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None]  # (1, seq_len)
+    start = marker_positions(input_ids, open_id, marker_name)[:, None]  # (batch_size, 1)
+    closing = (input_ids == close_id) & (positions > start)
+    end = torch.where(closing.any(-1), closing.int().argmax(-1), input_ids.shape[1])[:, None]
+    return (positions > start) & (positions < end) & (input_ids != open_id) & (input_ids != close_id)
+
+
+def gaussian_sample_and_kl(
+    mean: torch.Tensor, log_variance: torch.Tensor, mask: torch.BoolTensor, training: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    A reparameterised sample of N(mean, exp(log_variance)) in training, the mean at inference, and
+    the KL to N(0, I) averaged over the real positions of `mask` (batch, len) and the dimensions.
+    """
+    sample = mean + torch.randn_like(mean) * torch.exp(0.5 * log_variance) if training else mean
+    kl = -0.5 * (1 + log_variance - mean.pow(2) - log_variance.exp())  # (batch, len, hidden)
+    kl = (kl * mask[..., None]).sum() / (mask.sum() * kl.shape[-1]).clamp(min=1)
+    return sample, kl
+
+
+def info_nce(
+    queries: torch.Tensor, keys: torch.Tensor, targets: torch.LongTensor, temperature: float
+) -> torch.Tensor:
+    """
+    InfoNCE over cosine similarities: each query (n, d) against every key (k, d), its positive being
+    `keys[targets]`: cross-entropy of similarities / temperature, mean over queries.
+    """
+    similarities = F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T  # (n, k)
+    return F.cross_entropy(similarities / temperature, targets)
+
+
+class CrossAttentionLayer(nn.Module):
+    """
+    Pre-norm residual cross-attention, `x + Dropout(Attn(LN(x), LN(y)))`, without a feed-forward block:
+    the fusion layers of the methods only pass information between sequences (as Perceiver's
+    cross-attention outputs), and a feed-forward block per layer would add more parameters than the
+    fusion needs. Padded keys are masked, so an output never depends on how a batch is padded.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.query_norm = nn.LayerNorm(hidden_size)
+        self.key_value_norm = nn.LayerNorm(hidden_size)
+        # No dropout on the attention weights: the contexts are short (a few watchers, prompts, or only
+        # the "no image" token), where dropping a weight drops a whole read and eval sees another model.
+        self.attention = nn.MultiheadAttention(hidden_size, num_heads, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, states: torch.Tensor, context: torch.Tensor, context_mask: torch.BoolTensor) -> torch.Tensor:
+        # states (batch, q_len, hidden) read context (batch, kv_len, hidden) where context_mask (batch, kv_len)
+        key_value = self.key_value_norm(context)
+        read, _ = self.attention(
+            self.query_norm(states), key_value, key_value, key_padding_mask=~context_mask, need_weights=False
+        )
+        return states + self.dropout(read)
+
+
 class MREPreTrainedModel(PreTrainedModel):
     """
     Base class of every relation-extraction method. Like PEFT's `BaseTuner`, it states what a method
@@ -103,6 +178,9 @@ class MREPreTrainedModel(PreTrainedModel):
         - **auxiliary_losses** (`dict[str, str]`): each loss its output returns beside the
           classification loss (unweighted), mapped to the config field holding its weight;
           `combine_losses` adds them to the total and training logs each one.
+        - **ablations** (`dict[str, str]`): each part of the method a user can remove, by name, mapped
+          to the boolean config field (default `True`) that turns it off; `train_accelerate.py
+          --config_overrides` sets them and `benchmarks/accuracy.py --ablations` runs each removed.
 
     and, when it holds pretrained submodules beyond the text encoder (and the vision encoder of a
     multimodal method), extends `pretrained_submodules()` with each one's `TrainingRole`. Every
@@ -127,6 +205,7 @@ class MREPreTrainedModel(PreTrainedModel):
     paper: ClassVar[MethodPaper | None] = None
     visual_features: ClassVar[VisualFeatures | None] = None
     auxiliary_losses: ClassVar[dict[str, str]] = {}
+    ablations: ClassVar[dict[str, str]] = {}
 
     def pretrained_submodules(self) -> dict[str, TrainingRole]:
         """The children that start from pretrained weights (`from_backbones`), and how each trains."""

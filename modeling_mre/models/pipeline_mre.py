@@ -33,7 +33,8 @@ class MultimodalRelationExtractionPipeline(Pipeline):
             image="photo.jpg")
     # [{"relation": ..., "score": ..., "tail": {"name": "podium", "box": [40, 60, 200, 310]}}]
     ```
-    Each result echoes the tail it is about.
+    Each result echoes the tail it is about. A method that weighs the image against the text (DFMA)
+    adds `"image_weight"`: how much that prediction leaned on the image, from 0 (the text alone) to 1.
     """
 
     _load_processor = True
@@ -83,6 +84,7 @@ class MultimodalRelationExtractionPipeline(Pipeline):
                 "head": text[head[0] : head[1]], "head_offsets": head,
                 "tail": text[tail[0] : tail[1]], "tail_offsets": tail,
                 "relation": best["relation"], "score": best["score"],
+                **({"image_weight": best["image_weight"]} if "image_weight" in best else {}),
             })
         return found
 
@@ -146,9 +148,12 @@ class MultimodalRelationExtractionPipeline(Pipeline):
             tail=[e["tail"] for e in examples],
             images=[e["image"] for e in examples],
         ).to(self.device)
-        logits = self.model(**batch).logits  # (batch, num_labels)
+        outputs = self.model(**batch)
         # Each result echoes its tail; a dict per example survives the pipeline's unbatching whole.
-        return {"logits": logits, "echo": [{"tail": e["tail"]} for e in examples]}
+        forwarded = {"logits": outputs.logits, "echo": [{"tail": e["tail"]} for e in examples]}
+        if outputs.get("image_weight") is not None:  # a method that says how much it leaned on the image
+            forwarded["image_weight"] = outputs.image_weight  # (batch,)
+        return forwarded
 
     def postprocess(self, model_outputs, top_k=1):
         probabilities = torch.softmax(model_outputs["logits"][0].float(), dim=-1)
@@ -156,4 +161,8 @@ class MultimodalRelationExtractionPipeline(Pipeline):
         id2label = self.model.config.id2label
         echo = model_outputs["echo"]
         tail = (echo[0] if isinstance(echo, list) else echo)["tail"]  # a list of one when called unbatched
-        return [{"relation": id2label[int(i)], "score": float(s), "tail": tail} for s, i in zip(scores, ids)]
+        results = [{"relation": id2label[int(i)], "score": float(s), "tail": tail} for s, i in zip(scores, ids)]
+        if "image_weight" in model_outputs:
+            image_weight = float(model_outputs["image_weight"].reshape(-1)[0])
+            results = [{**result, "image_weight": image_weight} for result in results]
+        return results

@@ -212,6 +212,11 @@ class MREProcessor(ProcessorMixin):
     def tail_start_token_id(self) -> int:
         return self.marker_ids[2]
 
+    def marker_config(self) -> dict[str, int]:
+        """The markers' token ids as a model config takes them (`MREConfig`'s `*_token_id` fields)."""
+        names = ("head_start_token_id", "head_end_token_id", "tail_start_token_id", "tail_end_token_id")
+        return dict(zip(names, self.marker_ids))
+
     def mark_entities(self, text: str, head_span: tuple[int, int], tail_span: tuple[int, int] | None) -> str:
         """
         Insert the markers at character spans; overlapping and nested spans nest the markers. Without

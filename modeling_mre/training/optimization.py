@@ -56,12 +56,22 @@ def lora_config(model: MREPreTrainedModel, marker_ids: list[int], r: int = 8, al
     encoders = [name for name, role in roles.items() if role == "encoder"]
     if not targets:
         raise ValueError(f"LoRA found no attention projection {LORA_ATTENTION_PROJECTIONS} in the encoders {encoders}")
-    # PEFT matches module names by suffix, so parameter-free children ("dropout") must stay out.
-    new_layers = [
-        name
-        for name, child in model.named_children()
-        if name not in roles and any(True for _ in child.parameters())
-    ]
+    # PEFT matches module names by suffix, so parameter-free children ("dropout") must stay out, and
+    # it cannot wrap a container: a ModuleList's layers are saved one by one.
+    new_layers = []
+    for name, child in model.named_children():
+        if name in roles or not any(True for _ in child.parameters()):
+            continue
+        if isinstance(child, (nn.ModuleList, nn.ModuleDict)):
+            new_layers += [f"{name}.{key}" for key, _ in child.named_children()]
+        else:
+            new_layers.append(name)
+    # PEFT also matches by plain string suffix ("watchers" would catch "text_reads_watchers").
+    clashes = {
+        layer: name for layer in new_layers for name, _ in model.named_modules() if name != layer and name.endswith(layer)
+    }
+    if clashes:
+        raise ValueError(f"LoRA's modules_to_save would also catch other modules {clashes}: rename these layers")
     embeddings = model.get_input_embeddings()
     embedding_name = next(name for name, module in model.named_modules() if module is embeddings)
     return LoraConfig(
