@@ -207,6 +207,7 @@ def build_model_and_processor(args, label_names, object_tails, accelerator):
         **parse_config_overrides(args.config_overrides, model_class.config_class),
     )
     model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
+    model.use_tokenizer(processor.tokenizer)  # for a method that tokenizes text of its own (ROC)
     return model, processor, uses_images
 
 

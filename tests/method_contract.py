@@ -33,6 +33,8 @@ TINY_VISION = dict(
     intermediate_size=37, image_size=32, patch_size=16,
 )
 NUM_LABELS = 4
+# Relation names in the tiny vocabulary: a retrieval method (ROC) embeds descriptions built from them.
+RELATIONS = ["None", "visits", "with", "today"]
 SHARED_REMOTE_CODE = {"configuration_mre.py", "modeling_mre.py", "processing_mre.py", "pipeline_mre.py", "images_mre.py"}
 
 
@@ -44,6 +46,8 @@ def build_model(method_class, processor, **overrides):
     kwargs = dict(
         text_config={**TINY_TEXT, "vocab_size": len(processor.tokenizer)},
         num_labels=NUM_LABELS,
+        id2label=dict(enumerate(RELATIONS)),
+        label2id={name: i for i, name in enumerate(RELATIONS)},
         **processor.marker_config(),
     )
     if method_class.visual_features is not None:
@@ -51,7 +55,9 @@ def build_model(method_class, processor, **overrides):
         if method_class.visual_features == "levels":
             kwargs["vision_feature_layers"] = [1, 2]
     torch.manual_seed(0)
-    return method_class(method_class.config_class(**{**kwargs, **overrides}))
+    model = method_class(method_class.config_class(**{**kwargs, **overrides}))
+    model.use_tokenizer(processor.tokenizer)
+    return model
 
 
 def encode(processor, object_tails: bool = False, crops: bool = True):

@@ -48,7 +48,7 @@ def test_registration_checks_the_declarations():
     ):
         with pytest.raises(ValueError, match=message):
             register_method(model_class)
-    assert BaselineConfig.model_type == "mre-baseline" and set(METHODS) == {"baseline", "dfma", "mmib", "wmajl"}
+    assert BaselineConfig.model_type == "mre-baseline" and set(METHODS) == {"baseline", "dfma", "mmib", "roc", "wmajl"}
 
 
 def test_unknown_visual_inputs_are_refused(processor):

@@ -353,6 +353,31 @@ def test_dfma_reads_object_tails_through_its_pyramid_prompts(more_runs):
     assert all(0 < result[0]["image_weight"] < 1 for result in results)
 
 
+def test_roc_trains_and_takes_new_relations_from_its_folder(tmp_path):
+    output_dir = tmp_path / "roc"
+    results = train(output_dir, "--method", "roc", *QUICK)
+    assert results["validation"]["accuracy"] >= 0.6  # the demo's relation is in the image, which ROC reads
+    script = textwrap.dedent(
+        """
+        import json, sys
+        sys.modules["modeling_mre"] = None
+        from transformers import AutoModel, pipeline
+        folder, examples = sys.argv[1], json.load(open(sys.argv[2]))
+        model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+        model.set_relations({**dict.fromkeys(model.config.relation_descriptions), "/per/per/rival": "the two people compete"})
+        model.save_pretrained(folder + "-rival")
+        extract = pipeline(model=folder, trust_remote_code=True)
+        ranked = extract(examples[0], top_k=3, candidate_relations={"a": "the person is at an event", "b": "two people"})
+        again = AutoModel.from_pretrained(folder + "-rival", trust_remote_code=True)
+        print(json.dumps({"relations": list(again.config.id2label.values()), "ranked": [r["relation"] for r in ranked]}))
+        """
+    )
+    (tmp_path / "examples.json").write_text(json.dumps(demo_examples(output_dir, 1)))
+    found = run_without_package(script, str(output_dir), str(tmp_path / "examples.json"), cwd=tmp_path)
+    assert found["relations"][-1] == "/per/per/rival" and len(found["relations"]) == 5
+    assert sorted(found["ranked"]) == ["a", "b"]
+
+
 def test_an_ablation_trains_from_the_command_line_and_says_so_on_its_card(tmp_path):
     output_dir = tmp_path / "run"
     results = train(output_dir, "--method", "wmajl", "--config_overrides", "use_watcher_fusion=false", *QUICK)

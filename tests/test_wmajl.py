@@ -26,7 +26,7 @@ def test_entity_types_come_from_the_relation_names(processor):
     model = wmajl(processor)
     assert model.config.entity_types == ["loc", "org", "per"]
     assert model.relation_entity_types.tolist() == [[-1, -1], [2, 1], [2, 0], [1, 0]]
-    untyped = build_model(WMAJLForRelationExtraction, processor)  # LABEL_0..3 carry no types
+    untyped = build_model(WMAJLForRelationExtraction, processor)  # the contract's relation names carry no types
     assert untyped.config.entity_types == ["entity"] and (untyped.relation_entity_types == -1).all()
 
 

@@ -14,11 +14,13 @@ from .configuration_baseline import BaselineConfig
 from .configuration_dfma import DFMAConfig
 from .configuration_mmib import MMIBConfig
 from .configuration_mre import MREConfig
+from .configuration_roc import ROCConfig
 from .configuration_wmajl import WMAJLConfig
 from .modeling_baseline import BaselineForRelationExtraction
 from .modeling_dfma import DFMAForRelationExtraction, DFMAOutput
 from .modeling_mmib import MMIBForRelationExtraction, MMIBOutput
 from .modeling_mre import MethodPaper, MREPreTrainedModel, RelationExtractionOutput
+from .modeling_roc import ROCForRelationExtraction, ROCOutput
 from .modeling_wmajl import WMAJLForRelationExtraction, WMAJLOutput
 from .pipeline_mre import MultimodalRelationExtractionPipeline
 from .processing_mre import MREProcessor
@@ -56,8 +58,10 @@ def register_method(model_class: type[MREPreTrainedModel]) -> type[MREPreTrained
     unknown = {loss: field for loss, field in model_class.auxiliary_losses.items() if field not in config_fields}
     if unknown:
         raise ValueError(f"{model_class.__name__}: auxiliary loss weights {unknown} are not fields of {config_class.__name__}")
-    defaults = config_class()
-    switches = {part: field for part, field in model_class.ablations.items() if getattr(defaults, field, None) is not True}
+    fields = config_class.__dataclass_fields__
+    switches = {
+        part: field for part, field in model_class.ablations.items() if field not in fields or fields[field].default is not True
+    }
     if switches:
         raise ValueError(f"{model_class.__name__}: ablation switches {switches} must be boolean config fields defaulting to True")
     AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
@@ -75,3 +79,4 @@ register_method(BaselineForRelationExtraction)
 register_method(MMIBForRelationExtraction)
 register_method(WMAJLForRelationExtraction)
 register_method(DFMAForRelationExtraction)
+register_method(ROCForRelationExtraction)

@@ -1,8 +1,25 @@
 """Configuration shared by every relation-extraction method of modeling_mre."""
 
+import re
+
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+
+
+# MNRE's relation names carry the entity types: "/per/org/member_of" -> ("per", "org").
+TYPED_RELATION = re.compile(r"^/(?P<head>[^/]+)/(?P<tail>[^/]+)/")
+
+
+def relation_entity_types(relation: str) -> tuple[str, str] | None:
+    """The (head, tail) entity types a relation's name carries, or None (`None`, untyped names)."""
+    match = TYPED_RELATION.match(relation)
+    return (match["head"], match["tail"]) if match else None
+
+
+def entity_types_of(relations) -> list[str]:
+    """Every entity type the relation names carry, sorted."""
+    return sorted({t for typed in map(relation_entity_types, relations) if typed for t in typed})
 
 
 @strict

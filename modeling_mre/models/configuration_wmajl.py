@@ -1,14 +1,8 @@
 """Configuration of WMAJL (watcher-mediated attention joint learning, ICASSP 2025)."""
 
-import re
-
 from huggingface_hub.dataclasses import strict
 
-from .configuration_mre import MREConfig
-
-
-# MNRE's relation names carry the entity types: "/per/org/member_of" -> ("per", "org").
-TYPED_RELATION = re.compile(r"^/(?P<head>[^/]+)/(?P<tail>[^/]+)/")
+from .configuration_mre import MREConfig, entity_types_of
 
 
 @strict
@@ -96,9 +90,7 @@ class WMAJLConfig(MREConfig):
             depth = self.text_config.num_hidden_layers
             self.supervised_layers = sorted({round(depth * share) for share in (1 / 3, 2 / 3)} - {0, depth})
         if self.entity_types is None:
-            self.entity_types = sorted(
-                {t for typed in map(relation_entity_types, self.id2label.values()) if typed for t in typed}
-            ) or ["entity"]
+            self.entity_types = entity_types_of(self.id2label.values()) or ["entity"]
 
     def validate_architecture(self):
         super().validate_architecture()
@@ -106,9 +98,3 @@ class WMAJLConfig(MREConfig):
         outside = [layer for layer in self.supervised_layers if not 1 <= layer <= depth]
         if outside:
             raise ValueError(f"supervised_layers {outside} are not layers of the {depth}-layer text encoder")
-
-
-def relation_entity_types(relation: str) -> tuple[str, str] | None:
-    """The (head, tail) entity types a relation's name carries, or None (`None`, untyped names)."""
-    match = TYPED_RELATION.match(relation)
-    return (match["head"], match["tail"]) if match else None

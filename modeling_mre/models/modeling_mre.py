@@ -252,6 +252,12 @@ class MREPreTrainedModel(PreTrainedModel):
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
 
+    def use_tokenizer(self, tokenizer):
+        """
+        The processor's tokenizer, for a method that tokenizes text of its own (ROC's relation
+        descriptions); `train_accelerate.py` and the pipeline hand it over, other methods ignore it.
+        """
+
     def get_input_embeddings(self) -> nn.Module:
         return self.text_encoder.get_input_embeddings()
 

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .configuration_wmajl import WMAJLConfig, relation_entity_types
+from .configuration_mre import relation_entity_types
+from .configuration_wmajl import WMAJLConfig
 from .modeling_mre import (
     CrossAttentionLayer,
     MethodPaper,

@@ -33,7 +33,9 @@ class MultimodalRelationExtractionPipeline(Pipeline):
             image="photo.jpg")
     # [{"relation": ..., "score": ..., "tail": {"name": "podium", "box": [40, 60, 200, 310]}}]
     ```
-    Each result echoes the tail it is about. A method that weighs the image against the text (DFMA)
+    Each result echoes the tail it is about. A retrieval model (ROC) also ranks relations given for
+    the call, `candidate_relations={"name": "description", ...}` (or names it knows), new ones included.
+    A method that weighs the image against the text (DFMA)
     adds `"image_weight"`: how much that prediction leaned on the image, from 0 (the text alone) to 1.
     """
 
@@ -42,7 +44,19 @@ class MultimodalRelationExtractionPipeline(Pipeline):
     _load_image_processor = False
     _load_feature_extractor = False
 
-    def __call__(self, inputs=None, **kwargs):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model.use_tokenizer(self.processor.tokenizer)
+
+    def __call__(self, inputs=None, candidate_relations=None, **kwargs):
+        if candidate_relations is not None:
+            if not hasattr(self.model, "candidate_relations"):
+                raise TypeError(
+                    f"candidate_relations needs a retrieval model (ROC); {type(self.model).__name__} "
+                    "classifies into the relations it was trained on"
+                )
+            with self.model.candidate_relations(candidate_relations):
+                return self(inputs, **kwargs)
         if inputs is None:
             keys = ("text", "head", "tail", "image", "entities", "ner_model")
             inputs = {key: kwargs.pop(key) for key in keys if key in kwargs}

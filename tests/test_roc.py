@@ -1,0 +1,114 @@
+"""ROC's own parts (the contract suite covers what every method shares)."""
+
+import pytest
+import torch
+
+from method_contract import build_model, encode, picture
+from modeling_mre import PIPELINE_TASK, MMIBForRelationExtraction, ROCConfig, ROCForRelationExtraction
+from modeling_mre.models.configuration_roc import MNRE_RELATION_DESCRIPTIONS
+
+MNRE_RELATIONS = ["None", "/per/org/member_of", "/per/loc/place_of_birth", "/org/loc/locate_at"]
+
+
+def roc(processor, **overrides):
+    return build_model(ROCForRelationExtraction, processor, **overrides).eval()
+
+
+def test_mnre_relations_come_described_and_others_fall_back_to_their_name():
+    assert len(MNRE_RELATION_DESCRIPTIONS) == 23
+    assert all(len(paraphrases) >= 3 for paraphrases in MNRE_RELATION_DESCRIPTIONS.values())
+    config = ROCConfig(num_labels=4, id2label=dict(enumerate(MNRE_RELATIONS)))
+    assert config.relation_descriptions == {name: MNRE_RELATION_DESCRIPTIONS[name] for name in MNRE_RELATIONS}
+    assert config.entity_types == ["loc", "org", "per"]
+    with pytest.warns(UserWarning, match=r"no description for relations \['/per/per/rival'\]"):
+        config = ROCConfig(num_labels=2, id2label={0: "None", 1: "/per/per/rival"})
+    assert config.relation_descriptions["/per/per/rival"] == ["per per rival"]
+    given = ROCConfig(num_labels=1, id2label={0: "x"}, relation_descriptions={"x": "a b"})
+    assert given.relation_descriptions == {"x": ["a b"]}
+
+
+def test_eval_logits_never_depend_on_labels(processor):
+    model = roc(processor, id2label=dict(enumerate(MNRE_RELATIONS)), label2id={n: i for i, n in enumerate(MNRE_RELATIONS)})
+    batch = encode(processor)
+    with torch.no_grad():
+        unlabelled = model(**batch)
+        for labels in ([0, 1, 2], [3, 3, 1]):
+            labelled = model(**batch, labels=torch.tensor(labels))
+            torch.testing.assert_close(labelled.logits, unlabelled.logits, rtol=0, atol=0)
+            assert labelled.type_loss > 0
+    assert unlabelled.type_logits.shape == (3, 2, 3)
+
+
+def test_descriptions_are_embedded_once_per_relation_set_at_inference(processor):
+    model = roc(processor)
+    calls = []
+
+    def counting_tokenizer(texts, **kwargs):
+        calls.append(len(texts))
+        return processor.tokenizer(texts, **kwargs)
+
+    model.use_tokenizer(counting_tokenizer)
+    batch = encode(processor)
+    with torch.no_grad():
+        first = model(**batch).logits
+        model(**batch)
+    assert calls == [6]  # all paraphrases (3 of None, 1 of each other relation) once, then the cache
+    model.train()
+    model(**batch)
+    model(**batch)
+    assert calls[1:] == [4, 4]  # training: one paraphrase per relation, each step
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, first)
+
+
+def test_relations_added_after_training_are_saved_and_scored(processor, tmp_path):
+    model = roc(processor)
+    batch = encode(processor)
+    model.set_relations({**{name: None for name in model.config.relation_descriptions}, "berlin": ["obama visits berlin"]})
+    assert model.config.id2label[4] == "berlin" and model.config.num_labels == 5
+    with torch.no_grad():
+        logits = model(**batch).logits
+    assert logits.shape == (3, 5)
+    model.save_pretrained(tmp_path / "model")
+    reloaded = ROCForRelationExtraction.from_pretrained(tmp_path / "model").eval()  # its own tokenizer, saved beside it
+    assert reloaded.config.relation_descriptions["berlin"] == ["obama visits berlin"]
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, logits)
+
+
+def test_pipeline_candidate_relations_for_one_call(processor):
+    from transformers import pipeline
+
+    model = roc(processor)
+    extract = pipeline(PIPELINE_TASK, model=model, processor=processor)
+    example = {"text": "obama visits berlin today", "head": "obama", "tail": "berlin", "image": picture(0)}
+    ranked = extract(example, top_k=3, candidate_relations={"met": "obama with merkel", "went": ["visits berlin", "today"]})
+    assert {r["relation"] for r in ranked} == {"met", "went"}  # only the candidates: 2 results despite top_k=3
+    assert sum(r["score"] for r in ranked) == pytest.approx(1.0)
+    assert list(model.config.id2label.values()) == ["None", "visits", "with", "today"]  # restored after the call
+    assert {r["relation"] for r in extract(example, top_k=4, candidate_relations=["with", "today"])} == {"with", "today"}
+    with pytest.raises(ValueError, match=r"candidate_relations \['rival'\] have no description"):
+        extract(example, candidate_relations=["rival"])
+    classifier = pipeline(PIPELINE_TASK, model=build_model(MMIBForRelationExtraction, processor).eval(), processor=processor)
+    with pytest.raises(TypeError, match="candidate_relations needs a retrieval model"):
+        classifier(example, candidate_relations=["with"])
+
+
+def test_none_threshold(processor):
+    batch = encode(processor)
+    with torch.no_grad():
+        never = roc(processor, none_threshold=-1.01)(**batch).logits.argmax(-1)
+        always = roc(processor, none_threshold=1.01)(**batch).logits.argmax(-1)
+    assert (never != 0).all() and (always == 0).all()
+
+
+def test_a_separate_relation_encoder_trains_as_an_encoder(processor):
+    from modeling_mre.training import encoder_parameter_ids
+
+    model = roc(processor, share_relation_encoder=False)
+    assert model.pretrained_submodules()["relation_encoder"] == "encoder"
+    assert {id(p) for p in model.relation_encoder.parameters()} <= encoder_parameter_ids(model)
+    model.train()
+    model(**encode(processor), labels=torch.tensor([1, 0, 3])).loss.backward()
+    assert all(p.grad is not None for p in model.relation_encoder.parameters() if p.requires_grad)
