@@ -102,6 +102,11 @@ def parse_args(argv=None):
     parser.add_argument("--lr_scheduler_type", type=str, default="linear")
     parser.add_argument("--num_warmup_steps", type=int, default=None, help="Default: 6%% of the training steps.")
     parser.add_argument("--max_train_samples", type=int, default=None, help="Truncate train (for quick runs).")
+    parser.add_argument(
+        "--hold_out_relations", nargs="+", default=None, metavar="RELATION",
+        help="Drop these relations' rows from train (they stay in the label set and in evaluation): how well a "
+        "retrieval method (ROC) finds relations it was never trained on, from their descriptions alone.",
+    )
     parser.add_argument("--max_eval_samples", type=int, default=None, help="Truncate validation and test.")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--checkpointing_steps", type=str, default=None, help="'epoch' or a number of steps.")
@@ -162,6 +167,13 @@ def load_data(args, accelerator):
             if args.dataset == "demo":
                 data_dir = write_demo_dataset(Path(args.output_dir) / "demo_data", seed=args.seed)
             dataset = load_mnre(data_dir, image_dir=args.image_dir)
+    if args.hold_out_relations:
+        names = dataset["train"].features["relation"].names
+        unknown = sorted(set(args.hold_out_relations) - set(names))
+        if unknown:
+            raise ValueError(f"--hold_out_relations: {unknown} are not relations of the dataset ({', '.join(names)})")
+        held_out = {names.index(relation) for relation in args.hold_out_relations}
+        dataset["train"] = dataset["train"].filter(lambda relation: relation not in held_out, input_columns="relation")
     for split, limit in (("train", args.max_train_samples), ("validation", args.max_eval_samples), ("test", args.max_eval_samples)):
         if split in dataset and limit is not None:
             dataset[split] = dataset[split].select(range(min(limit, len(dataset[split]))))
@@ -421,6 +433,7 @@ def main(argv=None):
         "method": args.method,
         "dataset": args.dataset,
         "best_epoch": state["best_epoch"],
+        "held_out_relations": args.hold_out_relations or [],
         "num_processes": accelerator.num_processes,
         "validation": evaluate(model, eval_dataloaders["validation"], accelerator, label_names, "validation"),
         "seconds_per_epoch": sum(r["epoch_seconds"] for r in state["log_history"]) / len(state["log_history"]),

@@ -12,6 +12,7 @@ validation (selection) split and for test when the dataset has one.
     python benchmarks/accuracy.py --dataset more --data_dir MORE/
     python benchmarks/accuracy.py --dataset controlled --noise_shares 0 0.25 0.5   # the controlled benchmark
     python benchmarks/accuracy.py --methods wmajl --ablations --jobs 6             # each part removed, 6 runs at once
+    python benchmarks/accuracy.py --methods baseline roc --hold_out /per/per/peer  # relations never trained on
 
 With `--dataset controlled` the script writes the controlled benchmark (modeling_mre.data.controlled)
 for every seed and noise share (the other dials from their flags), trains every method on each, and
@@ -19,6 +20,12 @@ draws test micro-F1 against the noise share, one line per method, beside the cei
 the text only, the image only and both allow (`--figure`). A text-only method reads the same texts
 and labels at every dial setting, so it is trained once per seed and its results stand for every
 noise share.
+
+With `--hold_out`, every method is also trained with those relations' rows removed from train (they
+stay in its label set and in evaluation), and a table compares each held-out relation's precision,
+recall and F1 with the same relation trained in and with chance (a uniform guess's recall, 1 / the
+number of relations; a guesser's precision, the relation's share of the split): what a retrieval
+method (ROC) finds from a description alone, where a classifier has nothing to go on.
 
 With `--ablations`, a method that declares parts it can remove (`ablations` on its model class) is
 also trained with each part switched off (`--config_overrides <switch>=false`), one row per part.
@@ -60,6 +67,10 @@ def parse_args():
         "--ablations", action="store_true", help="Also train each method with each of its declared parts removed."
     )
     parser.add_argument(
+        "--hold_out", nargs="+", default=None, metavar="RELATION",
+        help="Also train without these relations' rows and compare them held out, trained in and at chance.",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=1, help="Runs at once (each writes its log to <run folder>/train.log when > 1)."
     )
     parser.add_argument("--num_train_epochs", type=int, default=None, help="Default: train_accelerate.py's.")
@@ -84,6 +95,8 @@ def parse_args():
     )
     args, train_flags = parser.parse_known_args()
     args.train_flags = [flag for flag in train_flags if flag != "--"]
+    if args.hold_out and (args.ablations or args.dataset == "controlled"):
+        parser.error("--hold_out compares whole methods on a dataset folder: not with --ablations or --dataset controlled")
     if args.ablations and "--config_overrides" in args.train_flags:
         parser.error("--ablations sets --config_overrides itself")
     if args.figure is None:
@@ -93,15 +106,17 @@ def parse_args():
 
 @dataclass(frozen=True)
 class Variant:
-    """A row of the tables: a method, possibly with one of its parts switched off."""
+    """A row of the tables: a method, possibly with one of its parts switched off or relations held out of training."""
 
     label: str
     method: str
     switch: str | None = None
+    hold_out: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
-        return self.method if self.switch is None else f"{self.method}-no_{self.switch}"
+        name = self.method if self.switch is None else f"{self.method}-no_{self.switch}"
+        return f"{name}-heldout" if self.hold_out else name
 
 
 def variants(args) -> list[Variant]:
@@ -110,6 +125,8 @@ def variants(args) -> list[Variant]:
         rows.append(Variant(method, method))
         if args.ablations:
             rows += [Variant(f"{method} without {part}", method, switch) for part, switch in METHODS[method].ablations.items()]
+        if args.hold_out:
+            rows.append(Variant(f"{method}, {len(args.hold_out)} relations held out", method, hold_out=tuple(args.hold_out)))
     return rows
 
 
@@ -131,6 +148,8 @@ def train_command(args, run: Run, run_dir: Path) -> list[str]:
         command += ["--num_train_epochs", str(args.num_train_epochs)]
     if run.variant.switch is not None:
         command += ["--config_overrides", f"{run.variant.switch}=false"]
+    if run.variant.hold_out:
+        command += ["--hold_out_relations", *run.variant.hold_out]
     return command + args.train_flags
 
 
@@ -244,6 +263,29 @@ def controlled_sweep(args) -> None:
     )
 
 
+def held_out_table(args, rows: list[Variant], results: dict) -> list[str]:
+    """Each held-out relation's P / R / F1 on validation: trained in, held out of training, and at chance."""
+    lines = [
+        f"### Relations held out of training: {', '.join(args.hold_out)} (validation; mean ± std over seeds, in %)",
+        "",
+        "| Method | relation | support | trained in: P / R / F1 | held out: P / R / F1 | chance: P / R |",
+        "|---|---|---|---|---|---|",
+    ]
+    for variant in rows:
+        if variant.hold_out:
+            continue
+        trained_in = list(results[variant.label].values())
+        held_out = list(results[f"{variant.method}, {len(args.hold_out)} relations held out"].values())
+        for relation in args.hold_out:
+            def cells(runs):
+                return " / ".join(mean_std([r["validation"]["per_relation"][relation][key] for r in runs]) for key in ("precision", "recall", "f1"))
+            reference = trained_in[0]["validation"]
+            support = reference["per_relation"][relation]["support"]
+            chance = f"{100 * support / reference['num_examples']:.2f} / {100 / len(reference['confusion_matrix']):.2f}"
+            lines.append(f"| {variant.method} | {relation} | {support} | {cells(trained_in)} | {cells(held_out)} | {chance} |")
+    return lines
+
+
 def main():
     args = parse_args()
     if args.dataset == "controlled":
@@ -277,6 +319,8 @@ def main():
             lines.append(
                 f"| {method} | {split} | " + " | ".join(cells) + f" | {epochs} | {seconds[0]:.0f}–{seconds[-1]:.0f} |"
             )
+    if args.hold_out:
+        lines += ["", *held_out_table(args, rows, results)]
     table = "\n".join(lines)
     print("\n" + table)
     summary = {method: {str(seed): r for seed, r in by_seed.items()} for method, by_seed in results.items()}

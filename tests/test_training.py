@@ -454,3 +454,24 @@ def test_more_pipeline_on_the_text_only_baseline(more_runs):
     assert [r["score"] for r in elsewhere] == pytest.approx([r["score"] for r in result])
     with pytest.raises(ValueError, match="lies outside the 128x128 image"):
         extract({**example, "tail": {"box": [100, 100, 200, 120]}})
+
+
+def test_relations_held_out_of_training_stay_in_the_label_set(tmp_path):
+    output_dir = tmp_path / "heldout"
+    results = train(output_dir, "--method", "roc", "--hold_out_relations", "/per/per/peer", *QUICK)
+    assert results["held_out_relations"] == ["/per/per/peer"]
+    assert "/per/per/peer" in results["validation"]["per_relation"]  # still evaluated, and predictable
+    assert "Trained without the examples of `/per/per/peer`" in (output_dir / "README.md").read_text()
+    with pytest.raises(AssertionError, match="are not relations of the dataset"):
+        train(tmp_path / "bad", "--method", "roc", "--hold_out_relations", "/per/per/rival", *QUICK)
+
+
+def test_held_out_relations_leave_train_only(train_script, tmp_path):
+    from accelerate import Accelerator
+
+    args = train_script.parse_args(["--output_dir", str(tmp_path), "--hold_out_relations", "/per/per/peer", "/per/per/couple"])
+    dataset = train_script.load_data(args, Accelerator(cpu=True))
+    names = dataset["train"].features["relation"].names
+    held = {names.index("/per/per/peer"), names.index("/per/per/couple")}
+    assert dataset["train"].num_rows > 0 and not held & set(dataset["train"]["relation"])
+    assert held <= set(dataset["validation"]["relation"]) and "/per/per/peer" in names

@@ -322,6 +322,11 @@ def _limitations(results, config, dataset, method, training_args) -> list[str]:
         f"All figures come from one training run{f' (seed {seed})' if seed is not None else ''}: repeat it "
         "with other seeds before reading a small difference between two models as real."
     )
+    if results.get("held_out_relations"):
+        limitations.append(
+            f"Trained without the examples of {', '.join(f'`{r}`' for r in results['held_out_relations'])} (held out "
+            "to measure how it finds relations it never saw): its figures for those relations are not those of a full training."
+        )
     removed = [part for part, switch in method_class(method).ablations.items() if config.get(switch) is False]
     if removed:
         limitations.append(
