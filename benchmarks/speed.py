@@ -191,9 +191,12 @@ def build_models(processor, label_names, device) -> dict:
             str(embedded_text_backbone()),
             str(embedded_vision_backbone()) if uses_images else None,
             num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={name: i for i, name in enumerate(label_names)},
             **processor.marker_config(),
         )
         model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
+        model.use_tokenizer(processor.tokenizer)
         models[method] = model.to(device)
     return models
 
@@ -263,6 +266,11 @@ def pipeline_inputs(rows, paths, chunks) -> list[list[dict]]:
     return [[user_input(i) for i in chunk] for chunk in chunks]
 
 
+def mixed_inputs(batches: list[list[dict]]) -> list[list[dict]]:
+    """The same inputs as users mix them: every other one without its image."""
+    return [[{**example, "image": None} if i % 2 else example for i, example in enumerate(batch)] for batch in batches]
+
+
 def build_settings(args, models, processor, phases, rows, cached_rows, paths, device) -> dict:
     """Every setting to time: name -> (function run on each batch, its batches, examples per pass)."""
     train, inference = phases["train"], phases["inference"]
@@ -315,6 +323,12 @@ def build_settings(args, models, processor, phases, rows, cached_rows, paths, de
             with autocast(device):
                 extract(inputs, batch_size=args.eval_batch_size)
 
+        def run_pipeline_one_by_one(inputs, model=model, extract=extract):
+            model.eval()
+            with autocast(device):
+                for example in inputs:
+                    extract(example)
+
         for suffix, batches in variants:
             add(f"{method}_train{suffix}", step, with_features(train, batches, model), n_train)
             add(f"{method}_inference{suffix}", forward, with_features(inference, batches, model), n_inference)
@@ -322,6 +336,8 @@ def build_settings(args, models, processor, phases, rows, cached_rows, paths, de
             add(f"{method}_train_pixels", step, train["pixels"], n_train)
             add(f"{method}_inference_pixels", forward, inference["pixels"], n_inference)
         add(f"{method}_pipeline", run_pipeline, user_inputs, n_inference)
+        add(f"{method}_pipeline_mixed", run_pipeline, mixed_inputs(user_inputs), n_inference)
+        add(f"{method}_pipeline_one_by_one", run_pipeline_one_by_one, mixed_inputs(user_inputs), n_inference)
 
     # Data loading as train_accelerate.py's DataLoader does it: reading the rows (which decodes the
     # images) and collating them, with the pictures or with their cached features.
@@ -519,6 +535,21 @@ def build_report(args, context, settings, times, memory) -> dict:
     ]
     for method in methods:
         lines.append(f"| {method} | {throughput(f'{method}_pipeline'):.1f} | {pipeline_share[method]:.2f} |")
+    # Mixed batches (every other input without its image) in one call against the same inputs one call each.
+    batching_gain = {m: ratio([f"{m}_pipeline_one_by_one"], [f"{m}_pipeline_mixed"]) for m in methods}
+    lines += [
+        "",
+        f"The same inputs, every other one without its image: one call with batch_size={args.eval_batch_size} "
+        "against one call per input.",
+        "",
+        "| method | mixed batch ex/s | one by one ex/s | batched ÷ one by one |",
+        "|---|---|---|---|",
+    ]
+    for method in methods:
+        lines.append(
+            f"| {method} | {throughput(f'{method}_pipeline_mixed'):.1f} | "
+            f"{throughput(f'{method}_pipeline_one_by_one'):.1f} | {batching_gain[method]:.2f}x |"
+        )
 
     cache = {}
     if image_methods:
@@ -575,6 +606,7 @@ def build_report(args, context, settings, times, memory) -> dict:
         "peak_memory_mib": memory,
         "padding_fixed_over_dynamic": padding,
         "pipeline_over_forward": pipeline_share,
+        "pipeline_mixed_batch_over_one_by_one": batching_gain,
         "cache_speedup": cache,
         "encoding_seconds": context["encoding_seconds"],
         "encoding_rates": context["encoding_rates"],

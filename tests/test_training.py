@@ -475,3 +475,48 @@ def test_held_out_relations_leave_train_only(train_script, tmp_path):
     held = {names.index("/per/per/peer"), names.index("/per/per/couple")}
     assert dataset["train"].num_rows > 0 and not held & set(dataset["train"]["relation"])
     assert held <= set(dataset["validation"]["relation"]) and "/per/per/peer" in names
+
+
+NEW_USER_SCRIPT = textwrap.dedent(
+    """
+    import base64, io, json, sys
+    sys.modules["modeling_mre"] = None
+    import numpy as np, torch
+    from PIL import Image
+    from transformers import AutoModel, AutoProcessor, pipeline
+
+    folder, examples = sys.argv[1], json.load(open(sys.argv[2]))
+    picture = Image.open(examples[0]["image"])
+    buffer = io.BytesIO(); picture.save(buffer, format="PNG")
+    mixed = [
+        examples[0],                                                       # a path
+        {**examples[1], "image": None},                                    # no image
+        {**examples[2], "image": np.asarray(Image.open(examples[2]["image"]))},   # numpy
+        {**examples[3], "image": base64.b64encode(buffer.getvalue()).decode()},   # base64
+    ]
+    extract = pipeline(model=folder, trust_remote_code=True)
+    batched = extract(mixed, batch_size=4, top_k=2)
+    alone = [extract(example, top_k=2) for example in mixed]
+    half = pipeline(model=folder, trust_remote_code=True, dtype=torch.bfloat16)(mixed, batch_size=4)
+    text = "Obama visits Berlin today with Merkel " + "and the crowd was large " * 30 + "in Paris"
+    post = extract(text=text, entities=["Obama", "Berlin", "Merkel", "Paris"], image=examples[0]["image"])
+    AutoModel.from_pretrained(folder, trust_remote_code=True).save_pretrained("again")
+    AutoProcessor.from_pretrained(folder, trust_remote_code=True).save_pretrained("again")
+    again = pipeline(model="again", trust_remote_code=True)(examples[0])
+    print(json.dumps({"batched": batched, "alone": alone, "half": half, "post": post, "again": again}))
+    """
+)
+
+
+def test_a_new_user_on_the_demo_folder(mmib_run, tmp_path):
+    # Everyday calls on a trained folder, with only its remote code: mixed batches, every image form,
+    # bfloat16, a whole post with entities far apart, a folder saved again.
+    output_dir, _ = mmib_run
+    (tmp_path / "examples.json").write_text(json.dumps(demo_examples(output_dir, 4)))
+    found = run_without_package(NEW_USER_SCRIPT, str(output_dir), str(tmp_path / "examples.json"), cwd=tmp_path)
+    for ours, reference in zip(found["batched"], found["alone"], strict=True):
+        assert [r["relation"] for r in ours] == [r["relation"] for r in reference]
+        assert [r["score"] for r in ours] == pytest.approx([r["score"] for r in reference], abs=1e-5)
+    assert len(found["half"]) == 4 and all(0 <= r[0]["score"] <= 1 for r in found["half"])
+    assert len(found["post"]) == 12 and {p["head"] for p in found["post"]} == {"Obama", "Berlin", "Merkel", "Paris"}
+    assert found["again"][0]["relation"] == found["alone"][0][0]["relation"]

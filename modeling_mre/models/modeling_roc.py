@@ -207,9 +207,11 @@ class ROCForRelationExtraction(MREVisualModel):
         return relations
 
     # The cached relation embeddings are stale once the weights change: in training (every step),
-    # when new weights are loaded, or when the model moves to another dtype or device.
+    # when new weights are loaded, or when the model moves to another dtype or device. `eval()` on an
+    # evaluated model (as loops call it before every batch) keeps them.
     def train(self, mode: bool = True):
-        self._relation_cache = None
+        if mode:
+            self._relation_cache = None
         return super().train(mode)
 
     def load_state_dict(self, *args, **kwargs):

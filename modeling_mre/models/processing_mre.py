@@ -192,6 +192,8 @@ class MREProcessor(ProcessorMixin):
         self._pair_suffix_ids = pair["input_ids"][start_b + len(word_b) :]
         # The segment id of the second segment and its closing special tokens (1 for BERT).
         self._second_segment_type = pair["token_type_ids"][start_b] if "token_type_ids" in pair else 0
+        # Joins the windows around two entities too far apart to be read together.
+        self._gap_ids = tokenizer(" ... ", add_special_tokens=False)["input_ids"]
         if max_length < len(self._prefix_ids) + len(self._suffix_ids) + 6:
             raise ValueError(f"max_length {max_length} leaves no room for two entities and their four markers")
 
@@ -238,19 +240,39 @@ class MREProcessor(ProcessorMixin):
         return "".join(pieces)
 
     def _window(self, content: list[int], budget: int, example_index: int) -> list[int]:
-        """Cut token ids (no special tokens) to `budget` around the entity markers they contain."""
+        """
+        Cut token ids (no special tokens) to `budget` around the entity markers they contain. Entities
+        too far apart to fit together are read in two windows, one around each, joined by " ... ".
+        """
         if len(content) <= budget:
             return content
         marker_positions = [i for i, token_id in enumerate(content) if token_id in self.marker_ids]
         first, last = min(marker_positions), max(marker_positions)
         needed = last - first + 1
-        if needed > budget:
+        if needed <= budget:
+            start = min(max(first - (budget - needed) // 2, 0), len(content) - budget)
+            return content[start : start + budget]
+        # Each entity's own span, from its opening to its closing marker (head: <s> </s>, tail: <o> </o>).
+        spans = sorted(
+            (min(positions), max(positions))
+            for ids in (self.marker_ids[:2], self.marker_ids[2:])
+            if (positions := [i for i in marker_positions if content[i] in ids])
+        )
+        own = sum(end - start + 1 for start, end in spans)
+        if len(spans) < 2 or spans[0][1] >= spans[1][0] or own + len(self._gap_ids) > budget:
             raise ValueError(
-                f"example {example_index}: the entities and their markers span {needed} tokens, "
-                f"more than max_length={self.max_length} allows ({budget} for the text)"
+                f"example {example_index}: an entity with its markers is too long for max_length={self.max_length} "
+                f"({own} tokens for the entities and {budget} for the text)"
             )
-        start = min(max(first - (budget - needed) // 2, 0), len(content) - budget)
-        return content[start : start + budget]
+        # The context left is shared between the two windows, each centred on its entity.
+        spare = budget - own - len(self._gap_ids)
+        windows = []
+        for (start, end), share in zip(spans, (spare // 2, spare - spare // 2)):
+            left = max(start - share // 2, 0)
+            right = min(end + 1 + share - (start - left), len(content))
+            left = max(right - (end - start + 1) - share, 0)
+            windows.append(content[left:right])
+        return windows[0] + self._gap_ids + windows[1]
 
     def _assemble(
         self, text_ids: list[int], tail_ids: list[int] | None, example_index: int
