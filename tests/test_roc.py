@@ -60,6 +60,9 @@ def test_descriptions_are_embedded_once_per_relation_set_at_inference(processor)
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(**batch).logits, first)
+        model.relation_projection.weight.mul_(-1)  # a weight changed in place (an optimizer step, merged LoRA)
+        assert not torch.allclose(model(**batch).logits, first)
+    assert calls == [6, 4, 4, 6]  # the cache survived training (no weight changed), not the in-place change
 
 
 def test_relations_added_after_training_are_saved_and_scored(processor, tmp_path):

@@ -8,6 +8,7 @@ by writing its description (`set_relations`, or the pipeline's `candidate_relati
 """
 
 import contextlib
+import itertools
 from dataclasses import dataclass
 from typing import Unpack
 
@@ -166,7 +167,7 @@ class ROCForRelationExtraction(MREVisualModel):
             if not source:
                 raise ValueError(
                     "ROC tokenizes its relation descriptions: load the model from a folder that holds its "
-                    "tokenizer, build it with from_backbones, or pass tokenizer= to set_relations"
+                    "tokenizer or call model.use_tokenizer(processor.tokenizer)"
                 )
             try:
                 self.description_tokenizer = AutoTokenizer.from_pretrained(source)
@@ -181,10 +182,11 @@ class ROCForRelationExtraction(MREVisualModel):
         """
         The normalised embedding of each relation `(num_relations, embedding_size)`: in training one
         paraphrase drawn per relation (fresh each step, with gradients); at inference the mean of all
-        paraphrases, computed once until the relations or the mode change.
+        paraphrases, computed once until the relations or the weights change.
         """
-        if not self.training and self._relation_cache is not None:
-            return self._relation_cache
+        weights = self._relation_weights()
+        if not self.training and self._relation_cache is not None and self._relation_cache[0] == weights:
+            return self._relation_cache[1]
         descriptions = [self.config.relation_descriptions[self.config.id2label[i]] for i in range(self.config.num_labels)]
         if self.training:
             picks = [int(torch.randint(len(paraphrases), ())) for paraphrases in descriptions]
@@ -203,24 +205,18 @@ class ROCForRelationExtraction(MREVisualModel):
         summed = torch.zeros(len(descriptions), embeddings.shape[-1], device=device, dtype=embeddings.dtype)
         relations = F.normalize(summed.index_add(0, owners, embeddings), dim=-1)  # mean direction of the paraphrases
         if not self.training:
-            self._relation_cache = relations
+            self._relation_cache = (weights, relations)
         return relations
 
-    # The cached relation embeddings are stale once the weights change: in training (every step),
-    # when new weights are loaded, or when the model moves to another dtype or device. `eval()` on an
-    # evaluated model (as loops call it before every batch) keeps them.
-    def train(self, mode: bool = True):
-        if mode:
-            self._relation_cache = None
-        return super().train(mode)
-
-    def load_state_dict(self, *args, **kwargs):
-        self._relation_cache = None
-        return super().load_state_dict(*args, **kwargs)
-
-    def _apply(self, *args, **kwargs):
-        self._relation_cache = None
-        return super()._apply(*args, **kwargs)
+    def _relation_weights(self) -> tuple:
+        """
+        What the relation embeddings depend on: each weight of the relation path, its version (which
+        every in-place change bumps: an optimizer step, load_state_dict, merging LoRA), dtype and device
+        (`.to()`); new weights (LoRA's injected layers) are new objects.
+        """
+        encoder = self.text_encoder if self.config.share_relation_encoder else self.relation_encoder
+        weights = itertools.chain(encoder.parameters(), self.relation_projection.parameters())
+        return tuple((id(weight), weight._version, weight.dtype, weight.device) for weight in weights)
 
     # --- the pair --------------------------------------------------------------------------------
 
