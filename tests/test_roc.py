@@ -51,7 +51,8 @@ def test_descriptions_are_embedded_once_per_relation_set_at_inference(processor)
     batch = encode(processor)
     with torch.no_grad():
         first = model(**batch).logits
-        model.eval()(**batch)  # an evaluation loop's eval() before each batch keeps the cache
+        model.eval()  # an evaluation loop's eval() before each batch keeps the cache
+        model(**batch)
     assert calls == [6]  # all paraphrases (3 of None, 1 of each other relation) once, then the cache
     model.train()
     model(**batch)

@@ -17,6 +17,13 @@ def relation_entity_types(relation: str) -> tuple[str, str] | None:
     return (match["head"], match["tail"]) if match else None
 
 
+def relation_type_indices(config) -> list[list[int]]:
+    """Per relation id of `config`, its head and tail types' indices in `config.entity_types`; -1 where the name gives none."""
+    type_index = {name: i for i, name in enumerate(config.entity_types)}
+    pair_types = [relation_entity_types(config.id2label[label]) or (None, None) for label in range(config.num_labels)]
+    return [[type_index.get(t, -1) for t in types] for types in pair_types]
+
+
 def entity_types_of(relations) -> list[str]:
     """Every entity type the relation names carry, sorted."""
     return sorted({t for typed in map(relation_entity_types, relations) if typed for t in typed})

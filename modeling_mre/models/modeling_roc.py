@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import AutoTokenizer
 
-from .configuration_mre import relation_entity_types
+from .configuration_mre import relation_type_indices
 from .configuration_roc import ROCConfig, complete_descriptions
 from .modeling_mre import (
     CrossAttentionLayer,
@@ -278,13 +278,10 @@ class ROCForRelationExtraction(MREVisualModel):
 
     def type_loss(self, type_logits: torch.Tensor, labels: torch.LongTensor) -> torch.Tensor:
         """Cross-entropy of the head and tail types that the gold relation's name gives (none for `None`)."""
-        type_index = {name: i for i, name in enumerate(self.config.entity_types)}
-        relation_types = [relation_entity_types(self.config.id2label[i]) or (None, None) for i in range(self.config.num_labels)]
-        table = torch.tensor(  # (relations, 2): type indices, -100 where the name gives none
-            [[type_index.get(t, -100) for t in types] for types in relation_types], device=labels.device
-        )
+        # (relations, 2) type indices, -1 where the name gives none; built per call: set_relations changes it
+        table = torch.tensor(relation_type_indices(self.config), device=labels.device)
         targets = table[labels].flatten()  # (batch * 2,)
-        known = targets != -100
+        known = targets >= 0
         # A batch without typed pairs still keeps the type head in the graph: DDP waits for every gradient.
         losses = F.cross_entropy(type_logits.flatten(0, 1), targets.clamp(min=0), reduction="none")
         return (losses * known).sum() / known.sum().clamp(min=1)

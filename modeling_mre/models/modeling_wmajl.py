@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .configuration_mre import relation_entity_types
+from .configuration_mre import relation_type_indices
 from .configuration_wmajl import WMAJLConfig
 from .modeling_mre import (
     CrossAttentionLayer,
@@ -167,13 +167,7 @@ class WMAJLForRelationExtraction(MREVisualModel):
         self.classifier = nn.Linear(2 * hidden_size, config.num_labels)
 
         # (num_labels, 2): each relation's head and tail type index in config.entity_types, -1 if untyped.
-        type_index = {name: i for i, name in enumerate(config.entity_types)}
-        pair_types = [relation_entity_types(config.id2label[label]) for label in range(config.num_labels)]
-        self.register_buffer(
-            "relation_entity_types",
-            torch.tensor([[type_index.get(t, -1) for t in types] if types else [-1, -1] for types in pair_types]),
-            persistent=False,
-        )
+        self.register_buffer("relation_entity_types", torch.tensor(relation_type_indices(config)), persistent=False)
         self.post_init()
 
     def fuse(self, text, text_mask, image, image_mask) -> torch.Tensor:
