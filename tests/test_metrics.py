@@ -1,3 +1,6 @@
+from pathlib import Path
+
+import evaluate
 import numpy as np
 import pytest
 import torch
@@ -139,3 +142,36 @@ def test_matches_peers_eval_result(case):
     assert ours["micro_recall"] == pytest.approx(peers["micro_r"])
     assert ours["micro_f1"] == pytest.approx(peers["micro_f1"])
     assert sum(stats["support"] for stats in ours["per_relation"].values()) == sum(r != 0 for r in references)
+
+
+@pytest.fixture(scope="module")
+def evaluate_module():
+    return evaluate.load(str(Path(__file__).parents[1] / "metrics" / "mre"))
+
+
+@settings(max_examples=50, deadline=None, database=None)
+@given(
+    st.sampled_from([["None", "A", "B"], ["A", "none", "B"], ["NA", "None", "A"], ["A", "B", "C"]]),
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), max_size=30),
+    st.sampled_from([None, "B"]),
+)
+def test_evaluate_module_equals_the_function(evaluate_module, labels, pairs, negative_label):
+    # Loaded offline from the repository folder; empty inputs, the negative-label search (None, none,
+    # NA before None, no negative at all) and an explicit negative label included.
+    if negative_label not in (None, *labels):
+        negative_label = None
+    predictions, references = [p for p, _ in pairs], [r for _, r in pairs]
+    ours = evaluate_module.compute(
+        predictions=predictions, references=references, label_names=labels, negative_label=negative_label
+    )
+    assert ours == compute_mre_metrics(predictions, references, labels, negative_label=negative_label)
+
+
+def test_evaluate_module_accumulates_batches_and_names_what_is_missing(evaluate_module):
+    evaluate_module.add_batch(predictions=[0, 1], references=[0, 0])
+    evaluate_module.add(predictions=2, references=2)
+    assert evaluate_module.compute(label_names=LABELS) == compute_mre_metrics([0, 1, 2], [0, 0, 2], LABELS)
+    with pytest.raises(ValueError, match="label_names is required"):
+        evaluate_module.compute(predictions=[1], references=[1])
+    with pytest.raises(ValueError, match="outside"):
+        evaluate_module.compute(predictions=[3], references=[1], label_names=LABELS)

@@ -1,0 +1,1 @@
+../../modeling_mre/metrics.py
