@@ -116,3 +116,18 @@ def test_a_separate_relation_encoder_trains_as_an_encoder(processor):
     model.train()
     model(**encode(processor), labels=torch.tensor([1, 0, 3])).loss.backward()
     assert all(p.grad is not None for p in model.relation_encoder.parameters() if p.requires_grad)
+
+
+def test_a_frozen_relation_encoder_stays_at_its_pretrained_weights(processor):
+    with pytest.raises(ValueError, match="needs share_relation_encoder=False"):
+        ROCConfig(freeze_relation_encoder=True)
+    model = roc(processor, share_relation_encoder=False, freeze_relation_encoder=True)
+    assert model.pretrained_submodules()["relation_encoder"] == "frozen"
+    before = {name: weight.clone() for name, weight in model.relation_encoder.state_dict().items()}
+    model.train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model(**encode(processor), labels=torch.tensor([1, 0, 3])).loss.backward()
+    assert model.relation_projection.weight.grad is not None  # what maps descriptions into the pair space still learns
+    optimizer.step()
+    for name, weight in model.relation_encoder.state_dict().items():
+        torch.testing.assert_close(weight, before[name], rtol=0, atol=0)

@@ -147,6 +147,10 @@ class ROCConfig(MREConfig):
         share_relation_encoder (`bool`, *optional*, defaults to `True`):
             Whether the descriptions go through the text encoder itself; `False` builds a separate
             relation encoder of the same architecture (initialised from the same backbone).
+        freeze_relation_encoder (`bool`, *optional*, defaults to `False`):
+            Keep the separate relation encoder at its pretrained weights (only the projection after it
+            trains), so that a description written after training is embedded as the backbone reads it,
+            not by an encoder fitted to the training relations. Needs `share_relation_encoder=False`.
         embedding_size (`int`, *optional*, defaults to 256):
             Width of the shared space where entity pairs and relation descriptions meet.
         temperature (`float`, *optional*, defaults to 0.07):
@@ -169,6 +173,7 @@ class ROCConfig(MREConfig):
 
     relation_descriptions: dict[str, str | list[str]] | None = None
     share_relation_encoder: bool = True
+    freeze_relation_encoder: bool = False
     embedding_size: int = 256
     temperature: float = 0.07
     none_threshold: float | None = None
@@ -179,6 +184,10 @@ class ROCConfig(MREConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        if self.freeze_relation_encoder and self.share_relation_encoder:
+            raise ValueError(
+                "freeze_relation_encoder needs share_relation_encoder=False: the shared encoder is the pair's text encoder"
+            )
         if self.entity_types is None:
             self.entity_types = entity_types_of(self.id2label.values())
         self.relation_descriptions = complete_descriptions(self.relation_descriptions, list(self.id2label.values()))

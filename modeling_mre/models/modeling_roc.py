@@ -106,7 +106,7 @@ class ROCForRelationExtraction(MREVisualModel):
     def pretrained_submodules(self):
         roles = super().pretrained_submodules()
         if not self.config.share_relation_encoder:
-            roles["relation_encoder"] = "encoder"
+            roles["relation_encoder"] = "frozen" if self.config.freeze_relation_encoder else "encoder"
         return roles
 
     @classmethod
