@@ -104,8 +104,9 @@ def parse_args(argv=None):
     parser.add_argument("--max_train_samples", type=int, default=None, help="Truncate train (for quick runs).")
     parser.add_argument(
         "--hold_out_relations", nargs="+", default=None, metavar="RELATION",
-        help="Drop these relations' rows from train (they stay in the label set and in evaluation): how well a "
-        "retrieval method (ROC) finds relations it was never trained on, from their descriptions alone.",
+        help="Drop these relations' rows from train (they stay in the label set and in evaluation; ROC also leaves "
+        "them out of its training softmax): how well a retrieval method finds relations it was never trained on, "
+        "from their descriptions alone.",
     )
     parser.add_argument("--max_eval_samples", type=int, default=None, help="Truncate validation and test.")
     parser.add_argument("--seed", type=int, default=42)
@@ -208,6 +209,10 @@ def build_model_and_processor(args, label_names, object_tails, accelerator):
     processor = MREProcessor.from_backbones(text_backbone, vision_backbone, max_length=args.max_length)
     model_class = METHODS[args.method]
     uses_images = model_class.visual_features is not None
+    # A method that can leave held-out relations out of training altogether (ROC's softmax) is told which.
+    held_out = {"held_out_relations": args.hold_out_relations} if args.hold_out_relations and (
+        "held_out_relations" in model_class.config_class.__dataclass_fields__
+    ) else {}
     model = model_class.from_backbones(
         text_backbone,
         vision_backbone if uses_images else None,
@@ -216,6 +221,7 @@ def build_model_and_processor(args, label_names, object_tails, accelerator):
         label2id={name: i for i, name in enumerate(label_names)},
         **processor.marker_config(),
         object_tails=object_tails,
+        **held_out,
         **parse_config_overrides(args.config_overrides, model_class.config_class),
     )
     model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)

@@ -131,3 +131,20 @@ def test_a_frozen_relation_encoder_stays_at_its_pretrained_weights(processor):
     optimizer.step()
     for name, weight in model.relation_encoder.state_dict().items():
         torch.testing.assert_close(weight, before[name], rtol=0, atol=0)
+
+
+def test_relations_held_out_of_training_are_no_negatives_either(processor):
+    # Trained with a relation as a negative, the model learns to steer every pair away from its
+    # description (recall 0 when it is added back); held out, only the trained relations compete.
+    model = roc(
+        processor, id2label=dict(enumerate(MNRE_RELATIONS)), label2id={n: i for i, n in enumerate(MNRE_RELATIONS)},
+        held_out_relations=["/per/loc/place_of_birth"],
+    ).train()
+    labels = torch.tensor([1, 0, 3])
+    outputs = model(**encode(processor), labels=labels)
+    trained = torch.tensor([0, 1, 3])  # every relation but the held-out one (id 2)
+    expected = torch.nn.functional.cross_entropy(outputs.logits[:, trained], torch.tensor([1, 0, 2]))
+    torch.testing.assert_close(outputs.classification_loss, expected)
+    model.eval()
+    with torch.no_grad():  # at inference it competes like the others
+        assert torch.isfinite(model(**encode(processor)).logits[:, 2]).all()

@@ -476,6 +476,8 @@ def test_relations_held_out_of_training_stay_in_the_label_set(tmp_path):
     results = train(output_dir, "--method", "roc", "--hold_out_relations", "/per/per/peer", *QUICK)
     assert results["held_out_relations"] == ["/per/per/peer"]
     assert "/per/per/peer" in results["validation"]["per_relation"]  # still evaluated, and predictable
+    # ROC leaves it out of its training softmax too (tests/test_roc.py), and the folder says so.
+    assert json.loads((output_dir / "config.json").read_text())["held_out_relations"] == ["/per/per/peer"]
     assert "Trained without the examples of `/per/per/peer`" in (output_dir / "README.md").read_text()
     with pytest.raises(AssertionError, match="are not relations of the dataset"):
         train(tmp_path / "bad", "--method", "roc", "--hold_out_relations", "/per/per/rival", *QUICK)

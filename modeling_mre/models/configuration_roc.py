@@ -151,6 +151,10 @@ class ROCConfig(MREConfig):
             Keep the separate relation encoder at its pretrained weights (only the projection after it
             trains), so that a description written after training is embedded as the backbone reads it,
             not by an encoder fitted to the training relations. Needs `share_relation_encoder=False`.
+        held_out_relations (`list[str]`, *optional*):
+            Relations whose examples training never saw (`train_accelerate.py --hold_out_relations` sets
+            it). Training leaves them out of the retrieval softmax as well, so that the model is never
+            taught to steer pairs away from their descriptions; at inference they compete like the others.
         embedding_size (`int`, *optional*, defaults to 256):
             Width of the shared space where entity pairs and relation descriptions meet.
         temperature (`float`, *optional*, defaults to 0.07):
@@ -174,6 +178,7 @@ class ROCConfig(MREConfig):
     relation_descriptions: dict[str, str | list[str]] | None = None
     share_relation_encoder: bool = True
     freeze_relation_encoder: bool = False
+    held_out_relations: list[str] | None = None
     embedding_size: int = 256
     temperature: float = 0.07
     none_threshold: float | None = None

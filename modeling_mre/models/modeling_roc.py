@@ -261,7 +261,12 @@ class ROCForRelationExtraction(MREVisualModel):
 
         loss = classification_loss = type_loss = None
         if labels is not None:
-            classification_loss = F.cross_entropy(logits, labels)
+            candidates = logits
+            if self.training and config.held_out_relations:
+                # A relation held out of training is no negative either: only the trained ones compete.
+                held_out = [config.label2id[name] for name in config.held_out_relations if name in config.label2id]
+                candidates = logits.index_fill(-1, torch.tensor(held_out, device=logits.device), float("-inf"))
+            classification_loss = F.cross_entropy(candidates, labels)
             type_loss = logits.new_zeros(())
             if config.entity_types:
                 type_loss = self.type_loss(type_logits, labels)
