@@ -6,6 +6,12 @@ one, save it with its processor, load the pipeline from the saved folder, and as
 express each case. Prints the rank of the intended relation among all of them for every sentence.
 
     python benchmarks/new_relations.py outputs/accuracy/roc-heldout-seed42
+    python benchmarks/new_relations.py outputs/accuracy/roc-heldout-seed42 --data_dir ../shared/data/mnre \
+        --relations /per/per/peer /per/org/member_of
+
+With `--data_dir`, it also ranks the relations of every validation example of `--relations` (text, no
+image on this machine): how often the intended relation comes first among all relations, and among all
+but `None`, the zero-shot setting where a pair is known to be related (chance: 1 / their number).
 
 The cases are a relation absent from MNRE's label set (`/per/per/rival`) and MNRE's two most frequent
 relations, which `benchmarks/accuracy.py --hold_out /per/per/peer /per/org/member_of` removes from
@@ -14,11 +20,15 @@ are not new.
 """
 
 import argparse
+import contextlib
 import json
 import statistics
 import tempfile
 
+import torch
 from transformers import AutoModel, AutoProcessor, pipeline
+
+from modeling_mre import load_mnre
 
 
 NEW_RELATIONS = {
@@ -57,6 +67,8 @@ CASES = {
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="A folder of a trained ROC model (train_accelerate.py --method roc).")
+    parser.add_argument("--data_dir", default=None, help="An MNRE folder: also rank its validation examples of --relations.")
+    parser.add_argument("--relations", nargs="+", default=[], help="The relations whose validation examples are ranked.")
     parser.add_argument("--output_json", default=None, help="Also write the ranks here.")
     args = parser.parse_args()
 
@@ -88,9 +100,41 @@ def main():
     print("|---|---|---|")
     for relation, ranks in results.items():
         print(f"| {relation} | {sum(r == 1 for r in ranks)} / {len(ranks)} | {statistics.mean(ranks):.1f} |")
+    summary = {"model": args.model, "num_relations": relations, "ranks": results}
+    if args.data_dir:
+        summary["validation"] = rank_validation(args)
     if args.output_json:
         with open(args.output_json, "w") as file:
-            json.dump({"model": args.model, "num_relations": relations, "ranks": results}, file, indent=2)
+            json.dump(summary, file, indent=2)
+
+
+@torch.no_grad()
+def rank_validation(args) -> dict:
+    """Recall at rank 1 of each relation's validation examples, among all relations and among all but None."""
+    model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
+    validation = load_mnre(args.data_dir)["validation"]
+    names = validation.features["relation"].names
+    print("\n| relation | examples | first among all | first among all but None | chance without None |")
+    print("|---|---|---|---|---|")
+    found = {}
+    for relation in args.relations:
+        rows = validation.filter(lambda r: r == names.index(relation), input_columns="relation")
+        candidates = [name for name in model.config.relation_descriptions if name != "None"]
+        firsts = {"all": 0, "without None": 0}
+        for start in range(0, len(rows), 64):
+            batch = rows[start : start + 64]
+            inputs = processor(tokens=batch["tokens"], head=batch["head"], tail=batch["tail"], images=batch["image"])
+            for setting, relations in (("all", None), ("without None", candidates)):
+                with model.candidate_relations(relations) if relations else contextlib.nullcontext():
+                    best = model(**inputs).logits.argmax(-1)
+                    firsts[setting] += int((best == model.config.label2id[relation]).sum())
+        found[relation] = {setting: count / len(rows) for setting, count in firsts.items()} | {"examples": len(rows)}
+        print(
+            f"| {relation} | {len(rows)} | {100 * found[relation]['all']:.1f}% | "
+            f"{100 * found[relation]['without None']:.1f}% | {100 / len(candidates):.1f}% |"
+        )
+    return found
 
 
 if __name__ == "__main__":

@@ -148,3 +148,17 @@ def test_relations_held_out_of_training_are_no_negatives_either(processor):
     model.eval()
     with torch.no_grad():  # at inference it competes like the others
         assert torch.isfinite(model(**encode(processor)).logits[:, 2]).all()
+
+
+def test_a_separate_relation_encoder_is_resized_with_the_vocabulary_and_loads_back(processor, tmp_path):
+    # The markers grow the vocabulary after the backbones load (train_accelerate.py): both encoders follow.
+    model = roc(processor, share_relation_encoder=False, freeze_relation_encoder=True)
+    model.resize_token_embeddings(len(processor.tokenizer) + 8, mean_resizing=False)
+    assert model.relation_encoder.get_input_embeddings().num_embeddings == len(processor.tokenizer) + 8
+    assert not any(p.requires_grad for p in model.relation_encoder.parameters())
+    model.save_pretrained(tmp_path)
+    reloaded = ROCForRelationExtraction.from_pretrained(tmp_path).eval()
+    batch = encode(processor)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, model(**batch).logits)

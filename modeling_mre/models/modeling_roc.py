@@ -119,6 +119,15 @@ class ROCForRelationExtraction(MREVisualModel):
     def use_tokenizer(self, tokenizer):
         self.description_tokenizer = tokenizer
 
+    def resize_token_embeddings(self, *args, **kwargs):
+        embeddings = super().resize_token_embeddings(*args, **kwargs)
+        if not self.config.share_relation_encoder:
+            # Both encoders are built from `text_config`, whose vocab_size the resize changes: a relation
+            # encoder left at the old size would not load back from the saved folder.
+            self.relation_encoder.resize_token_embeddings(*args, **kwargs)
+            self.apply_training_roles()  # the new embedding is trainable until a frozen encoder is frozen again
+        return embeddings
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         super().save_pretrained(save_directory, *args, **kwargs)
         # The folder must tokenize its descriptions on its own, also saved without its processor.
