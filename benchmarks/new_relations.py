@@ -117,10 +117,10 @@ def rank_validation(args) -> dict:
     names = validation.features["relation"].names
     print("\n| relation | examples | first among all | first among all but None | chance without None |")
     print("|---|---|---|---|---|")
+    candidates = [name for name in model.config.relation_descriptions if name != "None"]
     found = {}
     for relation in args.relations:
         rows = validation.filter(lambda r: r == names.index(relation), input_columns="relation")
-        candidates = [name for name in model.config.relation_descriptions if name != "None"]
         firsts = {"all": 0, "without None": 0}
         for start in range(0, len(rows), 64):
             batch = rows[start : start + 64]
