@@ -4,7 +4,6 @@ its answer checked against the pipeline's on the same input; and its input parsi
 """
 
 import importlib.util
-import os
 import shutil
 import socket
 import subprocess
