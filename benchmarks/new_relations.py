@@ -75,11 +75,15 @@ def main():
     model = AutoModel.from_pretrained(args.model, trust_remote_code=True)
     if not hasattr(model, "set_relations"):
         raise SystemExit(f"{args.model} holds a {type(model).__name__}: relations are added to a retrieval model (ROC)")
+    processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
+    summary = {"model": args.model}
+    if args.data_dir:  # among the relations the folder was trained with, before any is added
+        summary["validation"] = rank_validation(model, processor, args)
     trained = dict.fromkeys(model.config.relation_descriptions)  # None: each keeps its own descriptions
     model.set_relations({**trained, **NEW_RELATIONS})
     with tempfile.TemporaryDirectory() as folder:
         model.save_pretrained(folder)
-        AutoProcessor.from_pretrained(args.model, trust_remote_code=True).save_pretrained(folder)
+        processor.save_pretrained(folder)
         extract = pipeline("multimodal-relation-extraction", model=folder, trust_remote_code=True)
         relations = extract.model.config.num_labels
         inputs = [{"text": t, "head": h, "tail": o} for cases in CASES.values() for t, h, o in cases]
@@ -100,19 +104,15 @@ def main():
     print("|---|---|---|")
     for relation, ranks in results.items():
         print(f"| {relation} | {sum(r == 1 for r in ranks)} / {len(ranks)} | {statistics.mean(ranks):.1f} |")
-    summary = {"model": args.model, "num_relations": relations, "ranks": results}
-    if args.data_dir:
-        summary["validation"] = rank_validation(args)
+    summary |= {"num_relations": relations, "ranks": results}
     if args.output_json:
         with open(args.output_json, "w") as file:
             json.dump(summary, file, indent=2)
 
 
 @torch.no_grad()
-def rank_validation(args) -> dict:
+def rank_validation(model, processor, args) -> dict:
     """Recall at rank 1 of each relation's validation examples, among all relations and among all but None."""
-    model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
-    processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
     validation = load_mnre(args.data_dir)["validation"]
     names = validation.features["relation"].names
     print("\n| relation | examples | first among all | first among all but None | chance without None |")
