@@ -199,6 +199,8 @@ def parse_config_overrides(overrides: str | None, config_class) -> dict:
             parsed[name] = json.loads(value)
         except json.JSONDecodeError:
             parsed[name] = value.strip()
+        if type(parsed[name]) is int and fields[name].type in (float, float | None):
+            parsed[name] = float(parsed[name])  # "temperature=1": the strict config takes no int for a float
     return parsed
 
 

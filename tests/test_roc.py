@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from method_contract import build_model, encode, picture
 from modeling_mre import PIPELINE_TASK, MMIBForRelationExtraction, ROCConfig, ROCForRelationExtraction
@@ -61,7 +62,7 @@ def test_descriptions_are_embedded_once_per_relation_set_at_inference(processor)
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(**batch).logits, first)
-        model.relation_projection.weight.mul_(-1)  # a weight changed in place (an optimizer step, merged LoRA)
+        model.relation_encoder.get_input_embeddings().weight.mul_(-1)  # changed in place (merged LoRA, a load)
         assert not torch.allclose(model(**batch).logits, first)
     assert calls == [6, 4, 4, 6]  # the cache survived training (no weight changed), not the in-place change
 
@@ -110,7 +111,7 @@ def test_none_threshold(processor):
 def test_a_separate_relation_encoder_trains_as_an_encoder(processor):
     from modeling_mre.training import encoder_parameter_ids
 
-    model = roc(processor, share_relation_encoder=False)
+    model = roc(processor, share_relation_encoder=False, freeze_relation_encoder=False)
     assert model.pretrained_submodules()["relation_encoder"] == "encoder"
     assert {id(p) for p in model.relation_encoder.parameters()} <= encoder_parameter_ids(model)
     model.train()
@@ -120,8 +121,8 @@ def test_a_separate_relation_encoder_trains_as_an_encoder(processor):
 
 def test_a_frozen_relation_encoder_stays_at_its_pretrained_weights(processor):
     with pytest.raises(ValueError, match="needs share_relation_encoder=False"):
-        ROCConfig(freeze_relation_encoder=True)
-    model = roc(processor, share_relation_encoder=False, freeze_relation_encoder=True)
+        ROCConfig(share_relation_encoder=True)
+    model = roc(processor, sentence_space=False)  # a learned projection after the frozen encoder
     assert model.pretrained_submodules()["relation_encoder"] == "frozen"
     before = {name: weight.clone() for name, weight in model.relation_encoder.state_dict().items()}
     model.train()
@@ -152,7 +153,7 @@ def test_relations_held_out_of_training_are_no_negatives_either(processor):
 
 def test_a_separate_relation_encoder_is_resized_with_the_vocabulary_and_loads_back(processor, tmp_path):
     # The markers grow the vocabulary after the backbones load (train_accelerate.py): both encoders follow.
-    model = roc(processor, share_relation_encoder=False, freeze_relation_encoder=True)
+    model = roc(processor)  # a separate, frozen relation encoder by default
     model.resize_token_embeddings(len(processor.tokenizer) + 8, mean_resizing=False)
     assert model.relation_encoder.get_input_embeddings().num_embeddings == len(processor.tokenizer) + 8
     assert not any(p.requires_grad for p in model.relation_encoder.parameters())
@@ -162,3 +163,66 @@ def test_a_separate_relation_encoder_is_resized_with_the_vocabulary_and_loads_ba
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**batch).logits, model(**batch).logits)
+
+
+def test_in_the_sentence_space_retrieval_starts_as_the_backbones_sentence_similarity(processor):
+    # Before training, a pair is its sentence's mean-pooled embedding and a relation its descriptions',
+    # both as the backbone reads them: a new description is compared with text in the backbone's terms.
+    model = roc(processor, trained_relation_margin=0.0)  # the default space, with its cosines as they are
+    assert not list(model.relation_projection.parameters())
+    read = {}
+    model.text_reads_image.register_forward_hook(lambda module, args, output: read.update(text=output))
+    batch = encode(processor)
+    with torch.no_grad():
+        output = model(**batch)
+        mask = batch["attention_mask"][..., None].float()
+        sentences = F.normalize((read["text"] * mask).sum(1) / mask.sum(1), dim=-1)
+        torch.testing.assert_close(output.pair_embedding, sentences)
+        described = processor.tokenizer(["visits"], return_tensors="pt")  # the one paraphrase of relation 1
+        states = model.relation_encoder(**described).last_hidden_state
+        relations = model.embed_relations()
+        torch.testing.assert_close(relations[1], F.normalize(states.mean(1)[0], dim=-1))
+        torch.testing.assert_close(output.logits * model.config.temperature, sentences @ relations.T)
+    model.train()
+    model(**batch, labels=torch.tensor([1, 0, 3])).loss.backward()
+    assert model.pair_projection.weight.grad.abs().sum() > 0  # the typed pair joins in from the first step
+
+
+def test_the_trained_relation_margin_favours_only_relations_added_after_training(processor, tmp_path):
+    model = roc(processor)  # a margin of 0.2 by default
+    trained = ["None", "visits", "with", "today"]
+    assert model.config.trained_relations == trained
+    batch = encode(processor)
+    with torch.no_grad():
+        calibrated = model(**batch).logits
+        model.config.trained_relation_margin = 0.0
+        torch.testing.assert_close(calibrated.softmax(-1), model(**batch).logits.softmax(-1))  # trained only: no change
+        model.set_relations({**dict.fromkeys(trained), "berlin": "obama visits berlin"})
+        plain = model(**batch).logits
+        model.config.trained_relation_margin = 0.2
+        calibrated = model(**batch).logits
+    assert model.config.trained_relations == trained
+    shift = torch.tensor([-0.2, -0.2, -0.2, -0.2, 0.0]) / model.config.temperature
+    torch.testing.assert_close(calibrated - plain, shift.expand(3, -1))
+    model.save_pretrained(tmp_path)
+    reloaded = ROCForRelationExtraction.from_pretrained(tmp_path)
+    assert reloaded.config.trained_relations == trained and reloaded.config.num_labels == 5
+    held_out = ROCConfig(id2label=dict(enumerate(MNRE_RELATIONS)), held_out_relations=["/per/org/member_of"])
+    assert held_out.trained_relations == ["None", "/per/loc/place_of_birth", "/org/loc/locate_at"]
+
+
+def test_the_type_prior_weighs_each_typed_relation_by_its_types_likelihood(processor):
+    model = roc(
+        processor, id2label=dict(enumerate(MNRE_RELATIONS)), label2id={n: i for i, n in enumerate(MNRE_RELATIONS)},
+        type_prior_weight=0.5,  # 1.0 by default
+    )
+    batch = encode(processor)
+    with torch.no_grad():
+        typed = model(**batch)
+        model.config.type_prior_weight = 0.0
+        plain = model(**batch).logits
+    per, org, loc = (model.config.entity_types.index(t) for t in ("per", "org", "loc"))
+    log_types = typed.type_logits.log_softmax(-1)  # (batch, head/tail, types)
+    torch.testing.assert_close(typed.logits[:, 0], plain[:, 0])  # None's name gives no types
+    torch.testing.assert_close(typed.logits[:, 1], plain[:, 1] + 0.5 * (log_types[:, 0, per] + log_types[:, 1, org]))
+    torch.testing.assert_close(typed.logits[:, 3], plain[:, 3] + 0.5 * (log_types[:, 0, org] + log_types[:, 1, loc]))

@@ -144,19 +144,35 @@ class ROCConfig(MREConfig):
             Natural-language descriptions of each relation in `id2label` (several paraphrases each),
             which the relation encoder embeds. Defaults to ours for MNRE's 23 relations; any other
             relation without one gets a description built from its name, with a warning.
-        share_relation_encoder (`bool`, *optional*, defaults to `True`):
+        share_relation_encoder (`bool`, *optional*, defaults to `False`):
             Whether the descriptions go through the text encoder itself; `False` builds a separate
             relation encoder of the same architecture (initialised from the same backbone).
-        freeze_relation_encoder (`bool`, *optional*, defaults to `False`):
-            Keep the separate relation encoder at its pretrained weights (only the projection after it
-            trains), so that a description written after training is embedded as the backbone reads it,
-            not by an encoder fitted to the training relations. Needs `share_relation_encoder=False`.
+        freeze_relation_encoder (`bool`, *optional*, defaults to `True`):
+            Keep the separate relation encoder at its pretrained weights, so that a description written
+            after training is embedded as the backbone reads it, not by an encoder fitted to the training
+            relations. Needs `share_relation_encoder=False`.
         held_out_relations (`list[str]`, *optional*):
             Relations whose examples training never saw (`train_accelerate.py --hold_out_relations` sets
             it). Training leaves them out of the retrieval softmax as well, so that the model is never
             taught to steer pairs away from their descriptions; at inference they compete like the others.
+        trained_relations (`list[str]`, *optional*):
+            The relations training saw: defaults to the labels less `held_out_relations` when the config is
+            made, and stays as it is when `set_relations` adds others.
+        trained_relation_margin (`float`, *optional*, defaults to 0.2):
+            Subtracted from the cosine of every trained relation, so that a relation added after training
+            competes with them on fairer terms (calibrated stacking, Chao et al., 2016): retrieval draws the
+            pairs it was trained on to the trained descriptions. Changes no prediction while only trained
+            relations compete. 0.2 maximised micro-F1 on MNRE validation with two relations held out of
+            training (`benchmarks/RESULTS.md`).
+        sentence_space (`bool`, *optional*, defaults to `True`):
+            Retrieve in the backbone's own sentence-embedding space: the descriptions' mean-pooled embeddings
+            without a projection, and as the pair, the text's mean-pooled embedding plus a projection of the
+            typed entity pair that starts at zero. Before training, retrieval is then the backbone's sentence
+            similarity (which, for a sentence encoder, already ranks a relation's description first on
+            sentences that express it), and training starts from there. `False` projects both sides
+            into a learned space of `embedding_size`.
         embedding_size (`int`, *optional*, defaults to 256):
-            Width of the shared space where entity pairs and relation descriptions meet.
+            Width of the learned space where entity pairs and relation descriptions meet (`sentence_space=False`).
         temperature (`float`, *optional*, defaults to 0.07):
             Temperature of the contrastive retrieval loss and of the scores' softmax.
         none_threshold (`float`, *optional*):
@@ -165,6 +181,10 @@ class ROCConfig(MREConfig):
         entity_types (`list[str]`, *optional*):
             The types the auxiliary type head predicts for the head and the tail; defaults to those in the
             relation names' `/head/tail/` prefixes (MNRE's), or none when they carry none.
+        type_prior_weight (`float`, *optional*, defaults to 1.0):
+            Adds this times the log-probability of a relation's head and tail types (those its name gives, as
+            the type head predicts them for the pair) to its logit: retrieval among the relations whose types
+            fit the pair. Relations whose names give no types (`None`, MORE's, a user's untyped ones) get none.
         type_loss_weight (`float`, *optional*, defaults to 0.5):
             Weight of the entity-type cross-entropy (on pairs whose relation name gives the types).
         num_object_crops (`int`, *optional*, defaults to 3):
@@ -176,9 +196,13 @@ class ROCConfig(MREConfig):
     model_type = "mre-roc"
 
     relation_descriptions: dict[str, str | list[str]] | None = None
-    share_relation_encoder: bool = True
-    freeze_relation_encoder: bool = False
+    share_relation_encoder: bool = False
+    freeze_relation_encoder: bool = True
     held_out_relations: list[str] | None = None
+    trained_relations: list[str] | None = None
+    trained_relation_margin: float = 0.2
+    sentence_space: bool = True
+    type_prior_weight: float = 1.0
     embedding_size: int = 256
     temperature: float = 0.07
     none_threshold: float | None = None
@@ -191,11 +215,15 @@ class ROCConfig(MREConfig):
         super().__post_init__(**kwargs)
         if self.freeze_relation_encoder and self.share_relation_encoder:
             raise ValueError(
-                "freeze_relation_encoder needs share_relation_encoder=False: the shared encoder is the pair's text encoder"
+                "freeze_relation_encoder=True (the default) needs share_relation_encoder=False: the shared encoder is "
+                "the pair's text encoder, which trains; pass freeze_relation_encoder=False with it"
             )
         if self.entity_types is None:
             self.entity_types = entity_types_of(self.id2label.values())
         self.relation_descriptions = complete_descriptions(self.relation_descriptions, list(self.id2label.values()))
+        if self.trained_relations is None:
+            held_out = set(self.held_out_relations or ())
+            self.trained_relations = [name for name in self.id2label.values() if name not in held_out]
 
 
 def complete_descriptions(descriptions: dict[str, list[str]] | None, relations: list[str]) -> dict[str, list[str]]:

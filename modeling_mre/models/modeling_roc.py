@@ -62,9 +62,10 @@ def distance_bucket(distance: torch.LongTensor) -> torch.LongTensor:
 class ROCForRelationExtraction(MREVisualModel):
     """
     ROC: the pair `[h(<s>) + type(<s>); h(<o>) + type(<o>)] + distance`, after the text has read the
-    image slots, projected and normalised, against the normalised mean embeddings of each relation's
-    descriptions. Entity types come from an auxiliary head (trained from the relation names' type
-    prefixes), as soft mixtures of type embeddings: the gold label reaches only the losses.
+    image slots, projected (plus the text's mean-pooled embedding in `sentence_space`) and normalised,
+    against the normalised mean embeddings of each relation's descriptions. Entity types come from an
+    auxiliary head (trained from the relation names' type prefixes), as soft mixtures of type
+    embeddings and as a prior over the typed relations: the gold label reaches only the losses.
     """
 
     config_class = ROCConfig
@@ -96,12 +97,17 @@ class ROCForRelationExtraction(MREVisualModel):
             self.type_head = nn.Linear(hidden_size, len(config.entity_types))
             self.type_embeddings = nn.Linear(len(config.entity_types), hidden_size, bias=False)
         self.distance_embeddings = nn.Embedding(2 * DISTANCE_BUCKETS, 2 * hidden_size)
-        self.pair_projection = nn.Linear(2 * hidden_size, config.embedding_size)
-        self.relation_projection = nn.Linear(hidden_size, config.embedding_size)
+        embedding_size = hidden_size if config.sentence_space else config.embedding_size
+        self.pair_projection = nn.Linear(2 * hidden_size, embedding_size)
+        self.relation_projection = nn.Identity() if config.sentence_space else nn.Linear(hidden_size, embedding_size)
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.description_tokenizer = None  # loaded from the model's folder when first needed
         self._relation_cache = None
         self.post_init()
+        if config.sentence_space:
+            # The pair starts as the sentence's own embedding: retrieval before training is the backbone's similarity.
+            nn.init.zeros_(self.pair_projection.weight)
+            nn.init.zeros_(self.pair_projection.bias)
 
     def pretrained_submodules(self):
         roles = super().pretrained_submodules()
@@ -205,7 +211,7 @@ class ROCForRelationExtraction(MREVisualModel):
             owners = [i for i, paraphrases in enumerate(descriptions) for _ in paraphrases]
         encoded = self._tokenizer()(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
         encoder = self.text_encoder if self.config.share_relation_encoder else self.relation_encoder
-        device = self.relation_projection.weight.device
+        device = self.pair_projection.weight.device
         states = encoder(input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device)).last_hidden_state
         mask = encoded["attention_mask"].to(device)[..., None].to(states.dtype)
         pooled = (states * mask).sum(1) / mask.sum(1)  # (descriptions, hidden)
@@ -258,7 +264,11 @@ class ROCForRelationExtraction(MREVisualModel):
             type_logits = self.type_head(entities)  # (batch, 2, types)
             entities = entities + self.type_embeddings(type_logits.softmax(-1))
         pair = entities.flatten(1) + self.distance_embeddings(distance_bucket(tail_position - head_position))
-        pair_embedding = F.normalize(self.pair_projection(self.dropout(pair)), dim=-1)  # (batch, embedding)
+        pair_embedding = self.pair_projection(self.dropout(pair))  # (batch, embedding)
+        if config.sentence_space:
+            mask = attention_mask[..., None].to(text.dtype) if attention_mask is not None else torch.ones_like(text[..., :1])
+            pair_embedding = pair_embedding + (text * mask).sum(1) / mask.sum(1)  # + the mean-pooled sentence (batch, hidden)
+        pair_embedding = F.normalize(pair_embedding, dim=-1)
 
         relations = self.embed_relations()  # (relations, embedding)
         similarities = pair_embedding @ relations.T  # (batch, relations) cosines
@@ -266,7 +276,21 @@ class ROCForRelationExtraction(MREVisualModel):
             # `None` wins exactly when no other relation reaches the threshold.
             similarities = similarities.clone()
             similarities[:, config.label2id["None"]] = config.none_threshold
+        if config.trained_relation_margin:
+            trained = [config.id2label[i] in config.trained_relations for i in range(config.num_labels)]
+            trained = torch.tensor(trained, device=similarities.device, dtype=similarities.dtype)  # (relations,)
+            similarities = similarities - config.trained_relation_margin * trained
         logits = similarities / config.temperature
+        # (relations, 2) type indices, -1 where the name gives none; built per call: set_relations changes it
+        relation_types = torch.tensor(relation_type_indices(config), device=logits.device)
+        if config.type_prior_weight and type_logits is not None:
+            # A relation whose name gives its head and tail types also weighs how likely the pair has them:
+            # a relation added after training (`/per/org/founder_of`) is kept from pairs of the wrong types.
+            log_types = type_logits.log_softmax(-1)  # (batch, 2, types)
+            known = relation_types >= 0
+            prior = (log_types[:, 0, relation_types[:, 0].clamp(min=0)] * known[:, 0]
+                     + log_types[:, 1, relation_types[:, 1].clamp(min=0)] * known[:, 1])  # (batch, relations)
+            logits = logits + config.type_prior_weight * prior
 
         loss = classification_loss = type_loss = None
         if labels is not None:
@@ -278,7 +302,7 @@ class ROCForRelationExtraction(MREVisualModel):
             classification_loss = F.cross_entropy(candidates, labels)
             type_loss = logits.new_zeros(())
             if config.entity_types:
-                type_loss = self.type_loss(type_logits, labels)
+                type_loss = self.type_loss(type_logits, labels, relation_types)
             loss = self.combine_losses(classification_loss, type_loss=type_loss)
         return ROCOutput(
             loss=loss,
@@ -290,11 +314,9 @@ class ROCForRelationExtraction(MREVisualModel):
             type_logits=type_logits,
         )
 
-    def type_loss(self, type_logits: torch.Tensor, labels: torch.LongTensor) -> torch.Tensor:
+    def type_loss(self, type_logits: torch.Tensor, labels: torch.LongTensor, relation_types: torch.LongTensor) -> torch.Tensor:
         """Cross-entropy of the head and tail types that the gold relation's name gives (none for `None`)."""
-        # (relations, 2) type indices, -1 where the name gives none; built per call: set_relations changes it
-        table = torch.tensor(relation_type_indices(self.config), device=labels.device)
-        targets = table[labels].flatten()  # (batch * 2,)
+        targets = relation_types[labels].flatten()  # (batch * 2,)
         known = targets >= 0
         # A batch without typed pairs still keeps the type head in the graph: DDP waits for every gradient.
         losses = F.cross_entropy(type_logits.flatten(0, 1), targets.clamp(min=0), reduction="none")
