@@ -40,8 +40,8 @@ def test_eval_logits_never_depend_on_labels(processor):
     assert unlabelled.type_logits.shape == (3, 2, 3)
 
 
-def test_descriptions_are_embedded_once_per_relation_set_at_inference(processor):
-    model = roc(processor)
+def test_descriptions_are_embedded_once_until_the_relations_or_the_weights_change(processor):
+    model = roc(processor)  # the relation encoder is frozen: training draws from the embeddings computed once
     calls = []
 
     def counting_tokenizer(texts, **kwargs):
@@ -56,15 +56,26 @@ def test_descriptions_are_embedded_once_per_relation_set_at_inference(processor)
         model(**batch)
     assert calls == [6]  # all paraphrases (3 of None, 1 of each other relation) once, then the cache
     model.train()
-    model(**batch)
-    model(**batch)
-    assert calls[1:] == [4, 4]  # training: one paraphrase per relation, each step
+    drawn = model.embed_relations()
+    assert calls == [6]
+    torch.testing.assert_close(drawn[1:], model._relation_cache[1][3:])  # relations with one paraphrase draw it
+    assert any(torch.equal(drawn[0], paraphrase) for paraphrase in model._relation_cache[1][:3])  # one of None's three
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(**batch).logits, first)
         model.relation_encoder.get_input_embeddings().weight.mul_(-1)  # changed in place (merged LoRA, a load)
         assert not torch.allclose(model(**batch).logits, first)
-    assert calls == [6, 4, 4, 6]  # the cache survived training (no weight changed), not the in-place change
+    assert calls == [6, 6]
+    model.set_relations({"None": None, "visits": "obama visits"})
+    model(**batch)
+    assert calls == [6, 6, 4]  # a new relation set: embedded again
+
+    trained = roc(processor, freeze_relation_encoder=False)  # a relation path that trains: afresh each step
+    trained.use_tokenizer(counting_tokenizer)
+    trained.train()
+    trained(**batch)
+    trained(**batch)
+    assert calls[3:] == [4, 4]  # one paraphrase per relation, each step
 
 
 def test_relations_added_after_training_are_saved_and_scored(processor, tmp_path):

@@ -195,33 +195,42 @@ class ROCForRelationExtraction(MREVisualModel):
 
     def embed_relations(self) -> torch.Tensor:
         """
-        The normalised embedding of each relation `(num_relations, embedding_size)`: in training one
-        paraphrase drawn per relation (fresh each step, with gradients); at inference the mean of all
-        paraphrases, computed once until the relations or the weights change.
+        The normalised embedding of each relation `(num_relations, embedding_size)`: the mean direction of
+        its paraphrases' embeddings, computed once until the relations or the weights change. In training,
+        one paraphrase per relation is drawn each step: encoded afresh (with gradients) when the relation
+        path trains, else taken from those computed once.
         """
-        weights = self._relation_weights()
-        if not self.training and self._relation_cache is not None and self._relation_cache[0] == weights:
-            return self._relation_cache[1]
         descriptions = [self.config.relation_descriptions[self.config.id2label[i]] for i in range(self.config.num_labels)]
-        if self.training:
-            picks = [int(torch.randint(len(paraphrases), ())) for paraphrases in descriptions]
-            texts, owners = [paraphrases[pick] for paraphrases, pick in zip(descriptions, picks)], list(range(len(descriptions)))
-        else:
-            texts = [text for paraphrases in descriptions for text in paraphrases]
-            owners = [i for i, paraphrases in enumerate(descriptions) for _ in paraphrases]
+        picks = [int(torch.randint(len(paraphrases), ())) for paraphrases in descriptions] if self.training else None
+        if self.training and any(weight.requires_grad for weight in self._relation_path()):
+            return self._encode_descriptions([paraphrases[pick] for paraphrases, pick in zip(descriptions, picks)])
+        weights = self._relation_weights()
+        if self._relation_cache is None or self._relation_cache[0] != weights:
+            embeddings = self._encode_descriptions([text for paraphrases in descriptions for text in paraphrases])
+            owners = torch.tensor([i for i, paraphrases in enumerate(descriptions) for _ in paraphrases], device=embeddings.device)
+            summed = torch.zeros(len(descriptions), embeddings.shape[-1], device=embeddings.device, dtype=embeddings.dtype)
+            relations = F.normalize(summed.index_add(0, owners, embeddings), dim=-1)  # mean direction of the paraphrases
+            self._relation_cache = (weights, embeddings, relations)
+        _, embeddings, relations = self._relation_cache
+        if self.training:  # the relation path is frozen: each relation's drawn paraphrase, as computed once
+            offsets = itertools.accumulate((len(paraphrases) for paraphrases in descriptions[:-1]), initial=0)
+            return embeddings[[offset + pick for offset, pick in zip(offsets, picks)]]
+        return relations
+
+    def _encode_descriptions(self, texts: list[str]) -> torch.Tensor:
+        """The normalised embedding of each description, `(len(texts), embedding_size)`."""
         encoded = self._tokenizer()(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
         encoder = self.text_encoder if self.config.share_relation_encoder else self.relation_encoder
         device = self.pair_projection.weight.device
         states = encoder(input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device)).last_hidden_state
         mask = encoded["attention_mask"].to(device)[..., None].to(states.dtype)
         pooled = (states * mask).sum(1) / mask.sum(1)  # (descriptions, hidden)
-        embeddings = F.normalize(self.relation_projection(pooled), dim=-1)
-        owners = torch.tensor(owners, device=device)
-        summed = torch.zeros(len(descriptions), embeddings.shape[-1], device=device, dtype=embeddings.dtype)
-        relations = F.normalize(summed.index_add(0, owners, embeddings), dim=-1)  # mean direction of the paraphrases
-        if not self.training:
-            self._relation_cache = (weights, relations)
-        return relations
+        return F.normalize(self.relation_projection(pooled), dim=-1)
+
+    def _relation_path(self):
+        """The weights the relation embeddings are computed with."""
+        encoder = self.text_encoder if self.config.share_relation_encoder else self.relation_encoder
+        return itertools.chain(encoder.parameters(), self.relation_projection.parameters())
 
     def _relation_weights(self) -> tuple:
         """
@@ -229,9 +238,7 @@ class ROCForRelationExtraction(MREVisualModel):
         every in-place change bumps: an optimizer step, load_state_dict, merging LoRA), dtype and device
         (`.to()`); new weights (LoRA's injected layers) are new objects.
         """
-        encoder = self.text_encoder if self.config.share_relation_encoder else self.relation_encoder
-        weights = itertools.chain(encoder.parameters(), self.relation_projection.parameters())
-        return tuple((id(weight), weight._version, weight.dtype, weight.device) for weight in weights)
+        return tuple((id(weight), weight._version, weight.dtype, weight.device) for weight in self._relation_path())
 
     # --- the pair --------------------------------------------------------------------------------
 
