@@ -146,7 +146,8 @@ class ROCForRelationExtraction(MREVisualModel):
         """
         Retrieve among these relations from now on: `{name: description or [paraphrases]}` (`None`
         included if pairs may be unrelated). Names already known keep their descriptions when given
-        `None` or `[]`. Saved with `save_pretrained` (`config.relation_descriptions`, `id2label`).
+        `None` or `[]`. Saved with `save_pretrained` (`config.relation_descriptions`, `id2label`). The
+        relations training saw (`config.trained_relations`) compete under `config.trained_relation_margin`.
         """
         known = self.config.relation_descriptions
         given = {name: (description or known.get(name)) for name, description in relations.items()}
