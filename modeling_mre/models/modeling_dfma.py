@@ -28,6 +28,7 @@ from .modeling_mre import (
     MethodPaper,
     RelationExtractionOutput,
     build_text_encoder,
+    masked_mean,
     pool_entity_pair,
     width_projection,
 )
@@ -270,8 +271,7 @@ class DFMAForRelationExtraction(MREVisualModel):
             fused_text, fused_image = text, image
             for layer in self.fusion_layers:
                 fused_text, fused_image = layer(fused_text, text_mask, fused_image, image_mask)
-            pooled_text = (fused_text * text_mask[..., None]).sum(1) / text_mask.sum(1, keepdim=True)
-            pooled_image = (fused_image * image_mask[..., None]).sum(1) / image_mask.sum(1, keepdim=True)
+            pooled_text, pooled_image = masked_mean(fused_text, text_mask), masked_mean(fused_image, image_mask)
             image_weight = torch.sigmoid(self.balance_gate(torch.cat([pooled_text, pooled_image], dim=-1)))  # (batch, 1)
             text = text + image_weight[:, :, None] * (fused_text - text)
             image_weight = image_weight.squeeze(-1)

@@ -77,6 +77,14 @@ def marker_positions(input_ids: torch.LongTensor, marker_id: int, marker_name: s
     return is_marker.int().argmax(dim=-1)
 
 
+def masked_mean(states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The mean over the positions `mask` keeps (all, without one): (batch, seq_len, hidden) -> (batch, hidden)."""
+    if mask is None:
+        return states.mean(1)
+    mask = mask[..., None].to(states.dtype)
+    return (states * mask).sum(1) / mask.sum(1)
+
+
 def pool_entity_pair(
     hidden_states: torch.Tensor, input_ids: torch.LongTensor, config: MREConfig
 ) -> torch.Tensor:

@@ -25,6 +25,7 @@ from .modeling_mre import (
     RelationExtractionOutput,
     build_text_encoder,
     marker_positions,
+    masked_mean,
 )
 from .visual_mre import MREVisualModel, VisualInputs
 
@@ -224,8 +225,7 @@ class ROCForRelationExtraction(MREVisualModel):
         encoder = self.text_encoder if self.config.share_relation_encoder else self.relation_encoder
         device = self.pair_projection.weight.device
         states = encoder(input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device)).last_hidden_state
-        mask = encoded["attention_mask"].to(device)[..., None].to(states.dtype)
-        pooled = (states * mask).sum(1) / mask.sum(1)  # (descriptions, hidden)
+        pooled = masked_mean(states, encoded["attention_mask"].to(device))  # (descriptions, hidden)
         return F.normalize(self.relation_projection(pooled), dim=-1)
 
     def _relation_path(self):
@@ -274,8 +274,7 @@ class ROCForRelationExtraction(MREVisualModel):
         pair = entities.flatten(1) + self.distance_embeddings(distance_bucket(tail_position - head_position))
         pair_embedding = self.pair_projection(self.dropout(pair))  # (batch, embedding)
         if config.sentence_space:
-            mask = attention_mask[..., None].to(text.dtype) if attention_mask is not None else torch.ones_like(text[..., :1])
-            pair_embedding = pair_embedding + (text * mask).sum(1) / mask.sum(1)  # + the mean-pooled sentence (batch, hidden)
+            pair_embedding = pair_embedding + masked_mean(text, attention_mask)  # + the mean-pooled sentence (batch, hidden)
         pair_embedding = F.normalize(pair_embedding, dim=-1)
 
         relations = self.embed_relations()  # (relations, embedding)

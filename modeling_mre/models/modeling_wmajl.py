@@ -29,6 +29,7 @@ from .modeling_mre import (
     entity_span_mask,
     gaussian_sample_and_kl,
     info_nce,
+    masked_mean,
     pool_entity_pair,
     width_projection,
 )
@@ -264,7 +265,7 @@ class WMAJLForRelationExtraction(MREVisualModel):
             image, image_kl = self.image_variational(image, image_mask)
             kl_loss = text_kl + image_kl
             # Pooled text (its real tokens) against the pooled whole image (its first slot).
-            text_vector = (text * text_mask[..., None]).sum(1) / text_mask.sum(1, keepdim=True)  # (batch, hidden)
+            text_vector = masked_mean(text, text_mask)  # (batch, hidden)
             whole_image = image[:, : visual.tokens_per_slot].mean(1)  # (batch, hidden)
             contrastive_loss = self.contrastive_loss(text_vector, whole_image, has_image)
 
