@@ -442,6 +442,7 @@ def main(argv=None):
         "dataset": args.dataset,
         "best_epoch": state["best_epoch"],
         "held_out_relations": args.hold_out_relations or [],
+        "seed": args.seed,
         "num_processes": accelerator.num_processes,
         "validation": evaluate(model, eval_dataloaders["validation"], accelerator, label_names, "validation"),
         "seconds_per_epoch": sum(r["epoch_seconds"] for r in state["log_history"]) / len(state["log_history"]),

@@ -9,6 +9,17 @@ sentences written to express each case. Prints the rank of the intended relation
     python benchmarks/new_relations.py outputs/accuracy/roc-heldout-seed42 --data_dir ../shared/data/mnre \
         --relations /per/per/peer /per/org/member_of --margins 0 0.05 0.1 0.15 0.2 0.25 0.3
 
+With `--zeroshot`, it adds the 17 relations of SemEval-2010 Task 8 (as FewRel 2.0 redistributes them,
+`../shared/data/zeroshot/val_semeval.json`) for the call, described from the task's published relation
+definitions (Hendrickx et al., 2010) and never from its sentences, and ranks them on a fixed sample of
+the task's sentences (`--per_relation` each, drawn with `--seed`): accuracy and macro-F1 among the 17
+(chance 1 / 17), against the same frozen text encoder comparing each whole sentence with each
+description filled with the pair's entities, trained on nothing; and, for the 8 relations given in both
+directions, how often swapping head and tail moves the prediction to the other direction. Only the
+17 compete (no `None`, no trained relation), so no margin or threshold is involved.
+
+    python benchmarks/new_relations.py outputs/roc-mnre --zeroshot ../shared/data/zeroshot/val_semeval.json
+
 With `--data_dir`, it also ranks the relations of every validation example of `--relations` (text, no
 image on this machine): how often the intended relation comes first among all relations, and among all
 but `None`, the zero-shot setting where a pair is known to be related (chance: 1 / their number). With
@@ -25,15 +36,22 @@ training (their descriptions stay those of the config); on a model trained with 
 """
 
 import argparse
-import contextlib
+import datetime
 import json
+import os
+import platform
+import random
 import statistics
+import subprocess
+import sys
 import tempfile
 
 import torch
+from torch.nn import functional as F
 from transformers import AutoModel, AutoProcessor, pipeline
 
 from modeling_mre import compute_mre_metrics, load_mnre
+from modeling_mre.models.processing_mre import fill_description
 
 
 NEW_RELATIONS = {
@@ -63,6 +81,36 @@ NEW_RELATIONS = {
         "one person beat or lost to the other in a match or an election",
     ],
 }
+# SemEval-2010 Task 8's relations, written from the task's definitions (Hendrickx et al., 2010, "SemEval-2010
+# Task 8: Multi-Way Classification of Semantic Relations between Pairs of Nominals", Table 1), never from its
+# sentences; `(e1,e2)` reads the head as the definition's first argument. The processor fills {head} and
+# {tail} with the pair's entities, so that the two directions of a relation differ.
+SEMEVAL_DEFINITIONS = {
+    "Cause-Effect": ["{head} causes {tail}", "{tail} is an effect of {head}", "{head} is an event or object that leads to {tail}"],
+    "Instrument-Agency": ["{head} is an instrument used by {tail}", "{tail} uses {head}", "{tail} is an agent that uses {head}"],
+    "Product-Producer": ["{head} is a product of {tail}", "{tail} produces {head}", "{tail} is a producer that causes {head} to exist"],
+    "Content-Container": ["{head} is in the container {tail}", "{tail} contains {head}", "{head} is physically stored in the space of {tail}"],
+    "Entity-Origin": ["{head} comes from {tail}", "{tail} is the origin of {head}", "{head} is derived from the position or material {tail}"],
+    "Entity-Destination": ["{head} moves towards {tail}", "{tail} is the destination of {head}", "{head} is moving towards {tail}"],
+    "Component-Whole": ["{head} is a component of {tail}", "{tail} is a whole that has {head} as a part", "{head} is a part of the larger whole {tail}"],
+    "Member-Collection": ["{head} is a member of {tail}", "{tail} is a collection that includes {head}", "{head} forms a nonfunctional part of the collection {tail}"],
+    "Message-Topic": ["{head} is a message about {tail}", "{tail} is the topic of {head}", "{head}, written or spoken, is about {tail}"],
+}
+
+
+def semeval_relations(relations_in_data) -> dict[str, list[str]]:
+    """Each of the data's relations (`Cause-Effect(e2,e1)`, ...) with its definitions, in that direction."""
+    swap = {"{head}": "{tail}", "{tail}": "{head}"}
+    described = {}
+    for relation in relations_in_data:
+        base, direction = relation[:-7], relation[-7:]
+        paraphrases = SEMEVAL_DEFINITIONS[base]
+        if direction == "(e2,e1)":
+            paraphrases = [" ".join(swap.get(word, word) for word in p.replace(",", " ,").split()).replace(" ,", ",") for p in paraphrases]
+        described[relation] = paraphrases
+    return described
+
+
 # Sentences in MNRE's register (news and sports tweets), written for this check: (text, head, tail).
 CASES = {
     "/per/loc/place_of_death": [
@@ -127,13 +175,16 @@ def main():
     )
     parser.add_argument("--margin", type=float, default=None, help="The margin of the new-relation check (default: the folder's).")
     parser.add_argument("--output_json", default=None, help="Also write the ranks here.")
+    parser.add_argument("--zeroshot", default=None, help="FewRel's val_semeval.json: rank SemEval-2010 Task 8's relations.")
+    parser.add_argument("--per_relation", type=int, default=40, help="With --zeroshot: sentences drawn per relation.")
+    parser.add_argument("--seed", type=int, default=0, help="With --zeroshot: the seed of the drawn sentences.")
     args = parser.parse_args()
 
     model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
     if not hasattr(model, "set_relations"):
         raise SystemExit(f"{args.model} holds a {type(model).__name__}: relations are added to a retrieval model (ROC)")
     processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
-    summary = {"model": args.model}
+    summary = {"model": args.model, **provenance(args.model)}
     if args.data_dir:  # among the relations the folder was trained with, before any is added
         validation = load_mnre(args.data_dir)["validation"]
         model.to("cuda" if torch.cuda.is_available() else "cpu")
@@ -141,6 +192,8 @@ def main():
         if args.margins:
             summary["margins"] = margin_sweep(model, processor, validation, args.relations, args.margins)
         model.to("cpu")
+    if args.zeroshot:
+        summary["zeroshot"] = zero_shot(args.model, model, processor, args.zeroshot, args.per_relation, args.seed)
     if args.margin is not None:
         model.config.trained_relation_margin = args.margin
     trained = dict.fromkeys(model.config.relation_descriptions)  # None: each keeps its own descriptions
@@ -175,10 +228,143 @@ def main():
             json.dump(summary, file, indent=2)
 
 
-def batches(processor, rows, device, size: int = 64):
+def provenance(folder: str) -> dict:
+    """What a result file says of where it came from: the command, the commit, the machine, the model's training."""
+    def git(*arguments):
+        return subprocess.run(["git", *arguments], capture_output=True, text=True, cwd=os.path.dirname(__file__)).stdout.strip()
+
+    results = os.path.join(folder, "eval_results.json")
+    trained = json.load(open(results, encoding="utf-8")) if os.path.isfile(results) else {}
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores ({platform.machine()})"
+    return {
+        "command": " ".join(["python", *sys.argv]),
+        "commit": git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", "*.py") else ""),
+        "device": device,
+        "date": datetime.date.today().isoformat(),
+        "torch": torch.__version__,
+        "training": {key: trained.get(key) for key in ("method", "dataset", "seed", "best_epoch", "held_out_relations")}
+        | {"validation_micro_f1": trained.get("validation", {}).get("micro_f1")},
+    }
+
+
+def batches(processor, rows, device, size: int = 64, relations=None):
     for start in range(0, len(rows), size):
         batch = rows[start : start + size]
-        yield processor(tokens=batch["tokens"], head=batch["head"], tail=batch["tail"], images=batch["image"]).to(device)
+        yield processor(
+            tokens=batch["tokens"], head=batch["head"], tail=batch["tail"], images=batch["image"], relations=relations
+        ).to(device)
+
+
+def semeval_sample(path: str, per_relation: int, seed: int) -> list[dict]:
+    """`per_relation` instances of each relation, drawn with `seed`: text, head and tail offsets, relation."""
+    with open(path, encoding="utf-8") as file:
+        data = json.load(file)
+    rng, sample = random.Random(seed), []
+    for relation in sorted(data):
+        for instance in rng.sample(data[relation], min(per_relation, len(data[relation]))):
+            tokens = instance["tokens"]
+            starts = [sum(len(t) + 1 for t in tokens[:i]) for i in range(len(tokens))]
+            spans = {}
+            for role, key in (("head", "h"), ("tail", "t")):
+                positions = instance[key][2][0]
+                spans[role] = (starts[positions[0]], starts[positions[-1]] + len(tokens[positions[-1]]))
+            sample.append({"text": " ".join(tokens), **spans, "relation": relation})
+    return sample
+
+
+def macro_f1(predictions: list[str], references: list[str], relations: list[str]) -> float:
+    scores = []
+    for relation in relations:
+        tp = sum(p == r == relation for p, r in zip(predictions, references))
+        predicted, actual = predictions.count(relation), references.count(relation)
+        scores.append(2 * tp / (predicted + actual) if predicted + actual else 0.0)
+    return statistics.mean(scores)
+
+
+def inverse(relation: str) -> str | None:
+    if relation.endswith("(e1,e2)"):
+        return relation[:-7] + "(e2,e1)"
+    return relation[:-7] + "(e1,e2)" if relation.endswith("(e2,e1)") else None
+
+
+def zero_shot(folder: str, model, processor, path: str, per_relation: int, seed: int) -> dict:
+    """SemEval's relations added for the call to the folder's model, and the untrained backbone's similarity."""
+    sample = semeval_sample(path, per_relation, seed)
+    relations = semeval_relations(sorted({row["relation"] for row in sample}))
+    names = list(relations)
+    swapped = [{**row, "head": row["tail"], "tail": row["head"]} for row in sample]
+    settings = (("given", sample), ("swapped", swapped))
+    extract = pipeline("multimodal-relation-extraction", model=folder, trust_remote_code=True)
+    model_predictions = {}
+    for setting, rows in settings:
+        inputs = [{key: row[key] for key in ("text", "head", "tail")} for row in rows]
+        ranked = extract(inputs, candidate_relations=relations, top_k=1, batch_size=64)
+        model_predictions[setting] = [r[0]["relation"] for r in ranked]
+    backbone_predictions = {setting: backbone_similarity(model, processor, rows, relations) for setting, rows in settings}
+    # The descriptions with role words in the entities' places: the same text for every pair, as a
+    # sentence-to-description similarity that knows nothing of the pair compares them.
+    unnamed = {name: [fill_description(p, "the first entity", "the second entity") for p in paraphrases] for name, paraphrases in relations.items()}
+    unnamed_predictions = {setting: backbone_similarity(model, processor, rows, unnamed) for setting, rows in settings}
+    references = [row["relation"] for row in sample]
+    two_way = [i for i, r in enumerate(references) if inverse(r) in relations]
+    results = {"sentences": len(sample), "relations": len(names), "chance": 1 / len(names), "seed": seed, "per_relation": per_relation}
+    print(f"\nSemEval-2010 Task 8, {len(sample)} sentences, {len(names)} relations (chance {100 / len(names):.1f}%)\n")
+    print("| model | accuracy | macro-F1 | swapped pair to the other direction | of those right before the swap |")
+    print("|---|---|---|---|---|")
+    compared = (
+        ("roc", "ROC (the folder)", model_predictions),
+        ("backbone", "untrained backbone, descriptions naming the pair", backbone_predictions),
+        ("backbone_unnamed", "untrained backbone, descriptions with role words", unnamed_predictions),
+    )
+    for key, label, predictions in compared:
+        given, moved = predictions["given"], predictions["swapped"]
+        right = [i for i in two_way if given[i] == references[i]]
+        row = {
+            "accuracy": sum(p == r for p, r in zip(given, references)) / len(references),
+            "macro_f1": macro_f1(given, references, names),
+            "swap_to_inverse": sum(moved[i] == inverse(references[i]) for i in two_way) / len(two_way),
+            "swap_to_inverse_when_right": sum(moved[i] == inverse(references[i]) for i in right) / max(len(right), 1),
+            "predictions": given,
+            "swapped_predictions": moved,
+        }
+        results[key] = row
+        print(
+            f"| {label} | {100 * row['accuracy']:.1f}% | {100 * row['macro_f1']:.1f} | {100 * row['swap_to_inverse']:.1f}% "
+            f"| {100 * row['swap_to_inverse_when_right']:.1f}% ({len(right)}) |"
+        )
+    results["references"] = references
+    return results
+
+
+@torch.no_grad()
+def backbone_similarity(model, processor, rows: list[dict], relations: dict[str, list[str]]) -> list[str]:
+    """
+    The frozen encoder that reads ROC's descriptions, trained on nothing: each whole sentence (no markers)
+    against each relation's descriptions filled with the pair's entities, mean-pooled, by cosine.
+    """
+    encoder = model.description_encoder.eval()
+    device = next(encoder.parameters()).device
+    names, predictions = list(relations), []
+
+    def embed(texts):
+        encoded = processor.tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt").to(device)
+        states = encoder(**encoded).last_hidden_state
+        mask = encoded["attention_mask"][..., None].to(states.dtype)
+        return F.normalize((states * mask).sum(1) / mask.sum(1), dim=-1)
+
+    for start in range(0, len(rows), 32):
+        chunk = rows[start : start + 32]
+        sentences = embed([row["text"] for row in chunk])  # (batch, hidden)
+        filled = [
+            fill_description(paraphrase, row["text"][slice(*row["head"])], row["text"][slice(*row["tail"])])
+            for row in chunk for paraphrases in relations.values() for paraphrase in paraphrases
+        ]
+        embeddings = embed(filled).view(len(chunk), -1, sentences.shape[-1])  # (batch, paraphrases, hidden)
+        index = torch.tensor([i for i, paraphrases in enumerate(relations.values()) for _ in paraphrases], device=device)
+        directions = F.normalize(sentences.new_zeros(len(chunk), len(names), sentences.shape[-1]).index_add(1, index, embeddings), dim=-1)
+        best = (directions @ sentences[..., None]).squeeze(-1).argmax(-1)
+        predictions += [names[i] for i in best.tolist()]
+    return predictions
 
 
 @torch.no_grad()
@@ -192,11 +378,12 @@ def rank_validation(model, processor, validation, relations: list[str]) -> dict:
     for relation in relations:
         rows = validation.filter(lambda r: r == names.index(relation), input_columns="relation")
         firsts = {"all": 0, "without None": 0}
-        for inputs in batches(processor, rows, model.device):
-            for setting, among in (("all", None), ("without None", candidates)):
-                with model.candidate_relations(among) if among else contextlib.nullcontext():
-                    best = model(**inputs).logits.argmax(-1)
-                    firsts[setting] += int((best == model.config.label2id[relation]).sum())
+        for setting, among in (("all", None), ("without None", candidates)):
+            described = {name: model.config.relation_descriptions[name] for name in among} if among else None
+            for inputs in batches(processor, rows, model.device, relations=described):
+                best = model(**inputs).logits.argmax(-1)
+                names = among or [model.config.id2label[i] for i in range(model.config.num_labels)]
+                firsts[setting] += int((best == names.index(relation)).sum())
         found[relation] = {setting: count / len(rows) for setting, count in firsts.items()} | {"examples": len(rows)}
         print(
             f"| {relation} | {len(rows)} | {100 * found[relation]['all']:.1f}% | "

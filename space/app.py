@@ -85,7 +85,7 @@ def build_demo(model: str) -> gr.Blocks:
             return demo
         config = extractor.model.config
         relations = [config.id2label[i] for i in range(config.num_labels)]
-        retrieval = hasattr(extractor.model, "candidate_relations")
+        retrieval = hasattr(extractor.model, "set_relations")
         gr.Markdown(
             f"Model `{model}`: method **{config.model_type}**, {len(relations)} relations"
             + ("" if getattr(config, "vision_config", None) is not None else "; it reads the text only")

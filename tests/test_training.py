@@ -152,7 +152,8 @@ def demo_examples(output_dir: Path, count: int = 4) -> list[dict]:
 
 def run_without_package(script: str, *args: str, cwd: Path) -> dict:
     completed = subprocess.run(
-        [sys.executable, "-c", script, *args], cwd=cwd, env=environment(), capture_output=True, text=True
+        [sys.executable, "-c", script, *args], cwd=cwd, env=environment(), capture_output=True, text=True,
+        stdin=subprocess.DEVNULL,  # a "run the custom code? [y/N]" prompt would wait for an answer: here it fails
     )
     assert completed.returncode == 0, completed.stderr[-5000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -376,9 +377,14 @@ def test_roc_trains_and_takes_new_relations_from_its_folder(tmp_path):
         """
         import json, sys
         sys.modules["modeling_mre"] = None
-        from transformers import AutoModel, pipeline
+        from transformers import AutoModel, AutoProcessor, pipeline
         folder, examples = sys.argv[1], json.load(open(sys.argv[2]))
         model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+        processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+        example = {key: examples[0][key] for key in ("text", "head", "tail")}
+        saved = model(**processor(**example)).logits  # the saved relations, tokenized by the folder's own tokenizer
+        given = model(**processor(**example, relations=model.config.relation_descriptions)).logits
+        assert saved.shape == (1, 4) and (saved - given).abs().max() < 1e-4, (saved, given)
         model.set_relations({**dict.fromkeys(model.config.relation_descriptions), "/per/per/rival": "the two people compete"})
         model.save_pretrained(folder + "-rival")
         extract = pipeline(model=folder, trust_remote_code=True)

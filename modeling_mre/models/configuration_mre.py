@@ -17,10 +17,15 @@ def relation_entity_types(relation: str) -> tuple[str, str] | None:
     return (match["head"], match["tail"]) if match else None
 
 
-def relation_type_indices(config) -> list[list[int]]:
-    """Per relation id of `config`, its head and tail types' indices in `config.entity_types`; -1 where the name gives none."""
+def relation_type_indices(config, relation_names: list[str] | None = None) -> list[list[int]]:
+    """
+    Per relation (`relation_names`, by default `config`'s in id order), its head and tail types' indices in
+    `config.entity_types`; -1 where the name gives none.
+    """
     type_index = {name: i for i, name in enumerate(config.entity_types)}
-    pair_types = [relation_entity_types(config.id2label[label]) or (None, None) for label in range(config.num_labels)]
+    if relation_names is None:
+        relation_names = [config.id2label[label] for label in range(config.num_labels)]
+    pair_types = [relation_entity_types(name) or (None, None) for name in relation_names]
     return [[type_index.get(t, -1) for t in types] for types in pair_types]
 
 

@@ -139,6 +139,30 @@ class ROCConfig(MREConfig):
     Configuration of [`ROCForRelationExtraction`]. No code or full text of the paper is public: the
     defaults are our reading of its abstract (`hub/templates/methods/roc_notes.md` says which).
 
+    Scores:
+        A relation's *similarity* to a pair is a cosine. In `sentence_space` (the default), a relation
+        training saw (`trained_relations`) is compared with the pair embedding: the text as the description
+        encoder reads it (unit length) plus the learned embedding of the marked pair (which spans, in which
+        order, with their predicted types and what they read of the image), normalised. Any other relation
+        is compared with the text's embedding alone: a relation added after training is judged as the
+        untrained backbone judges it, whatever training did, and by the pair only where its description
+        names `{head}` and `{tail}`. Without `sentence_space`, every relation is compared with the pair
+        embedding alone. Its *score* is the similarity divided by
+        `temperature`, plus `type_prior_weight` times its type prior: the log-likelihood ratio, under the type head
+        (trained by the type loss alone), of the head and tail types its name gives (`/per/org/...`)
+        against the pair's most likely types. The prior is 0 for a relation whose types are the pair's
+        most likely ones and for one whose name gives none (`None`, `founded_by`), negative otherwise: a
+        typed relation whose types fit the pair is neither favoured nor penalised against an untyped one.
+        The model's `logits` (whose softmax the pipeline shows) are the scores with two decisions applied:
+        1. *`None` against the rest.* `None` wins exactly when its score (or, with `none_threshold`,
+           `none_threshold / temperature`) is at least the best score of the other relations. The margin
+           below never changes this decision.
+        2. *Among the relations.* Trained relations (`trained_relations`) lose `trained_relation_margin /
+           temperature` against relations added after training; `None`'s logit moves with the best
+           relation's, so that (1) holds. While only trained relations compete, the margin changes no
+           prediction and no score.
+        Training's retrieval loss is the cross-entropy of the scores (neither margin nor threshold).
+
     Args:
         relation_descriptions (`dict[str, str | list[str]]`, *optional*):
             Natural-language descriptions of each relation in `id2label` (several paraphrases each),
@@ -157,34 +181,34 @@ class ROCConfig(MREConfig):
             taught to steer pairs away from their descriptions; at inference they compete like the others.
         trained_relations (`list[str]`, *optional*):
             The relations training saw: defaults to the labels less `held_out_relations` when the config is
-            made, and stays as it is when `set_relations` adds others.
+            made, and stays as it is when `set_relations` adds others (add a relation here once you have
+            fine-tuned on it: its pair term then counts, "Scores").
         trained_relation_margin (`float`, *optional*, defaults to 0.2):
-            Subtracted from the cosine of every trained relation, so that a relation added after training
-            competes with them on fairer terms (calibrated stacking, Chao et al., 2016): retrieval draws the
-            pairs it was trained on to the trained descriptions. Changes no prediction while only trained
-            relations compete. 0.2 maximised micro-F1 on MNRE validation with two relations held out of
-            training (`benchmarks/RESULTS.md`).
+            How much similarity a trained relation gives up against a relation added after training ("Scores",
+            2), so that the added one competes on fairer terms (calibrated stacking, Chao et al., 2016):
+            training draws the pairs it saw to the trained descriptions. 0.2 was chosen on MNRE validation
+            with two relations held out of training, under an earlier scoring (`benchmarks/RESULTS.md`).
         sentence_space (`bool`, *optional*, defaults to `True`):
-            Retrieve in the backbone's own sentence-embedding space: the descriptions' mean-pooled embeddings
-            without a projection, and as the pair, the text's mean-pooled embedding plus a projection of the
-            typed entity pair that starts at zero. Before training, retrieval is then the backbone's sentence
-            similarity (which, for a sentence encoder, already ranks a relation's description first on
-            sentences that express it), and training starts from there. `False` projects both sides
-            into a learned space of `embedding_size`.
+            Retrieve in the description encoder's own sentence-embedding space ("Scores"): the descriptions'
+            mean-pooled embeddings without a projection, compared with the text as that encoder reads it
+            (mean-pooled, markers left out) and, for trained relations, with a projection of the typed,
+            ordered entity pair. A description may name the pair (`"{head} founded {tail}"`, filled by the
+            processor), which gives it a direction. `False` projects both sides into a learned space of `embedding_size`.
         embedding_size (`int`, *optional*, defaults to 256):
             Width of the learned space where entity pairs and relation descriptions meet (`sentence_space=False`).
         temperature (`float`, *optional*, defaults to 0.07):
             Temperature of the contrastive retrieval loss and of the scores' softmax.
         none_threshold (`float`, *optional*):
-            When set, a pair whose best cosine similarity to a relation other than `None` is below it is
-            predicted `None`, whatever `None`'s own description scores. Unset, `None` is a description like the others.
+            When set, `None`'s score is `none_threshold / temperature` whatever its description: a pair is
+            predicted `None` exactly when no other relation's score reaches it ("Scores", 1; for a relation
+            whose types fit the pair, or that names none, that is its similarity reaching `none_threshold`).
+            Unset, `None` is a description like the others.
         entity_types (`list[str]`, *optional*):
             The types the auxiliary type head predicts for the head and the tail; defaults to those in the
             relation names' `/head/tail/` prefixes (MNRE's), or none when they carry none.
         type_prior_weight (`float`, *optional*, defaults to 1.0):
-            Adds this times the log-probability of a relation's head and tail types (those its name gives, as
-            the type head predicts them for the pair) to its logit: retrieval among the relations whose types
-            fit the pair. Relations whose names give no types (`None`, MORE's, a user's untyped ones) get none.
+            Weight of the type prior in a relation's score ("Scores"): a relation whose name gives types the
+            type head finds unlikely for the pair (`/per/org/founder_of` on a place) loses against the rest.
         type_loss_weight (`float`, *optional*, defaults to 0.5):
             Weight of the entity-type cross-entropy (on pairs whose relation name gives the types).
         num_object_crops (`int`, *optional*, defaults to 3):

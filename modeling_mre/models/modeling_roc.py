@@ -4,10 +4,10 @@ Neither code, descriptions nor numbers are public; this follows the abstract (th
 is the paper's and what ours). No classifier: an entity-pair embedding, built with entity type and
 position information by a multimodal encoder, is matched against embeddings of natural-language
 relation descriptions, trained contrastively. A relation never seen in training is added at inference
-by writing its description (`set_relations`, or the pipeline's `candidate_relations=`).
+by writing its description (`set_relations`, or for one call the processor's `relations=`, which the
+pipeline's `candidate_relations=` fills). `ROCConfig` says what a score means.
 """
 
-import contextlib
 import itertools
 from dataclasses import dataclass
 from typing import Unpack
@@ -27,24 +27,29 @@ from .modeling_mre import (
     marker_positions,
     masked_mean,
 )
+from .processing_mre import ENTITY_PLACEHOLDERS
 from .visual_mre import MREVisualModel, VisualInputs
 
 
-# Signed distance from <s> to <o> in log-spaced buckets (0, 1, 2, 3-4, 5-8, ..., > 64), each direction.
+# Signed distance from <s> to <o> in log-spaced buckets of its magnitude (0, 1, 2, 3-4, 5-8, 9-16, 17-32,
+# over 32), one set per direction.
 DISTANCE_BUCKETS = 8
+# The `from_pretrained` arguments that say where a folder's files come from: its tokenizer comes from there too.
+HUB_ARGUMENTS = ("revision", "token", "cache_dir", "local_files_only", "subfolder", "force_download", "proxies")
 
 
 @dataclass
 class ROCOutput(RelationExtractionOutput):
     """
-    `logits` are cosine similarities to each relation's description embedding divided by the
-    temperature: their softmax is the score of each relation.
+    `logits` are the decision of `ROCConfig`'s "Scores": their softmax is the score of each relation, in
+    the order of `config.id2label`, or of `relation_names` when relations were given for the call.
 
     Args:
         type_loss (`torch.FloatTensor` of shape `()`, *optional*, returned with `labels`):
             Cross-entropy of the head and tail entity types, on pairs whose relation name gives them.
         pair_embedding (`torch.FloatTensor` of shape `(batch_size, embedding_size)`):
-            The normalised entity-pair embedding that retrieval compares with the relations'.
+            The normalised embedding a trained relation's description is compared with: in `sentence_space`,
+            the unit text embedding plus the learned embedding of the marked pair; otherwise the latter.
         type_logits (`torch.FloatTensor` of shape `(batch_size, 2, num_entity_types)`, *optional*):
             Predicted entity types of the head and the tail (`config.entity_types`).
     """
@@ -55,18 +60,48 @@ class ROCOutput(RelationExtractionOutput):
 
 
 def distance_bucket(distance: torch.LongTensor) -> torch.LongTensor:
-    """Signed distance -> bucket in [0, 2 * DISTANCE_BUCKETS): log2 magnitude, one half per direction."""
-    magnitude = torch.log2(distance.abs().clamp(min=1).float()).ceil().long().clamp(max=DISTANCE_BUCKETS - 1)
-    return magnitude + DISTANCE_BUCKETS * (distance < 0).long()
+    """Signed distance -> bucket in [0, 2 * DISTANCE_BUCKETS): 0, 1, 2, then one per doubling; one half per direction."""
+    magnitude = distance.abs()
+    doublings = torch.log2(magnitude.clamp(min=1).float()).ceil().long() + 1  # 1 -> 1, 2 -> 2, 3-4 -> 3, 5-8 -> 4
+    buckets = torch.where(magnitude == 0, 0, doublings).clamp(max=DISTANCE_BUCKETS - 1)
+    return buckets + DISTANCE_BUCKETS * (distance < 0).long()
+
+
+def type_prior(type_logits: torch.Tensor, relation_types: torch.LongTensor) -> torch.Tensor:
+    """
+    (batch, relations): for each relation whose name gives its head and tail types, the log-likelihood
+    ratio under the type head of those types against the pair's most likely ones, head plus tail: 0 where
+    they are the most likely, and for a relation whose name gives none; negative otherwise.
+    """
+    log_types = type_logits.log_softmax(-1)  # (batch, 2, types)
+    gaps = log_types - log_types.max(-1, keepdim=True).values  # (batch, 2, types), <= 0
+    known = relation_types >= 0  # (relations, 2)
+    head = gaps[:, 0, relation_types[:, 0].clamp(min=0)] * known[:, 0]
+    tail = gaps[:, 1, relation_types[:, 1].clamp(min=0)] * known[:, 1]
+    return head + tail
+
+
+def cosines(queries: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+    """(batch, d) against (relations, d), or per example (batch, relations, d): (batch, relations) dot products."""
+    if relations.dim() == 2:
+        return queries @ relations.T
+    return (relations @ queries[..., None]).squeeze(-1)
+
+
+def mean_directions(embeddings: torch.Tensor, index: torch.LongTensor, num_relations: int) -> torch.Tensor:
+    """The normalised mean direction of each relation's paraphrases: (..., paraphrases, d) -> (..., relations, d)."""
+    summed = embeddings.new_zeros(*embeddings.shape[:-2], num_relations, embeddings.shape[-1])
+    return F.normalize(summed.index_add(-2, index, embeddings), dim=-1)
 
 
 class ROCForRelationExtraction(MREVisualModel):
     """
     ROC: the pair `[h(<s>) + type(<s>); h(<o>) + type(<o>)] + distance`, after the text has read the
-    image slots, projected (plus the text's mean-pooled embedding in `sentence_space`) and normalised,
-    against the normalised mean embeddings of each relation's descriptions. Entity types come from an
-    auxiliary head (trained from the relation names' type prefixes), as soft mixtures of type
-    embeddings and as a prior over the typed relations: the gold label reaches only the losses.
+    image slots, projected and normalised, against the normalised mean embeddings of each relation's
+    descriptions; in `sentence_space`, plus the text as the description encoder reads it against every
+    relation (`ROCConfig`, "Scores"). Entity types come from an auxiliary head trained by the type loss alone (on the
+    relation names' type prefixes), as soft mixtures of type embeddings and as a prior over the typed
+    relations: the gold label reaches only the losses.
     """
 
     config_class = ROCConfig
@@ -103,12 +138,9 @@ class ROCForRelationExtraction(MREVisualModel):
         self.relation_projection = nn.Identity() if config.sentence_space else nn.Linear(hidden_size, embedding_size)
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.description_tokenizer = None  # loaded from the model's folder when first needed
-        self._relation_cache = None
+        self._tokenizer_source = None
+        self._relation_cache = {}
         self.post_init()
-        if config.sentence_space:
-            # The pair starts as the sentence's own embedding: retrieval before training is the backbone's similarity.
-            nn.init.zeros_(self.pair_projection.weight)
-            nn.init.zeros_(self.pair_projection.bias)
 
     def pretrained_submodules(self):
         roles = super().pretrained_submodules()
@@ -121,6 +153,13 @@ class ROCForRelationExtraction(MREVisualModel):
         model = super().from_backbones(text_backbone, vision_backbone, **config_kwargs)
         if not model.config.share_relation_encoder:
             model.relation_encoder.load_state_dict(model.text_encoder.state_dict())
+        return model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        # The saved relations are tokenized with the folder's own tokenizer, from the same revision.
+        model._tokenizer_source = (pretrained_model_name_or_path, {k: kwargs[k] for k in HUB_ARGUMENTS if k in kwargs})
         return model
 
     def use_tokenizer(self, tokenizer):
@@ -149,6 +188,7 @@ class ROCForRelationExtraction(MREVisualModel):
         included if pairs may be unrelated). Names already known keep their descriptions when given
         `None` or `[]`. Saved with `save_pretrained` (`config.relation_descriptions`, `id2label`). The
         relations training saw (`config.trained_relations`) compete under `config.trained_relation_margin`.
+        For one call's relations, give them to the processor (`relations=`) instead: nothing is stored.
         """
         known = self.config.relation_descriptions
         given = {name: (description or known.get(name)) for name, description in relations.items()}
@@ -159,79 +199,109 @@ class ROCForRelationExtraction(MREVisualModel):
         self.config.num_labels = len(descriptions)
         if tokenizer is not None:
             self.description_tokenizer = tokenizer
-        self._relation_cache = None
-
-    @contextlib.contextmanager
-    def candidate_relations(self, relations: dict[str, str | list[str]] | list[str], tokenizer=None):
-        """`set_relations` for the duration of a `with` block (the pipeline's `candidate_relations=`)."""
-        if isinstance(relations, (list, tuple)):
-            unknown = [name for name in relations if name not in self.config.relation_descriptions]
-            if unknown:
-                raise ValueError(f"candidate_relations {unknown} have no description: pass {{name: description}}")
-            relations = {name: None for name in relations}
-        saved = (self.config.relation_descriptions, self.config.id2label, self.config.label2id, self.description_tokenizer)
-        self.set_relations(relations, tokenizer)
-        try:
-            yield self
-        finally:
-            self.config.relation_descriptions, id2label, label2id, self.description_tokenizer = saved
-            self.config.id2label, self.config.label2id, self.config.num_labels = id2label, label2id, len(id2label)
-            self._relation_cache = None
 
     def _tokenizer(self):
         if self.description_tokenizer is None:
-            source = self.config._name_or_path
+            source, hub_arguments = self._tokenizer_source or (self.config._name_or_path, {})
             if not source:
                 raise ValueError(
-                    "ROC tokenizes its relation descriptions: load the model from a folder that holds its "
-                    "tokenizer or call model.use_tokenizer(processor.tokenizer)"
+                    "ROC tokenizes its saved relation descriptions: load the model from a folder that holds its "
+                    "tokenizer, call model.use_tokenizer(processor.tokenizer), or give the processor relations="
                 )
             try:
-                self.description_tokenizer = AutoTokenizer.from_pretrained(source)
+                # The folder's tokenizer is a plain one: its remote code is never needed (nor asked for).
+                self.description_tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, **hub_arguments)
             except (OSError, ValueError) as error:
                 raise ValueError(
-                    f"ROC tokenizes its relation descriptions and found no tokenizer in {source}: "
+                    f"ROC tokenizes its saved relation descriptions and found no tokenizer in {source}: "
                     "pass one with model.use_tokenizer(processor.tokenizer)"
                 ) from error
         return self.description_tokenizer
 
     def embed_relations(self) -> torch.Tensor:
         """
-        The normalised embedding of each relation `(num_relations, embedding_size)`: the mean direction of
-        its paraphrases' embeddings, computed once until the relations or the weights change. In training,
-        one paraphrase per relation is drawn each step: encoded afresh (with gradients) when the relation
-        path trains, else taken from those computed once.
+        The normalised embedding of each saved relation `(num_relations, embedding_size)`: the mean
+        direction of its paraphrases' embeddings, computed once until the descriptions or the weights
+        change. In training, one paraphrase per relation is drawn each step: encoded afresh (with
+        gradients) when the relation path trains, else taken from those computed once.
         """
-        descriptions = [self.config.relation_descriptions[self.config.id2label[i]] for i in range(self.config.num_labels)]
+        names = [self.config.id2label[i] for i in range(self.config.num_labels)]
+        missing = [name for name in names if name not in self.config.relation_descriptions]
+        if missing:
+            raise ValueError(f"relations {missing} have no description in config.relation_descriptions: use model.set_relations")
+        descriptions = [self.config.relation_descriptions[name] for name in names]
+        descriptions = [[paraphrases] if isinstance(paraphrases, str) else list(paraphrases) for paraphrases in descriptions]
+        texts = [text for paraphrases in descriptions for text in paraphrases]
+        if any(placeholder in text for text in texts for placeholder in ENTITY_PLACEHOLDERS):
+            raise ValueError(
+                "descriptions naming {head} or {tail} are filled with each pair's entities by the processor: "
+                "call processor(..., relations=model.config.relation_descriptions), or the pipeline"
+            )
         picks = [int(torch.randint(len(paraphrases), ())) for paraphrases in descriptions] if self.training else None
         if self.training and any(weight.requires_grad for weight in self._relation_path()):
-            return self._encode_descriptions([paraphrases[pick] for paraphrases, pick in zip(descriptions, picks)])
-        weights = self._relation_weights()
-        if self._relation_cache is None or self._relation_cache[0] != weights:
-            embeddings = self._encode_descriptions([text for paraphrases in descriptions for text in paraphrases])
+            encoded = self._tokenizer()([paraphrases[pick] for paraphrases, pick in zip(descriptions, picks)], **self._description_tokens)
+            return self._encode_descriptions(encoded["input_ids"], encoded["attention_mask"])
+        # Keyed by the descriptions themselves: editing config.relation_descriptions or id2label embeds them again.
+        key = ("saved", self._relation_weights(), tuple(map(tuple, descriptions)))
+        if key not in self._relation_cache:
+            encoded = self._tokenizer()(texts, **self._description_tokens)
+            embeddings = self._encode_descriptions(encoded["input_ids"], encoded["attention_mask"])
             owners = torch.tensor([i for i, paraphrases in enumerate(descriptions) for _ in paraphrases], device=embeddings.device)
-            summed = torch.zeros(len(descriptions), embeddings.shape[-1], device=embeddings.device, dtype=embeddings.dtype)
-            relations = F.normalize(summed.index_add(0, owners, embeddings), dim=-1)  # mean direction of the paraphrases
-            self._relation_cache = (weights, embeddings, relations)
-        _, embeddings, relations = self._relation_cache
+            self._remember(key, (embeddings, mean_directions(embeddings, owners, len(descriptions))))
+        embeddings, relations = self._relation_cache[key]
         if self.training:  # the relation path is frozen: each relation's drawn paraphrase, as computed once
             offsets = itertools.accumulate((len(paraphrases) for paraphrases in descriptions[:-1]), initial=0)
             return embeddings[[offset + pick for offset, pick in zip(offsets, picks)]]
         return relations
 
-    def _encode_descriptions(self, texts: list[str]) -> torch.Tensor:
-        """The normalised embedding of each description, `(len(texts), embedding_size)`."""
-        encoded = self._tokenizer()(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
-        encoder = self.text_encoder if self.config.share_relation_encoder else self.relation_encoder
+    _description_tokens = dict(padding=True, truncation=True, max_length=64, return_tensors="pt")
+
+    def embed_given_relations(
+        self, relation_input_ids: torch.LongTensor, relation_attention_mask: torch.LongTensor, relation_index: torch.LongTensor, num_relations: int
+    ) -> torch.Tensor:
+        """
+        The normalised embedding of each relation the processor encoded for this call: (paraphrases, len)
+        -> (num_relations, embedding), or per example, (batch, paraphrases, len) -> (batch, num_relations,
+        embedding) for descriptions filled with each pair's entities. Shared descriptions are embedded
+        once until they or the weights change.
+        """
+        shape = relation_input_ids.shape[:-1]
+        frozen = not any(weight.requires_grad for weight in self._relation_path()) or not torch.is_grad_enabled()
+        key = None
+        if len(shape) == 1 and frozen:
+            content = (relation_input_ids.cpu().numpy().tobytes(), relation_index.cpu().numpy().tobytes(), tuple(relation_input_ids.shape))
+            key = ("given", self._relation_weights(), content)
+            if key in self._relation_cache:
+                return self._relation_cache[key]
+        embeddings = self._encode_descriptions(relation_input_ids.flatten(0, -2), relation_attention_mask.flatten(0, -2))
+        relations = mean_directions(embeddings.view(*shape, -1), relation_index.to(embeddings.device), num_relations)
+        if key is not None:
+            self._remember(key, relations)
+        return relations
+
+    def _remember(self, key, value):
+        # A few relation sets at a time (the saved ones and a call's); each entry is written whole, so two
+        # threads never read each other's half.
+        if len(self._relation_cache) >= 8:
+            self._relation_cache.clear()
+        self._relation_cache[key] = value
+
+    def _encode_descriptions(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> torch.Tensor:
+        """The normalised embedding of each tokenized description, `(num_descriptions, embedding_size)`."""
         device = self.pair_projection.weight.device
-        states = encoder(input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device)).last_hidden_state
-        pooled = masked_mean(states, encoded["attention_mask"].to(device))  # (descriptions, hidden)
+        attention_mask = attention_mask.to(device)
+        states = self.description_encoder(input_ids=input_ids.to(device), attention_mask=attention_mask).last_hidden_state
+        pooled = masked_mean(states, attention_mask)  # (descriptions, hidden)
         return F.normalize(self.relation_projection(pooled), dim=-1)
+
+    @property
+    def description_encoder(self) -> nn.Module:
+        """The encoder that reads the descriptions (and, in `sentence_space`, the text they are compared with)."""
+        return self.text_encoder if self.config.share_relation_encoder else self.relation_encoder
 
     def _relation_path(self):
         """The weights the relation embeddings are computed with."""
-        encoder = self.text_encoder if self.config.share_relation_encoder else self.relation_encoder
-        return itertools.chain(encoder.parameters(), self.relation_projection.parameters())
+        return itertools.chain(self.description_encoder.parameters(), self.relation_projection.parameters())
 
     def _relation_weights(self) -> tuple:
         """
@@ -243,15 +313,41 @@ class ROCForRelationExtraction(MREVisualModel):
 
     # --- the pair --------------------------------------------------------------------------------
 
+    def sentence_embedding(
+        self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor | None, token_type_ids: torch.LongTensor | None
+    ) -> torch.Tensor:
+        """
+        The text as the description encoder reads a description, (batch, hidden): mean-pooled, with the
+        entity markers (unknown to a frozen encoder) out of its attention and of the mean.
+        """
+        config = self.config
+        markers = [i for i in (config.head_start_token_id, config.head_end_token_id, config.tail_start_token_id, config.tail_end_token_id) if i is not None]
+        keep = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+        keep = keep & ~torch.isin(input_ids, torch.tensor(markers, device=input_ids.device))
+        states = self.description_encoder(input_ids=input_ids, attention_mask=keep.long(), token_type_ids=token_type_ids).last_hidden_state
+        return masked_mean(states, keep)
+
     def forward(
         self,
         input_ids: torch.LongTensor,
         attention_mask: torch.LongTensor | None = None,
         token_type_ids: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
+        relation_input_ids: torch.LongTensor | None = None,
+        relation_attention_mask: torch.LongTensor | None = None,
+        relation_index: torch.LongTensor | None = None,
+        relation_names: list[str] | None = None,
         **visual_inputs: Unpack[VisualInputs],
     ) -> ROCOutput:
         r"""
+        relation_input_ids, relation_attention_mask (`torch.LongTensor` of shape `(paraphrases, length)` or `(batch_size, paraphrases, length)`, *optional*):
+            The descriptions of the relations to rank for this call, as `MREProcessor(..., relations=...)`
+            gives them (per example where they name the pair); without them, the saved relations
+            (`config.relation_descriptions`, in `id2label` order).
+        relation_index (`torch.LongTensor` of shape `(paraphrases,)`, *optional*):
+            The relation each paraphrase describes, an index into `relation_names`.
+        relation_names (`list[str]`, *optional*):
+            The relations given for this call; `labels` and `logits` follow their order.
         visual_inputs ([`VisualInputs`], *optional*):
             The whole image, object crops and object tail of each example (pixels or cached
             features), any of them absent; see `visual_mre.VisualInputs`.
@@ -268,46 +364,48 @@ class ROCForRelationExtraction(MREVisualModel):
         entities = torch.stack([text[batch_index, head_position], text[batch_index, tail_position]], dim=1)  # (batch, 2, hidden)
         type_logits = None
         if config.entity_types:
-            # Predicted types enter as soft mixtures of type embeddings: never the gold ones.
+            # Predicted types, never the gold ones; the type head learns from the type loss alone, so what the
+            # type embeddings and the prior read is its own estimate, not a gate retrieval trained.
             type_logits = self.type_head(entities)  # (batch, 2, types)
-            entities = entities + self.type_embeddings(type_logits.softmax(-1))
+            entities = entities + self.type_embeddings(type_logits.detach().softmax(-1))
         pair = entities.flatten(1) + self.distance_embeddings(distance_bucket(tail_position - head_position))
-        pair_embedding = self.pair_projection(self.dropout(pair))  # (batch, embedding)
+        pair_embedding = self.pair_projection(self.dropout(pair))  # (batch, embedding): which spans, in which order
+        sentence = None
         if config.sentence_space:
-            pair_embedding = pair_embedding + masked_mean(text, attention_mask)  # + the mean-pooled sentence (batch, hidden)
+            # The text as the description encoder reads it: what an added relation is compared with.
+            sentence = F.normalize(self.sentence_embedding(input_ids, attention_mask, token_type_ids), dim=-1)
+            pair_embedding = sentence + pair_embedding
         pair_embedding = F.normalize(pair_embedding, dim=-1)
 
-        relations = self.embed_relations()  # (relations, embedding)
-        similarities = pair_embedding @ relations.T  # (batch, relations) cosines
-        if config.none_threshold is not None and "None" in config.label2id and not self.training:
-            # `None` wins exactly when no other relation reaches the threshold.
-            similarities = similarities.clone()
-            similarities[:, config.label2id["None"]] = config.none_threshold
-        if config.trained_relation_margin:
-            trained = [config.id2label[i] in config.trained_relations for i in range(config.num_labels)]
-            trained = torch.tensor(trained, device=similarities.device, dtype=similarities.dtype)  # (relations,)
-            similarities = similarities - config.trained_relation_margin * trained
-        logits = similarities / config.temperature
-        # (relations, 2) type indices, -1 where the name gives none; built per call: set_relations changes it
-        relation_types = torch.tensor(relation_type_indices(config), device=logits.device)
+        if relation_input_ids is None:
+            names = [config.id2label[i] for i in range(config.num_labels)]
+            relations = self.embed_relations()  # (relations, embedding)
+        else:
+            if relation_names is None or relation_index is None or relation_attention_mask is None:
+                raise ValueError("relations given for a call need relation_attention_mask, relation_index and relation_names (MREProcessor's relations=)")
+            names = list(relation_names)
+            relations = self.embed_given_relations(relation_input_ids, relation_attention_mask, relation_index, len(names))
+        similarities = cosines(pair_embedding, relations)  # (batch, relations)
+        if sentence is not None:
+            # What training learned of pairs speaks for the relations it learned; any other is compared with
+            # the text as the description encoder reads both, as the untrained backbone would.
+            trained = torch.tensor([name in config.trained_relations for name in names], device=relations.device)
+            similarities = torch.where(trained, similarities, cosines(sentence, relations))
+        scores = similarities / config.temperature
+        relation_types = torch.tensor(relation_type_indices(config, names), device=scores.device)  # (relations, 2)
         if config.type_prior_weight and type_logits is not None:
-            # A relation whose name gives its head and tail types also weighs how likely the pair has them:
-            # a relation added after training (`/per/org/founder_of`) is kept from pairs of the wrong types.
-            log_types = type_logits.log_softmax(-1)  # (batch, 2, types)
-            known = relation_types >= 0
-            prior = (log_types[:, 0, relation_types[:, 0].clamp(min=0)] * known[:, 0]
-                     + log_types[:, 1, relation_types[:, 1].clamp(min=0)] * known[:, 1])  # (batch, relations)
-            logits = logits + config.type_prior_weight * prior
+            scores = scores + config.type_prior_weight * type_prior(type_logits.detach(), relation_types)
+        logits = self.decide(scores, names)
 
         loss = classification_loss = type_loss = None
         if labels is not None:
-            candidates = logits
-            if self.training and config.held_out_relations:
+            candidates = scores  # the retrieval loss never sees the margin or the threshold
+            held_out = [i for i, name in enumerate(names) if name in (config.held_out_relations or ())]
+            if self.training and held_out:
                 # A relation held out of training is no negative either: only the trained ones compete.
-                held_out = [config.label2id[name] for name in config.held_out_relations if name in config.label2id]
-                candidates = logits.index_fill(-1, torch.tensor(held_out, device=logits.device), float("-inf"))
+                candidates = scores.index_fill(-1, torch.tensor(held_out, device=scores.device), float("-inf"))
             classification_loss = F.cross_entropy(candidates, labels)
-            type_loss = logits.new_zeros(())
+            type_loss = scores.new_zeros(())
             if config.entity_types:
                 type_loss = self.type_loss(type_logits, labels, relation_types)
             loss = self.combine_losses(classification_loss, type_loss=type_loss)
@@ -320,6 +418,26 @@ class ROCForRelationExtraction(MREVisualModel):
             pair_embedding=pair_embedding,
             type_logits=type_logits,
         )
+
+    def decide(self, scores: torch.Tensor, names: list[str]) -> torch.Tensor:
+        """
+        The logits of `ROCConfig`'s "Scores" from each relation's score (cosine / temperature plus its type
+        prior), (batch, relations): trained relations lowered by the margin, and `None` (its score, or the
+        threshold) moved with the best relation, so that `None` against the best relation is decided
+        before the margin.
+        """
+        config = self.config
+        trained = torch.tensor([name in config.trained_relations for name in names], device=scores.device)
+        logits = scores - (config.trained_relation_margin / config.temperature) * trained.to(scores.dtype)
+        if "None" not in names or len(names) == 1:
+            return logits
+        is_none = torch.tensor([name == "None" for name in names], device=scores.device)  # (relations,)
+        none_score = scores[:, is_none].max(-1).values  # (batch,)
+        if config.none_threshold is not None:
+            none_score = torch.full_like(none_score, config.none_threshold / config.temperature)
+        related = torch.zeros_like(scores[0]).masked_fill(is_none, float("-inf"))  # max over relations other than None
+        moved = (logits + related).max(-1).values - (scores + related).max(-1).values  # (batch,) what the margin took
+        return torch.where(is_none, (none_score + moved)[:, None], logits)
 
     def type_loss(self, type_logits: torch.Tensor, labels: torch.LongTensor, relation_types: torch.LongTensor) -> torch.Tensor:
         """Cross-entropy of the head and tail types that the gold relation's name gives (none for `None`)."""

@@ -34,7 +34,8 @@ class MultimodalRelationExtractionPipeline(Pipeline):
     # [{"relation": ..., "score": ..., "tail": {"name": "podium", "box": [40, 60, 200, 310]}}]
     ```
     Each result echoes the tail it is about. A retrieval model (ROC) also ranks relations given for
-    the call, `candidate_relations={"name": "description", ...}` (or names it knows), new ones included.
+    the call, `candidate_relations={"name": "description", ...}` (or names it knows), new ones included;
+    they live in that call's inputs only (two threads may rank their own at once).
     A method that weighs the image against the text (DFMA)
     adds `"image_weight"`: how much that prediction leaned on the image, from 0 (the text alone) to 1.
     """
@@ -44,19 +45,7 @@ class MultimodalRelationExtractionPipeline(Pipeline):
     _load_image_processor = False
     _load_feature_extractor = False
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.model.use_tokenizer(self.processor.tokenizer)
-
-    def __call__(self, inputs=None, candidate_relations=None, **kwargs):
-        if candidate_relations is not None:
-            if not hasattr(self.model, "candidate_relations"):
-                raise TypeError(
-                    f"candidate_relations needs a retrieval model (ROC); {type(self.model).__name__} "
-                    "classifies into the relations it was trained on"
-                )
-            with self.model.candidate_relations(candidate_relations):
-                return self(inputs, **kwargs)
+    def __call__(self, inputs=None, **kwargs):
         if inputs is None:
             keys = ("text", "head", "tail", "image", "entities", "ner_model")
             inputs = {key: kwargs.pop(key) for key in keys if key in kwargs}
@@ -102,15 +91,41 @@ class MultimodalRelationExtractionPipeline(Pipeline):
             })
         return found
 
-    def _sanitize_parameters(self, top_k=None, **kwargs):
-        postprocess_params = {}
+    def _sanitize_parameters(self, top_k=None, candidate_relations=None, **kwargs):
+        forward_params, postprocess_params = {}, {}
+        retrieval = hasattr(self.model, "set_relations")
+        if candidate_relations is not None and not retrieval:
+            raise TypeError(
+                f"candidate_relations needs a retrieval model (ROC); {type(self.model).__name__} "
+                "classifies into the relations it was trained on"
+            )
+        if retrieval:
+            # The processor tokenizes the relations (the saved ones unless the call gives its own): the model
+            # receives tensors, and the call's relations never touch its config.
+            relations = self._described(candidate_relations)
+            forward_params["relations"] = relations
+            postprocess_params["relation_names"] = list(relations)
         if top_k is not None:
             if isinstance(top_k, bool) or not isinstance(top_k, int):
                 raise TypeError(f"top_k must be an int, got {type(top_k).__name__}")
             if top_k < 1:
                 raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
             postprocess_params["top_k"] = top_k
-        return {}, {}, postprocess_params
+        return {}, forward_params, postprocess_params
+
+    def _described(self, candidate_relations) -> dict[str, list[str]]:
+        """`candidate_relations` (names the model knows, or `{name: description or None}`) as descriptions."""
+        known = self.model.config.relation_descriptions
+        if candidate_relations is None:
+            return dict(known)
+        if isinstance(candidate_relations, (list, tuple)):
+            candidate_relations = dict.fromkeys(candidate_relations)
+        if not isinstance(candidate_relations, dict):
+            raise TypeError(f"candidate_relations must be a dict or a list of names, got {type(candidate_relations).__name__}")
+        unknown = [name for name, described in candidate_relations.items() if not described and name not in known]
+        if unknown:
+            raise ValueError(f"candidate_relations {unknown} have no description: pass {{name: description}}")
+        return {name: described or known[name] for name, described in candidate_relations.items()}
 
     def preprocess(self, inputs):
         if not isinstance(inputs, dict):
@@ -154,13 +169,14 @@ class MultimodalRelationExtractionPipeline(Pipeline):
         model_iterator = PipelineIterator(dataloader, self.forward, forward_params, loader_batch_size=batch_size)
         return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
 
-    def _forward(self, model_inputs):
+    def _forward(self, model_inputs, relations=None):
         examples = model_inputs["examples"]
         batch = self.processor(
             text=[e["text"] for e in examples],
             head=[e["head"] for e in examples],
             tail=[e["tail"] for e in examples],
             images=[e["image"] for e in examples],
+            relations=relations,
         ).to(self.device)
         outputs = self.model(**batch)
         # Each result echoes its tail; a dict per example survives the pipeline's unbatching whole.
@@ -169,10 +185,10 @@ class MultimodalRelationExtractionPipeline(Pipeline):
             forwarded["image_weight"] = outputs.image_weight  # (batch,)
         return forwarded
 
-    def postprocess(self, model_outputs, top_k=1):
+    def postprocess(self, model_outputs, top_k=1, relation_names=None):
         probabilities = torch.softmax(model_outputs["logits"][0].float(), dim=-1)
         scores, ids = probabilities.topk(min(top_k, probabilities.shape[-1]))
-        id2label = self.model.config.id2label
+        id2label = dict(enumerate(relation_names)) if relation_names is not None else self.model.config.id2label
         echo = model_outputs["echo"]
         tail = (echo[0] if isinstance(echo, list) else echo)["tail"]  # a list of one when called unbatched
         results = [{"relation": id2label[int(i)], "score": float(s), "tail": tail} for s, i in zip(scores, ids)]

@@ -57,6 +57,29 @@ def _tokens_to_text(tokens: Sequence[str], spans: dict[str, dict]) -> tuple[str,
     return " ".join(tokens), character_spans
 
 
+# A relation description may name the pair: "{head} was founded by {tail}" is read with the pair's own
+# entities in their places, so that it has a direction (ROC compares it with the text).
+ENTITY_PLACEHOLDERS = ("{head}", "{tail}")
+
+
+def fill_description(description: str, head: str, tail: str) -> str:
+    """A description with the pair's entities in place of `{head}` and `{tail}`."""
+    return description.replace("{head}", head).replace("{tail}", tail)
+
+
+def relation_paraphrases(relations) -> dict[str, list[str]]:
+    """`{name: description or [paraphrases]}` as `{name: [paraphrases]}`, each relation with at least one."""
+    if not isinstance(relations, dict) or not relations:
+        raise TypeError(f"relations must be a non-empty dict {{name: description or [paraphrases]}}, got {relations!r}")
+    paraphrases = {}
+    for name, described in relations.items():
+        described = [described] if isinstance(described, str) else described
+        if not isinstance(described, (list, tuple)) or not described or not all(isinstance(d, str) and d.strip() for d in described):
+            raise ValueError(f"relation {name!r}: its description must be a non-empty string or list of them, got {described!r}")
+        paraphrases[name] = list(described)
+    return paraphrases
+
+
 def is_object_tail(tail) -> bool:
     """Whether a tail is an object in the image (a dict with a `box`) rather than a span of the text."""
     return isinstance(tail, dict) and "box" in tail
@@ -341,6 +364,7 @@ class MREProcessor(ProcessorMixin):
         images=None,
         tokens: list[str] | list[list[str]] | None = None,
         crops=None,
+        relations: dict[str, str | list[str]] | None = None,
         return_tensors: str | None = "pt",
         **kwargs,
     ) -> BatchFeature:
@@ -364,6 +388,10 @@ class MREProcessor(ProcessorMixin):
                 The image of each example; `None` means "no image" and sets `image_mask` False.
             crops (`list[list[PIL.Image.Image]]`, *optional*):
                 Object crops per example; at most `max_object_crops` are kept.
+            relations (`dict[str, str | list[str]]`, *optional*):
+                The relations a retrieval model (ROC) ranks for these examples, `{name: description or
+                [paraphrases]}`, as zero-shot pipelines take `candidate_labels`. A description may name
+                the pair, `"{head} was founded by {tail}"`: it is then filled with each example's entities.
 
         Returns:
             [`BatchFeature`] with `input_ids`, `attention_mask` (and `token_type_ids` when the
@@ -372,7 +400,10 @@ class MREProcessor(ProcessorMixin):
             `crop_mask` (batch, crops) when any has crops. When any tail is an object:
             `tail_mask` (batch,) says which, `tail_box_features` (batch, 5) holds their
             `[cx, cy, w, h, w * h]` (zeros for text tails), and `tail_pixel_values` (batch, 3, H, W)
-            their crops where `tail_mask` and `image_mask` are both True.
+            their crops where `tail_mask` and `image_mask` are both True. With `relations`: the
+            descriptions' `relation_input_ids` and `relation_attention_mask` (paraphrases, length), or
+            (batch, paraphrases, length) when a description names the pair; `relation_index`
+            (paraphrases,), the relation each describes; `relation_names`, the relations in that order.
         """
         if (text is None) == (tokens is None):
             raise ValueError("give exactly one of `text` (raw strings) or `tokens` (pre-tokenized words)")
@@ -390,7 +421,7 @@ class MREProcessor(ProcessorMixin):
         # A box in pixels needs the picture's size and the batch its pixels: decode each image once.
         images = [decode_unless_file(image) for image in images]
 
-        marked_texts, tail_texts, tail_boxes = [], [], []
+        marked_texts, tail_texts, tail_boxes, pair_names = [], [], [], []
         for i in range(batch_size):
             object_tail = is_object_tail(tail[i])
             entities = {"head": head[i]} if object_tail else {"head": head[i], "tail": tail[i]}
@@ -409,6 +440,9 @@ class MREProcessor(ProcessorMixin):
                     "a relation needs two entities (overlapping spans are fine)"
                 )
             marked_texts.append(self.mark_entities(example_text, spans["head"], spans.get("tail")))
+            head_name = example_text[slice(*spans["head"])]
+            tail_name = example_text[slice(*spans["tail"])] if "tail" in spans else tail[i].get("caption") or tail[i].get("name") or "the object"
+            pair_names.append((head_name, tail_name))
             if object_tail:
                 try:
                     tail_boxes.append(_normalised_box(tail[i], images[i], "tail"))
@@ -448,7 +482,31 @@ class MREProcessor(ProcessorMixin):
                 [box_features(box) if box is not None else [0.0] * 5 for box in tail_boxes]
             )
         features.update(self._prepare_images(images, crops, tail_boxes))
+        if relations is not None:
+            features.update(self.encode_relations(relations, pair_names))
         return BatchFeature(features, tensor_type=return_tensors)
+
+    def encode_relations(self, relations: dict[str, str | list[str]], pairs: list[tuple[str, str]] | None = None) -> dict:
+        """
+        The descriptions of `relations` tokenized as a retrieval model reads them (see `__call__`); with
+        descriptions naming `{head}` or `{tail}`, filled with each of `pairs`' `(head, tail)` entities.
+        """
+        paraphrases = relation_paraphrases(relations)
+        texts = [text for described in paraphrases.values() for text in described]
+        index = torch.tensor([i for i, described in enumerate(paraphrases.values()) for _ in described])
+        names_pair = any(placeholder in text for text in texts for placeholder in ENTITY_PLACEHOLDERS)
+        if names_pair and pairs is None:
+            raise ValueError("descriptions naming {head} or {tail} are filled with each example's entities: pass the examples too")
+        if names_pair:
+            texts = [fill_description(text, head, tail) for head, tail in pairs for text in texts]
+        encoded = self.tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+        shape = (len(pairs), len(index), -1) if names_pair else (len(index), -1)
+        return {
+            "relation_input_ids": encoded["input_ids"].view(shape),
+            "relation_attention_mask": encoded["attention_mask"].view(shape),
+            "relation_index": index,
+            "relation_names": list(paraphrases),
+        }
 
     @property
     def model_input_names(self) -> list[str]:
