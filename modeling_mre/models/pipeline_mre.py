@@ -115,9 +115,10 @@ class MultimodalRelationExtractionPipeline(Pipeline):
 
     def _described(self, candidate_relations) -> dict[str, list[str]]:
         """`candidate_relations` (names the model knows, or `{name: description or None}`) as descriptions."""
-        known = self.model.config.relation_descriptions
-        if candidate_relations is None:
-            return dict(known)
+        config = self.model.config
+        known = config.relation_descriptions
+        if candidate_relations is None:  # the saved relations, in the order of the model's labels
+            return {config.id2label[i]: known[config.id2label[i]] for i in range(config.num_labels)}
         if isinstance(candidate_relations, (list, tuple)):
             candidate_relations = dict.fromkeys(candidate_relations)
         if not isinstance(candidate_relations, dict):
