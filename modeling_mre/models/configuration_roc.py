@@ -147,10 +147,10 @@ class ROCConfig(MREConfig):
         is compared with the text's embedding alone: a relation added after training is judged as the
         untrained backbone judges it, whatever training did, and by the pair only where its description
         names `{head}` and `{tail}`. Without `sentence_space`, every relation is compared with the pair
-        embedding alone. Its *score* is the similarity divided by
-        `temperature`, plus `type_prior_weight` times its type prior: the log-likelihood ratio, under the type head
-        (trained by the type loss alone), of the head and tail types its name gives (`/per/org/...`)
-        against the pair's most likely types. The prior is 0 for a relation whose types are the pair's
+        embedding alone. Its *score* is the similarity divided by `temperature`, plus `type_prior_weight`
+        times its type prior: the log-likelihood ratio, under the type head (trained by the type loss
+        alone), of the head and tail types its name gives (`/per/org/...`) against the pair's most likely
+        types. The prior is 0 for a relation whose types are the pair's
         most likely ones and for one whose name gives none (`None`, `founded_by`), negative otherwise: a
         typed relation whose types fit the pair is neither favoured nor penalised against an untyped one.
         The model's `logits` (whose softmax the pipeline shows) are the scores with two decisions applied:
