@@ -51,6 +51,8 @@ from torch.nn import functional as F
 from transformers import AutoModel, AutoProcessor, pipeline
 
 from modeling_mre import compute_mre_metrics, load_mnre
+from modeling_mre.models.modeling_mre import masked_mean
+from modeling_mre.models.modeling_roc import cosines, mean_directions
 from modeling_mre.models.processing_mre import fill_description
 
 
@@ -340,29 +342,28 @@ def zero_shot(folder: str, model, processor, path: str, per_relation: int, seed:
 def backbone_similarity(model, processor, rows: list[dict], relations: dict[str, list[str]]) -> list[str]:
     """
     The frozen encoder that reads ROC's descriptions, trained on nothing: each whole sentence (no markers)
-    against each relation's descriptions filled with the pair's entities, mean-pooled, by cosine.
+    against each relation's descriptions (filled with the pair's entities where they name it), mean-pooled,
+    by cosine.
     """
     encoder = model.description_encoder.eval()
     device = next(encoder.parameters()).device
     names, predictions = list(relations), []
 
-    def embed(texts):
-        encoded = processor.tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt").to(device)
-        states = encoder(**encoded).last_hidden_state
-        mask = encoded["attention_mask"][..., None].to(states.dtype)
-        return F.normalize((states * mask).sum(1) / mask.sum(1), dim=-1)
+    def embed(input_ids, attention_mask):
+        attention_mask = attention_mask.to(device)
+        states = encoder(input_ids=input_ids.to(device), attention_mask=attention_mask).last_hidden_state
+        return F.normalize(masked_mean(states, attention_mask), dim=-1)
 
     for start in range(0, len(rows), 32):
         chunk = rows[start : start + 32]
-        sentences = embed([row["text"] for row in chunk])  # (batch, hidden)
-        filled = [
-            fill_description(paraphrase, row["text"][slice(*row["head"])], row["text"][slice(*row["tail"])])
-            for row in chunk for paraphrases in relations.values() for paraphrase in paraphrases
-        ]
-        embeddings = embed(filled).view(len(chunk), -1, sentences.shape[-1])  # (batch, paraphrases, hidden)
-        index = torch.tensor([i for i, paraphrases in enumerate(relations.values()) for _ in paraphrases], device=device)
-        directions = F.normalize(sentences.new_zeros(len(chunk), len(names), sentences.shape[-1]).index_add(1, index, embeddings), dim=-1)
-        best = (directions @ sentences[..., None]).squeeze(-1).argmax(-1)
+        encoded = processor.tokenizer([row["text"] for row in chunk], padding=True, truncation=True, max_length=128, return_tensors="pt")
+        sentences = embed(encoded["input_ids"], encoded["attention_mask"])  # (batch, hidden)
+        # Descriptions that do not name the pair are the same for every row: encoded once per chunk.
+        described = processor.encode_relations(relations, [(row["text"][slice(*row["head"])], row["text"][slice(*row["tail"])]) for row in chunk])
+        shape = described["relation_input_ids"].shape[:-1]
+        embeddings = embed(described["relation_input_ids"].flatten(0, -2), described["relation_attention_mask"].flatten(0, -2))
+        directions = mean_directions(embeddings.view(*shape, -1), described["relation_index"].to(device), len(names))
+        best = cosines(sentences, directions).argmax(-1)
         predictions += [names[i] for i in best.tolist()]
     return predictions
 
@@ -380,9 +381,9 @@ def rank_validation(model, processor, validation, relations: list[str]) -> dict:
         firsts = {"all": 0, "without None": 0}
         for setting, among in (("all", None), ("without None", candidates)):
             described = {name: model.config.relation_descriptions[name] for name in among} if among else None
+            names = among or [model.config.id2label[i] for i in range(model.config.num_labels)]
             for inputs in batches(processor, rows, model.device, relations=described):
                 best = model(**inputs).logits.argmax(-1)
-                names = among or [model.config.id2label[i] for i in range(model.config.num_labels)]
                 firsts[setting] += int((best == names.index(relation)).sum())
         found[relation] = {setting: count / len(rows) for setting, count in firsts.items()} | {"examples": len(rows)}
         print(

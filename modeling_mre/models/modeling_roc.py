@@ -27,7 +27,7 @@ from .modeling_mre import (
     marker_positions,
     masked_mean,
 )
-from .processing_mre import ENTITY_PLACEHOLDERS
+from .processing_mre import DESCRIPTION_TOKENS, names_the_pair
 from .visual_mre import MREVisualModel, VisualInputs
 
 
@@ -232,19 +232,19 @@ class ROCForRelationExtraction(MREVisualModel):
         descriptions = [self.config.relation_descriptions[name] for name in names]
         descriptions = [[paraphrases] if isinstance(paraphrases, str) else list(paraphrases) for paraphrases in descriptions]
         texts = [text for paraphrases in descriptions for text in paraphrases]
-        if any(placeholder in text for text in texts for placeholder in ENTITY_PLACEHOLDERS):
+        if names_the_pair(texts):
             raise ValueError(
                 "descriptions naming {head} or {tail} are filled with each pair's entities by the processor: "
                 "call processor(..., relations=model.config.relation_descriptions), or the pipeline"
             )
         picks = [int(torch.randint(len(paraphrases), ())) for paraphrases in descriptions] if self.training else None
         if self.training and any(weight.requires_grad for weight in self._relation_path()):
-            encoded = self._tokenizer()([paraphrases[pick] for paraphrases, pick in zip(descriptions, picks)], **self._description_tokens)
+            encoded = self._tokenizer()([paraphrases[pick] for paraphrases, pick in zip(descriptions, picks)], **DESCRIPTION_TOKENS)
             return self._encode_descriptions(encoded["input_ids"], encoded["attention_mask"])
         # Keyed by the descriptions themselves: editing config.relation_descriptions or id2label embeds them again.
         key = ("saved", self._relation_weights(), tuple(map(tuple, descriptions)))
         if key not in self._relation_cache:
-            encoded = self._tokenizer()(texts, **self._description_tokens)
+            encoded = self._tokenizer()(texts, **DESCRIPTION_TOKENS)
             embeddings = self._encode_descriptions(encoded["input_ids"], encoded["attention_mask"])
             owners = torch.tensor([i for i, paraphrases in enumerate(descriptions) for _ in paraphrases], device=embeddings.device)
             self._remember(key, (embeddings, mean_directions(embeddings, owners, len(descriptions))))
@@ -253,8 +253,6 @@ class ROCForRelationExtraction(MREVisualModel):
             offsets = itertools.accumulate((len(paraphrases) for paraphrases in descriptions[:-1]), initial=0)
             return embeddings[[offset + pick for offset, pick in zip(offsets, picks)]]
         return relations
-
-    _description_tokens = dict(padding=True, truncation=True, max_length=64, return_tensors="pt")
 
     def embed_given_relations(
         self, relation_input_ids: torch.LongTensor, relation_attention_mask: torch.LongTensor, relation_index: torch.LongTensor, num_relations: int

@@ -60,6 +60,13 @@ def _tokens_to_text(tokens: Sequence[str], spans: dict[str, dict]) -> tuple[str,
 # A relation description may name the pair: "{head} was founded by {tail}" is read with the pair's own
 # entities in their places, so that it has a direction (ROC compares it with the text).
 ENTITY_PLACEHOLDERS = ("{head}", "{tail}")
+# How descriptions are tokenized, by the processor for a call and by ROC for its saved relations alike.
+DESCRIPTION_TOKENS = dict(padding=True, truncation=True, max_length=64, return_tensors="pt")
+
+
+def names_the_pair(descriptions: list[str]) -> bool:
+    """Whether any description names `{head}` or `{tail}` (and so is filled per pair)."""
+    return any(placeholder in text for text in descriptions for placeholder in ENTITY_PLACEHOLDERS)
 
 
 def fill_description(description: str, head: str, tail: str) -> str:
@@ -440,9 +447,6 @@ class MREProcessor(ProcessorMixin):
                     "a relation needs two entities (overlapping spans are fine)"
                 )
             marked_texts.append(self.mark_entities(example_text, spans["head"], spans.get("tail")))
-            head_name = example_text[slice(*spans["head"])]
-            tail_name = example_text[slice(*spans["tail"])] if "tail" in spans else tail[i].get("caption") or tail[i].get("name") or "the object"
-            pair_names.append((head_name, tail_name))
             if object_tail:
                 try:
                     tail_boxes.append(_normalised_box(tail[i], images[i], "tail"))
@@ -452,9 +456,12 @@ class MREProcessor(ProcessorMixin):
                 if not isinstance(description, str):
                     raise TypeError(f"example {i}: the tail object's name and caption must be strings")
                 tail_texts.append(f"{self.tail_markers[0]} {description} {self.tail_markers[1]}")
+                tail_name = description or "the object"
             else:
                 tail_boxes.append(None)
                 tail_texts.append(None)
+                tail_name = example_text[slice(*spans["tail"])]
+            pair_names.append((example_text[slice(*spans["head"])], tail_name))
 
         text_ids = self.tokenizer(marked_texts, add_special_tokens=False)["input_ids"]
         object_texts = [t for t in tail_texts if t is not None]
@@ -494,12 +501,12 @@ class MREProcessor(ProcessorMixin):
         paraphrases = relation_paraphrases(relations)
         texts = [text for described in paraphrases.values() for text in described]
         index = torch.tensor([i for i, described in enumerate(paraphrases.values()) for _ in described])
-        names_pair = any(placeholder in text for text in texts for placeholder in ENTITY_PLACEHOLDERS)
+        names_pair = names_the_pair(texts)
         if names_pair and pairs is None:
             raise ValueError("descriptions naming {head} or {tail} are filled with each example's entities: pass the examples too")
         if names_pair:
             texts = [fill_description(text, head, tail) for head, tail in pairs for text in texts]
-        encoded = self.tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+        encoded = self.tokenizer(texts, **DESCRIPTION_TOKENS)
         shape = (len(pairs), len(index), -1) if names_pair else (len(index), -1)
         return {
             "relation_input_ids": encoded["input_ids"].view(shape),
