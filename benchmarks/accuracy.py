@@ -53,6 +53,8 @@ from matplotlib.figure import Figure
 from modeling_mre import METHODS
 from modeling_mre.data.controlled import write_controlled_dataset
 
+from common import provenance  # benchmarks/common.py
+
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = (("accuracy", "Acc"), ("micro_precision", "P"), ("micro_recall", "R"), ("micro_f1", "F1"))
@@ -85,6 +87,7 @@ def parse_args():
     controlled.add_argument("--num_distractors", type=int, default=0)
     controlled.add_argument("--missing_share", type=float, default=0.0)
     controlled.add_argument("--fine_grained_pairs", type=int, default=0)
+    controlled.add_argument("--num_candidate_objects", type=int, default=0)
     controlled.add_argument("--layout", choices=["mnre", "more"], default="mnre", help="MORE's: object tails.")
     controlled.add_argument(
         "--figure", type=Path, default=None,
@@ -92,6 +95,10 @@ def parse_args():
     )
     parser.add_argument("--data_dir", type=str, default=None, help="A dataset folder; default: the embedded demo.")
     parser.add_argument("--output_dir", type=Path, default=REPO / "outputs" / "accuracy")
+    parser.add_argument(
+        "--results_json", type=Path, default=None,
+        help="With --dataset controlled: also write the table, its per-seed metrics and their provenance here.",
+    )
     parser.add_argument(
         "--launcher", type=str, default=sys.executable, help="Runs the training script, e.g. 'accelerate launch'."
     )
@@ -201,7 +208,8 @@ def controlled_sweep(args) -> None:
             data_dir = args.output_dir / "data" / f"noise{noise}-seed{seed}"
             info = write_controlled_dataset(
                 data_dir, noise_share=noise, num_distractors=args.num_distractors, missing_share=args.missing_share,
-                fine_grained_pairs=args.fine_grained_pairs, seed=seed, layout=args.layout,
+                fine_grained_pairs=args.fine_grained_pairs, num_candidate_objects=args.num_candidate_objects,
+                seed=seed, layout=args.layout,
             )
             ceilings.setdefault(noise, []).append(info["ceilings"]["test"])
             for variant in rows:
@@ -215,58 +223,104 @@ def controlled_sweep(args) -> None:
     # (variant, noise) -> [results per seed]
     results = {(v, n): [outcomes[runs[v, n, seed]] for seed in args.seeds] for v in rows for n in args.noise_shares}
 
-    dials = f"{args.layout.upper()} layout, {args.num_distractors} distractors, missing share {args.missing_share}, {args.fine_grained_pairs} fine-grained pairs"
+    dials = (
+        f"{args.layout.upper()} layout, {args.num_distractors} distractors, missing share {args.missing_share}, "
+        f"{args.fine_grained_pairs} fine-grained pairs, {args.num_candidate_objects} candidate objects"
+    )
+    summary = {
+        "kind": "controlled",
+        "dials": dials,
+        "seeds": args.seeds,
+        "noise_shares": args.noise_shares,
+        "ceilings": {str(noise): ceilings[noise] for noise in args.noise_shares},
+        "rows": [
+            {"label": variant.label, "runs": {str(n): [compact(r) for r in results[(variant, n)]] for n in args.noise_shares}}
+            for variant in rows
+        ],
+    }
+    summary["table"] = controlled_table(summary)
+    print("\n" + summary["table"])
+    if args.hold_out:
+        held_out = []
+        for noise in args.noise_shares:
+            setting = f"controlled benchmark, noise share {noise}"
+            held_out += ["", *held_out_table(args, rows, lambda v, noise=noise: results[(v, noise)], "test", setting)]
+        summary["held_out_table"] = "\n".join(held_out[1:])
+        print("\n" + summary["held_out_table"])
+
+    controlled_figure(summary, args.figure)
+    print(f"figure: {args.figure}")
+    (args.output_dir / "controlled_summary.json").write_text(json.dumps(summary, indent=2))
+    if args.results_json:
+        args.results_json.parent.mkdir(parents=True, exist_ok=True)
+        args.results_json.write_text(json.dumps({**provenance(), **summary}, indent=2) + "\n")
+        print(f"results: {args.results_json}")
+
+
+def controlled_figure(summary: dict, path: Path) -> None:
+    """Test micro-F1 of every row against the noise share (bars at a single share), beside the ceilings."""
+    figure = Figure(figsize=(6.5, 4.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    noises = summary["noise_shares"]
+    ceiling_styles = (("both", ":"), ("image", "-."), ("text", "--"))
+    scores = {row["label"]: [[100 * r["test"]["micro_f1"] for r in row["runs"][str(n)]] for n in noises] for row in summary["rows"]}
+    spread = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0  # noqa: E731
+    if len(noises) == 1:
+        labels = list(scores)
+        axes.bar(range(len(labels)), [statistics.mean(s[0]) for s in scores.values()],
+                 yerr=[spread(s[0]) for s in scores.values()], capsize=4, color="tab:blue", alpha=0.8)
+        axes.set_xticks(range(len(labels)), [label.replace(" without ", "\nwithout ") for label in labels], fontsize="small")
+        for reader, style in ceiling_styles:
+            value = 100 * statistics.mean(c[reader]["micro_f1"] for c in summary["ceilings"][str(noises[0])])
+            axes.axhline(value, linestyle=style, color="grey", label=f"ceiling: {'both' if reader == 'both' else reader + ' only'}")
+        axes.set(ylabel="test micro-F1 (%)", ylim=(0, 102))
+        axes.set_title(f"Controlled benchmark, noise share {noises[0]}\n({summary['dials']})", fontsize="small")
+    else:
+        for reader, style in ceiling_styles:
+            values = [100 * statistics.mean(c[reader]["micro_f1"] for c in summary["ceilings"][str(n)]) for n in noises]
+            axes.plot(noises, values, linestyle=style, color="grey", label=f"ceiling: {'both' if reader == 'both' else reader + ' only'}")
+        for label, per_noise in scores.items():
+            axes.errorbar(noises, [statistics.mean(s) for s in per_noise], yerr=[spread(s) for s in per_noise],
+                          marker="o", capsize=3, label=label)
+        axes.set(xlabel="share of posts with an unrelated image", ylabel="test micro-F1 (%)", ylim=(0, 102),
+                 title="Controlled benchmark: F1 against image noise")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small", loc="lower left")
+    figure.savefig(path, dpi=120)
+
+
+def compact(result: dict) -> dict:
+    """A run's results as a result file keeps them: its metrics, not its training log."""
+    return {key: value for key, value in result.items() if key != "log_history"}
+
+
+def controlled_table(summary: dict) -> str:
+    """The controlled sweep's table (test micro-F1 and accuracy per noise share), from its summary alone."""
     lines = [
-        f"## Controlled benchmark: test micro-F1 and accuracy against the noise share ({dials})",
+        f"## Controlled benchmark: test micro-F1 and accuracy against the noise share ({summary['dials']})",
         "",
-        f"Seeds {', '.join(map(str, args.seeds))} (the generator's and the training's); mean ± standard deviation, in %. "
+        f"Seeds {', '.join(map(str, summary['seeds']))} (the generator's and the training's); mean ± standard deviation, in %. "
         "Ceilings: the best a model reading only the text, only the image, or both can reach on these test sets.",
         "",
         "| noise share | Method | test F1 | test Acc | best epochs |",
         "|---|---|---|---|---|",
     ]
-    for noise in args.noise_shares:
+    for noise in summary["noise_shares"]:
+        ceilings = summary["ceilings"][str(noise)]
         for reader in ("text", "image", "both"):
-            f1 = mean_std([c[reader]["micro_f1"] for c in ceilings[noise]])
-            accuracy = mean_std([c[reader]["accuracy"] for c in ceilings[noise]])
+            f1 = mean_std([c[reader]["micro_f1"] for c in ceilings])
+            accuracy = mean_std([c[reader]["accuracy"] for c in ceilings])
             label = "both" if reader == "both" else f"{reader} only"
             lines.append(f"| {noise} | ceiling: {label} | {f1} | {accuracy} | |")
-        for variant in rows:
-            seed_runs = results[(variant, noise)]
+        for row in summary["rows"]:
+            seed_runs = row["runs"][str(noise)]
             epochs = ", ".join(str(r["best_epoch"]) for r in seed_runs)
             lines.append(
-                f"| {noise} | {variant.label} | {mean_std([r['test']['micro_f1'] for r in seed_runs])} | "
+                f"| {noise} | {row['label']} | {mean_std([r['test']['micro_f1'] for r in seed_runs])} | "
                 f"{mean_std([r['test']['accuracy'] for r in seed_runs])} | {epochs} |"
             )
-    if args.hold_out:
-        for noise in args.noise_shares:
-            setting = f"controlled benchmark, noise share {noise}"
-            lines += ["", *held_out_table(args, rows, lambda v, noise=noise: results[(v, noise)], "test", setting)]
-    table = "\n".join(lines)
-    print("\n" + table)
-
-    figure = Figure(figsize=(6.5, 4.2), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots()
-    noises = args.noise_shares
-    for reader, style in (("both", ":"), ("image", "-."), ("text", "--")):
-        values = [100 * statistics.mean(c[reader]["micro_f1"] for c in ceilings[n]) for n in noises]
-        label = "both" if reader == "both" else f"{reader} only"
-        axes.plot(noises, values, linestyle=style, color="grey", label=f"ceiling: {label}")
-    for variant in rows:
-        scores = [[100 * r["test"]["micro_f1"] for r in results[(variant, n)]] for n in noises]
-        spreads = [statistics.stdev(s) if len(s) > 1 else 0.0 for s in scores]
-        axes.errorbar(noises, [statistics.mean(s) for s in scores], yerr=spreads, marker="o", capsize=3, label=variant.label)
-    axes.set(xlabel="share of posts with an unrelated image", ylabel="test micro-F1 (%)", ylim=(0, 102),
-             title="Controlled benchmark: F1 against image noise")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small", loc="lower left")
-    figure.savefig(args.figure, dpi=120)
-    print(f"figure: {args.figure}")
-    summary = {f"{variant.label}@{noise}": seed_runs for (variant, noise), seed_runs in results.items()}
-    (args.output_dir / "controlled_summary.json").write_text(
-        json.dumps({"table": table, "ceilings": {str(n): c for n, c in ceilings.items()}, "runs": summary}, indent=2)
-    )
+    return "\n".join(lines)
 
 
 def held_out_table(args, rows: list[Variant], runs_of, split: str, setting: str) -> list[str]:

@@ -36,14 +36,9 @@ training (their descriptions stay those of the config); on a model trained with 
 """
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 
 import torch
@@ -54,6 +49,8 @@ from modeling_mre import compute_mre_metrics, load_mnre
 from modeling_mre.models.modeling_mre import masked_mean
 from modeling_mre.models.modeling_roc import cosines, mean_directions
 from modeling_mre.models.processing_mre import fill_description
+
+from common import batches, provenance, training_info  # benchmarks/common.py
 
 
 NEW_RELATIONS = {
@@ -186,7 +183,7 @@ def main():
     if not hasattr(model, "set_relations"):
         raise SystemExit(f"{args.model} holds a {type(model).__name__}: relations are added to a retrieval model (ROC)")
     processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
-    summary = {"model": args.model, **provenance(args.model)}
+    summary = {"model": args.model, **provenance(), "training": training_info(args.model)}
     if args.data_dir:  # among the relations the folder was trained with, before any is added
         validation = load_mnre(args.data_dir)["validation"]
         model.to("cuda" if torch.cuda.is_available() else "cpu")
@@ -228,33 +225,6 @@ def main():
     if args.output_json:
         with open(args.output_json, "w") as file:
             json.dump(summary, file, indent=2)
-
-
-def provenance(folder: str) -> dict:
-    """What a result file says of where it came from: the command, the commit, the machine, the model's training."""
-    def git(*arguments):
-        return subprocess.run(["git", *arguments], capture_output=True, text=True, cwd=os.path.dirname(__file__)).stdout.strip()
-
-    results = os.path.join(folder, "eval_results.json")
-    trained = json.load(open(results, encoding="utf-8")) if os.path.isfile(results) else {}
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores ({platform.machine()})"
-    return {
-        "command": " ".join(["python", *sys.argv]),
-        "commit": git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", "*.py") else ""),
-        "device": device,
-        "date": datetime.date.today().isoformat(),
-        "torch": torch.__version__,
-        "training": {key: trained.get(key) for key in ("method", "dataset", "seed", "best_epoch", "held_out_relations")}
-        | {"validation_micro_f1": trained.get("validation", {}).get("micro_f1")},
-    }
-
-
-def batches(processor, rows, device, size: int = 64, relations=None):
-    for start in range(0, len(rows), size):
-        batch = rows[start : start + size]
-        yield processor(
-            tokens=batch["tokens"], head=batch["head"], tail=batch["tail"], images=batch["image"], relations=relations
-        ).to(device)
 
 
 def semeval_sample(path: str, per_relation: int, seed: int) -> list[dict]:

@@ -108,7 +108,7 @@ def build_demo(model: str) -> gr.Blocks:
                 raise gr.Error(str(error)) from error
             details = f"**{ranked[0]['relation']}** ({ranked[0]['score']:.1%})"
             if "image_weight" in ranked[0]:
-                details += f"; leaned on the image: {ranked[0]['image_weight']:.2f} (0 = text alone, 1 = image)"
+                details += f"; took from the image: {ranked[0]['image_weight']:.2f} (0 = the text alone)"
             return {result["relation"]: result["score"] for result in ranked}, details
 
         def extract_all(text, entities, image, threshold):

@@ -1,4 +1,5 @@
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -6,6 +7,8 @@ from transformers import BertTokenizer, CLIPImageProcessor
 
 from modeling_mre import MREProcessor
 
+# The benchmark scripts import their shared helpers (benchmarks/common.py) as scripts do.
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
 
 # The research-only MNRE copy lives beside the repository, never inside it.

@@ -40,6 +40,9 @@ def test_dials_change_the_pictures_only(clean, tmp_path):
     ).read_bytes()
     # Every picture unrelated: reading both modalities is worth what the text alone is.
     assert noisy["ceilings"]["test"]["both"] == noisy["ceilings"]["test"]["text"]
+    # The description says which posts' pictures are unrelated, for analyses by post.
+    assert all(post["unrelated_image"] for post in noisy["posts"]["test"])
+    assert not any(post["unrelated_image"] or post["missing_image"] for post in clean[1]["posts"]["test"])
 
 
 def test_missing_pictures_and_fine_grained_pairs(tmp_path):
@@ -52,7 +55,40 @@ def test_missing_pictures_and_fine_grained_pairs(tmp_path):
     assert 0.5 < info["ceilings"]["train"]["both"]["accuracy"] < 0.9
 
 
-@pytest.mark.parametrize("dials", [dict(noise_share=1.5), dict(num_distractors=5), dict(fine_grained_pairs=4)])
+def test_candidate_objects_make_the_text_say_where_the_scene_is(clean, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from modeling_mre.data.controlled import QUADRANTS
+
+    folder, info = clean
+    three = write_controlled_dataset(tmp_path / "three", num_candidate_objects=3, **SMALL)
+    two = write_controlled_dataset(tmp_path / "two", num_candidate_objects=2, **SMALL)
+    dataset = load_mnre(tmp_path / "three")
+    plain = load_mnre(folder)
+    for row, original in zip(dataset["train"], plain["train"]):
+        # The post is the same text, then the quadrant: "( photo : top left )".
+        assert row["tokens"][: len(original["tokens"])] == original["tokens"] and row["relation"] == original["relation"]
+        assert " ".join(row["tokens"][len(original["tokens"]) + 3 : -1]) in QUADRANTS
+    pixels = np.asarray(Image.open(tmp_path / "three/img_org/train/controlled_train_00000.png"), dtype=np.float32)
+    half = pixels.shape[0] // 2
+    quadrants = [pixels[top : top + half, left : left + half] for top in (0, half) for left in (0, half)]
+    assert sorted(float(q.std(axis=(0, 1)).mean()) > 20 for q in quadrants) == [False, True, True, True]  # 3 textures, 1 plain
+    # Three objects of three scenes: the picture alone tells nothing of the scene; two narrow it to a pair.
+    for split in ("train", "val", "test"):
+        ceilings = three["ceilings"][split]
+        assert ceilings["both"]["accuracy"] == 1.0 and ceilings["image"]["accuracy"] < 0.35
+        assert ceilings["text"] == info["ceilings"][split]["text"]
+        assert three["ceilings"][split]["image"]["accuracy"] < two["ceilings"][split]["image"]["accuracy"] < info["ceilings"][split]["image"]["accuracy"]
+    with pytest.raises(ValueError, match="set one of them"):
+        Dials(num_candidate_objects=2, num_distractors=1)
+    with pytest.raises(ValueError, match="box already says"):
+        write_controlled_dataset(tmp_path / "more", layout="more", num_candidate_objects=2, **SMALL)
+
+
+@pytest.mark.parametrize(
+    "dials", [dict(noise_share=1.5), dict(num_distractors=5), dict(fine_grained_pairs=4), dict(num_candidate_objects=4)]
+)
 def test_out_of_range_dials_are_refused(dials):
     with pytest.raises(ValueError, match=next(iter(dials))):
         Dials(**dials)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from method_contract import TINY_TEXT, build_model, encode, picture
+from method_contract import TINY_TEXT, build_model, encode, picture, row
 from modeling_mre import PIPELINE_TASK, DFMAForRelationExtraction, MMIBForRelationExtraction
 
 
@@ -35,10 +35,36 @@ def test_pyramid_prompts_reach_every_text_layer(processor, monkeypatch):
         assert not torch.allclose(outputs.logits, model(**{**batch, "pixel_values": other_pictures(processor)}).logits)
     pictures, prompt_length, heads = 1 + 2, model.config.prompt_length, TINY_TEXT["num_attention_heads"]
     assert seen[:3] == [(layer, (3, heads, pictures * prompt_length, 48 // heads)) for layer in range(3)]
-    # level gates: per text layer and picture, a distribution over the pyramid's levels
     assert outputs.level_weights.shape == (3, 3, pictures, 2)
-    torch.testing.assert_close(outputs.level_weights.sum(-1), torch.ones(3, 3, pictures))
-    assert outputs.image_weight is None
+
+
+def test_level_weights_weigh_chunks_of_one_level_each_and_read_the_pair(processor):
+    model = dfma(processor, use_mutual_fusion=False)
+    batch = encode(processor)
+    visual = {key: batch[key] for key in ("pixel_values", "image_mask", "crop_pixel_values", "crop_mask")}
+    with torch.no_grad():
+        states, mask = model.pyramid_states(3, **visual)  # (batch, pictures, levels, P, bottleneck)
+        pair = model.pair_embedding(batch["input_ids"])
+        bias = torch.zeros(mask.shape)
+        prompts = model.pyramid_prompts
+        # Gates that give the second level everything: the prompts must not move when the first level does.
+        prompts.gates.weight.zero_()
+        prompts.gates.bias.copy_(torch.tensor([-30.0, 30.0] * prompts.num_layers))
+        moved = states.clone()
+        moved[:, :, 0] += 1.0
+        first, weights = prompts(states, bias, pair)
+        second, _ = prompts(moved, bias, pair)
+        torch.testing.assert_close(second.keys, first.keys)
+        assert (weights[..., 1] > 0.99).all()
+        moved[:, :, 1] += 1.0
+        assert not torch.allclose(prompts(moved, bias, pair)[0].keys, first.keys)
+    # The gates read the entity pair: the same picture weighs its levels differently for another pair.
+    model = dfma(processor, use_mutual_fusion=False)
+    other_pair = processor(text=["obama visits berlin today with merkel"], head=["merkel"], tail=["today"],
+                           images=[picture(0)], crops=[[picture(2), picture(3)]])
+    with torch.no_grad():
+        weights = model(**row(batch, 0)).level_weights
+        assert not torch.allclose(model(**other_pair).level_weights, weights, atol=1e-4)
 
 
 def test_an_absent_picture_leaves_the_text_encoder_as_it_is_alone(processor):
@@ -46,30 +72,50 @@ def test_an_absent_picture_leaves_the_text_encoder_as_it_is_alone(processor):
     batch = encode(processor)
     visual = {key: batch[key] for key in ("pixel_values", "image_mask", "crop_pixel_values", "crop_mask")}
     with torch.no_grad():
+        states, mask = model.pyramid_states(3, **visual)
+        bias = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)  # a gate of 1 where pictures exist
         alone = model.text_encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         prompted = model.text_encoder(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-            visual_prefix=model.pyramid_prompts(*model.pyramid_states(3, **visual))[0],
+            visual_prefix=model.pyramid_prompts(states, bias, model.pair_embedding(batch["input_ids"]))[0],
         ).last_hidden_state
     torch.testing.assert_close(prompted[1], alone[1])  # the post without pictures
     assert not torch.allclose(prompted[0], alone[0])
 
 
-def test_the_balance_gate_is_returned_and_reaches_the_pipeline(processor):
+def test_the_image_gate_is_zero_without_pictures_and_at_zero_leaves_the_text_alone(processor):
+    batch = encode(processor)  # the second post has no picture
+    for overrides in ({}, {"use_mutual_fusion": False}, {"use_pyramid_prompts": False}):
+        model = dfma(processor, **overrides)
+        with torch.no_grad():
+            weights = model(**batch).image_weight
+            assert weights[1] == 0.0 and (weights[[0, 2]] > 0).all(), overrides
+            # The gate reads the pair: the same pictures, another pair, another weight.
+            swapped = processor(text=["obama visits berlin today with merkel"], head=["merkel"], tail=["today"],
+                                images=[picture(0)], crops=[[picture(2), picture(3)]])
+            assert model(**swapped).image_weight[0] != weights[0], overrides
+            text_only = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            assert not torch.allclose(model(**batch).logits[0], text_only[0], atol=1e-4)
+            model.image_gate.bias.fill_(-1e4)  # a gate shut for every post: the text encoder alone
+            shut = model(**batch)
+        assert (shut.image_weight == 0).all()
+        torch.testing.assert_close(shut.logits, text_only, atol=1e-5, rtol=1e-5)
+
+
+def test_the_image_weight_reaches_the_pipeline_and_is_zero_without_an_image(processor, tmp_path):
     from transformers import pipeline
 
-    model = dfma(processor)
-    with torch.no_grad():
-        outputs = model(**encode(processor))
-    assert outputs.image_weight.shape == (3,) and ((outputs.image_weight > 0) & (outputs.image_weight < 1)).all()
-    extract = pipeline(PIPELINE_TASK, model=model, processor=processor)
+    from modeling_mre.hub import save_hub_folder
+
+    save_hub_folder(dfma(processor), processor, tmp_path / "dfma")
+    extract = pipeline(model=str(tmp_path / "dfma"), trust_remote_code=True)
     example = {"text": "obama visits berlin today", "head": "obama", "tail": "berlin", "image": picture(0)}
     results = extract([example, {**example, "image": None}], batch_size=2, top_k=2)
-    for result in results:
-        assert all(0 < r["image_weight"] < 1 for r in result) and result[0]["image_weight"] == result[1]["image_weight"]
-    assert results[0][0]["image_weight"] != results[1][0]["image_weight"]
-    post = extract(text="obama visits berlin today", entities=["obama", "berlin"], image=picture(0))
-    assert all("image_weight" in pair for pair in post)
+    for result in results:  # one weight per post, whichever relation
+        assert result[0]["image_weight"] == result[1]["image_weight"]
+    assert results[0][0]["image_weight"] > 0 and results[1][0]["image_weight"] == 0.0
+    post = extract(text="obama visits berlin today", entities=["obama", "berlin"])
+    assert [pair["image_weight"] for pair in post] == [0.0, 0.0]
     mmib = pipeline(PIPELINE_TASK, model=build_model(MMIBForRelationExtraction, processor).eval(), processor=processor)
     assert "image_weight" not in mmib(example)[0]  # only methods that weigh the image say so
 

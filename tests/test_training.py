@@ -350,8 +350,12 @@ def test_dfma_reads_object_tails_through_its_pyramid_prompts(more_runs):
     dfma, baseline = runs["dfma"][1], runs["baseline"][1]
     assert dfma["validation"]["accuracy"] >= baseline["validation"]["accuracy"] + 0.3
     extract = pipeline(model=str(runs["dfma"][0]), trust_remote_code=True)
-    results = extract(more_examples(data_dir, 2), top_k=1)
-    assert all(0 < result[0]["image_weight"] < 1 for result in results)
+    examples = more_examples(data_dir, 2)
+    # The same post without its picture and with a tail from its text: nothing of the image is left to weigh.
+    text, head = examples[0]["text"], examples[0]["head"]
+    text_only = {"text": text, "head": head, "tail": next(word for word in text.split() if word not in head.split())}
+    results = extract([*examples, text_only], top_k=1)
+    assert all(result[0]["image_weight"] > 0 for result in results[:2]) and results[2][0]["image_weight"] == 0.0
 
 
 def test_roc_reads_object_tails_and_ranks_the_relations_given_for_a_call(more_runs):
@@ -364,8 +368,11 @@ def test_roc_reads_object_tails_and_ranks_the_relations_given_for_a_call(more_ru
     extract = pipeline(model=str(runs["roc"][0]), trust_remote_code=True)
     examples = more_examples(data_dir, 2)
     results = extract(examples, candidate_relations=["None", "/per/per/peer"], top_k=2)
-    for example, ranked in zip(examples, results, strict=True):
-        assert {r["relation"] for r in ranked} == {"None", "/per/per/peer"} and ranked[0]["tail"] == example["tail"]
+    everything = extract(examples, top_k=4)
+    for example, ranked, reference in zip(examples, results, everything, strict=True):
+        # Relations it was trained with keep their order when a call gives only some of them.
+        assert [r["relation"] for r in ranked] == [r["relation"] for r in reference if r["relation"] in ("None", "/per/per/peer")]
+        assert ranked[0]["tail"] == example["tail"]
     assert extract.model.config.num_labels == 4  # the call's relations do not outlive it
 
 
@@ -540,6 +547,7 @@ def test_a_new_user_on_the_demo_folder(mmib_run, tmp_path):
     for ours, reference in zip(found["batched"], found["alone"], strict=True):
         assert [r["relation"] for r in ours] == [r["relation"] for r in reference]
         assert [r["score"] for r in ours] == pytest.approx([r["score"] for r in reference], abs=1e-5)
-    assert len(found["half"]) == 4 and all(0 <= r[0]["score"] <= 1 for r in found["half"])
+    for half, reference in zip(found["half"], found["batched"], strict=True):  # bfloat16 decides as float32 does
+        assert half[0]["relation"] == reference[0]["relation"] and half[0]["score"] == pytest.approx(reference[0]["score"], abs=0.03)
     assert len(found["post"]) == 12 and {p["head"] for p in found["post"]} == {"Obama", "Berlin", "Merkel", "Paris"}
     assert found["again"][0]["relation"] == found["alone"][0][0]["relation"]

@@ -1,9 +1,5 @@
 """WMAJL's own parts (the contract suite covers what every method shares)."""
 
-import json
-import subprocess
-import sys
-
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
@@ -50,6 +46,33 @@ def test_ner_tags_follow_the_markers_and_type_only_what_the_relation_tells(proce
     assert second["the"] == {"O"}
 
 
+def test_ner_finds_the_entities_in_the_text_without_its_markers(processor):
+    model = wmajl(processor).eval()
+    texts = ["obama visits berlin today", "the merkel with obama"]
+    batch = processor(text=texts, head=["obama", "merkel"], tail=["berlin today", "obama"])
+    text_mask = batch["attention_mask"].bool()
+    ids, mask, _ = model.unmarked_text(batch["input_ids"], text_mask)
+    plain = processor.tokenizer(texts, padding="max_length", max_length=ids.shape[1], return_tensors="pt")
+    assert ids.tolist() == plain["input_ids"].tolist() and mask.tolist() == plain["attention_mask"].bool().tolist()
+
+    class Tagger(torch.nn.Module):  # a tagger that outputs fixed tags, whatever it reads
+        def __init__(self, tags):
+            super().__init__()
+            self.tags = tags
+
+        def forward(self, states):
+            return 30.0 * F.one_hot(self.tags, 1 + 2 * len(model.config.entity_types)).float()
+
+    # tags O, B-loc, B-org, B-per, I-loc, I-org, I-per on [CLS] obama visits berlin today [SEP] / [CLS] the merkel with obama [SEP]
+    right = torch.tensor([[0, 3, 0, 1, 4, 0, 0], [0, 0, 3, 0, 2, 0, 0]])[:, : ids.shape[1]]
+    labels = torch.tensor([2, 0])  # /per/loc/place_of_residence, None (any type)
+    with torch.no_grad():
+        model.ner_head = Tagger(right)
+        assert model.ner_loss(batch["input_ids"], text_mask, labels) < 1e-6
+        model.ner_head = Tagger(torch.roll(right, 1, dims=1))  # the tags where the marked text has them
+        assert model.ner_loss(batch["input_ids"], text_mask, labels) > 5
+
+
 def test_eval_logits_never_depend_on_labels(processor):
     model = wmajl(processor).eval()
     batch = encode(processor)
@@ -58,7 +81,6 @@ def test_eval_logits_never_depend_on_labels(processor):
         for labels in ([0, 1, 2], [3, 3, 3]):
             labelled = model(**batch, labels=torch.tensor(labels))
             torch.testing.assert_close(labelled.logits, unlabelled.logits, rtol=0, atol=0)
-            torch.testing.assert_close(labelled.ner_logits, unlabelled.ner_logits, rtol=0, atol=0)
     assert unlabelled.loss is None and unlabelled.ner_loss is None and unlabelled.kl_loss is not None
 
 
@@ -109,7 +131,7 @@ def test_output_supervision_reads_the_chosen_intermediate_layers(processor):
             states = hidden_states[layer]
             positions = [row.tolist().index(marker) for marker in (model.config.head_start_token_id, model.config.tail_start_token_id) for row in batch["input_ids"]]
             pair = torch.cat([states[range(3), positions[:3]], states[range(3), positions[3:]]], dim=-1)
-            expected.append(F.cross_entropy(model.classifier(pair), batch["labels"]))
+            expected.append(F.cross_entropy(model.layer_classifiers[layer - 1](pair), batch["labels"]))
     torch.testing.assert_close(outputs.intermediate_loss, torch.stack(expected).mean())
     with pytest.raises(StrictDataclassClassValidationError, match=r"supervised_layers \[4\] are not layers of the 3-layer text encoder"):
         wmajl(processor, text_config=text_config, supervised_layers=[4])

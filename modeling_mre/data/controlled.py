@@ -17,12 +17,20 @@ that predictor's micro-F1. The dials:
 - `missing_share`: posts without a picture ("no image").
 - `fine_grained_pairs`: how many scenes come in two variants that differ only in the texture's scale
   (`-fine`, `-coarse`), each a relation of its own (WMAJL's and ROC's fine-grained label confusion).
+- `num_candidate_objects`: the picture holds that many objects in distinct quadrants, each with the
+  texture of a different scene, and the post ends with the quadrant the relation is about (`( photo :
+  top left )`); the others are plausible but wrong. The picture alone narrows the scene to one of
+  the objects' (with 3, it tells nothing); only a model that lets the text decide which part of the
+  picture to read can tell it (DFMA's irrelevant regions, MMIB's refinement). 0: the scene covers
+  the whole picture.
 
 Texts and the label are drawn from their own random streams, so that with the same seed and sizes
-every dial setting gives the same texts and labels: only the pictures change.
+every dial setting gives the same texts and labels: only the pictures change (and, with
+`num_candidate_objects`, the quadrant each post names, from a stream of its own).
 
     python -m modeling_mre.data.controlled controlled-data --noise_share 0.3 --num_distractors 2
     python -m modeling_mre.data.controlled controlled-more --layout more --num_distractors 3
+    python -m modeling_mre.data.controlled controlled-objects --num_candidate_objects 3
 """
 
 import argparse
@@ -73,6 +81,8 @@ _TITLE_TEMPLATES = {
     "neutral": ("Photos : {h}", "In pictures : {h}", "{h} , Tuesday"),
 }
 _OBJECT_CELL = IMAGE_SIZE // 3
+# The quadrants a post can name, in the order of their index (row by row).
+QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,7 @@ class Dials:
     num_distractors: int = 0
     missing_share: float = 0.0
     fine_grained_pairs: int = 0
+    num_candidate_objects: int = 0
 
     def __post_init__(self):
         for name in ("noise_share", "missing_share"):
@@ -90,6 +101,12 @@ class Dials:
             raise ValueError(f"num_distractors must be 0 to 4 (the scene must cover most of the picture), got {self.num_distractors}")
         if not 0 <= self.fine_grained_pairs <= len(SCENES):
             raise ValueError(f"fine_grained_pairs must be 0 to {len(SCENES)}, got {self.fine_grained_pairs}")
+        if not 0 <= self.num_candidate_objects <= len(SCENES):
+            raise ValueError(
+                f"num_candidate_objects must be 0 to {len(SCENES)} (each object a different scene), got {self.num_candidate_objects}"
+            )
+        if self.num_candidate_objects and self.num_distractors:
+            raise ValueError("num_candidate_objects and num_distractors both paste objects on the picture: set one of them")
 
 
 def scene_labels(fine_grained_pairs: int) -> list[str]:
@@ -119,6 +136,34 @@ def _picture(scene_label: str, dials: Dials, rng: np.random.Generator) -> Image.
         box = texture_mask(other, rng)[:cell, :cell, None]
         pixels[top : top + cell, left : left + cell] = box * box_foreground + (1 - box) * box_background
     return with_noise(pixels, rng)
+
+
+def _candidates_picture(
+    scene_label: str, named: int, others: list[int], rng: np.random.Generator
+) -> tuple[Image.Image, tuple[str, ...]]:
+    """
+    A plain background with the scene's texture in quadrant `named` and, in each of the quadrants
+    `others`, the texture of another scene (each a different one); returns the picture and the scene
+    labels it shows, sorted: all that a reader of the picture alone can use, as the named quadrant is
+    equally likely to be any of them.
+    """
+    scene, _, variant = scene_label.partition("-")
+    variants = scene_labels(len(SCENES))  # any scene's label, split or not
+    half = IMAGE_SIZE // 2
+    pixels = rng.uniform(0, 255, size=3).astype(np.float32) * np.ones((IMAGE_SIZE, IMAGE_SIZE, 3), np.float32)
+    other_scenes = rng.permutation([name for name in SCENES if name != scene])[: len(others)].tolist()
+    objects = [(named, scene_label)]
+    for quadrant, other in zip(others, other_scenes):
+        # A split scene's variant is drawn as for the named object, so its scale tells nothing.
+        split = [label for label in variants if label.startswith(f"{other}-")] if variant else []
+        objects.append((quadrant, str(rng.choice(split)) if split else other))
+    for quadrant, label in objects:
+        name, _, label_variant = label.partition("-")
+        top, left = (quadrant // 2) * half, (quadrant % 2) * half
+        foreground, background = two_colours(rng)
+        mask = texture_mask(SCENES.index(name), rng, VARIANT_PERIODS.get(label_variant, (10.0, 24.0)))[:half, :half, None]
+        pixels[top : top + half, left : left + half] = mask * foreground + (1 - mask) * background
+    return with_noise(pixels, rng), tuple(sorted(label for _, label in objects))
 
 
 def _objects_picture(
@@ -167,17 +212,20 @@ def _best_predictions(observations: list, references: list[int]) -> list[int]:
     return [best[observation] for observation in observations]
 
 
-def _write_split(root: Path, split: str, split_index: int, size: int, seed: int, dials: Dials, layout: str) -> dict:
+def _write_split(
+    root: Path, split: str, split_index: int, size: int, seed: int, dials: Dials, layout: str
+) -> tuple[dict, list[dict]]:
     # Texts and labels come from streams that no dial touches; pictures from their own.
     text_rng = np.random.default_rng([seed, split_index, 10])
     label_rng = np.random.default_rng([seed, split_index, 11])
     picture_rng = np.random.default_rng([seed, split_index, 12, dials.num_distractors, dials.fine_grained_pairs])
     presence_rng = np.random.default_rng([seed, split_index, 13])
+    quadrant_rng = np.random.default_rng([seed, split_index, 14])
     scenes = scene_labels(dials.fine_grained_pairs)
     names = relation_names(dials.fine_grained_pairs)
     image_folder = root / "img_org" / split
     image_folder.mkdir(parents=True)
-    lines, objects, references = [], {}, []
+    lines, objects, references, posts = [], {}, [], []
     seen = {"text": [], "image": [], "both": []}  # what each reader can observe of every post
     for index in range(size):
         register = "neutral" if label_rng.random() < NONE_SHARE else REGISTERS[int(label_rng.integers(len(REGISTERS)))]
@@ -191,8 +239,20 @@ def _write_split(root: Path, split: str, split_index: int, size: int, seed: int,
         templates = _TEMPLATES if layout == "mnre" else _TITLE_TEMPLATES
         tokens, head, tail = text_record(text_rng, templates[register])
         img_id = f"controlled_{split}_{index:05d}.png"
+        scene_seen = "no scene" if missing or unrelated else scene_label
+        image_seen = scene_seen
         if layout == "mnre":
-            picture = _unrelated_picture(picture_rng) if unrelated else _picture(scene_label, dials, picture_rng)
+            if dials.num_candidate_objects:
+                named, *others = quadrant_rng.permutation(len(QUADRANTS))[: dials.num_candidate_objects].tolist()
+                tokens = [*tokens, "(", "photo", ":", *QUADRANTS[named].split(), ")"]
+            if unrelated:
+                picture = _unrelated_picture(picture_rng)
+            elif dials.num_candidate_objects:
+                picture, shown = _candidates_picture(scene_label, named, others, picture_rng)
+                if not missing:  # the picture alone shows the objects, not which one the post names
+                    image_seen = shown
+            else:
+                picture = _picture(scene_label, dials, picture_rng)
             record = {"token": tokens, "h": head, "t": tail, "img_id": img_id, "relation": relation}
         else:  # the tail is object_0; a post without its picture still has the box
             picture, objects[img_id] = _objects_picture(scene_label, unrelated, dials, picture_rng)
@@ -201,9 +261,9 @@ def _write_split(root: Path, split: str, split_index: int, size: int, seed: int,
             picture.save(image_folder / img_id)
         lines.append(repr(record) + "\n")
         references.append(names.index(relation))
-        scene_seen = "no scene" if missing or unrelated else scene_label
+        posts.append({"img_id": img_id, "relation": relation, "unrelated_image": unrelated, "missing_image": missing})
         seen["text"].append(register)
-        seen["image"].append(scene_seen)
+        seen["image"].append(image_seen)
         seen["both"].append((register, scene_seen))
     if layout == "mnre":
         (root / f"ours_{split}.txt").write_text("".join(lines), encoding="utf-8")
@@ -215,7 +275,7 @@ def _write_split(root: Path, split: str, split_index: int, size: int, seed: int,
     for reader, observations in seen.items():
         metrics = compute_mre_metrics(np.array(_best_predictions(observations, references)), np.array(references), names)
         ceilings[reader] = {key: metrics[key] for key in ("micro_f1", "accuracy")}
-    return ceilings
+    return ceilings, posts
 
 
 def write_controlled_dataset(
@@ -224,6 +284,7 @@ def write_controlled_dataset(
     num_distractors: int = 0,
     missing_share: float = 0.0,
     fine_grained_pairs: int = 0,
+    num_candidate_objects: int = 0,
     num_train: int = 800,
     num_validation: int = 200,
     num_test: int = 200,
@@ -233,21 +294,25 @@ def write_controlled_dataset(
     """
     Write the controlled benchmark in the MNRE peers' layout (`load_mnre(output_dir)` reads it), or
     with `layout="more"` in MORE's (`load_more`; the tail is an object of the picture, whose texture
-    is the scene, and distractors are the other objects), and return its description: the dials, the relations and, per split, the ceilings `{"text", "image",
-    "both"}` of micro-F1 and accuracy (also in `output_dir/demo_info.json`). Written atomically, as
+    is the scene, and distractors are the other objects), and return its description: the dials, the
+    relations, per split the ceilings `{"text", "image", "both"}` of micro-F1 and accuracy, and per
+    split each post's hidden causes (`posts`: its image id, relation, and whether its picture is
+    unrelated or missing), also in `output_dir/demo_info.json`. Written atomically, as
     the demo datasets; the same arguments always give the same files.
     """
     if layout not in ("mnre", "more"):
         raise ValueError(f"layout must be 'mnre' or 'more', got {layout!r}")
-    dials = Dials(noise_share, num_distractors, missing_share, fine_grained_pairs)
+    dials = Dials(noise_share, num_distractors, missing_share, fine_grained_pairs, num_candidate_objects)
+    if layout == "more" and num_candidate_objects:
+        raise ValueError("num_candidate_objects: in MORE's layout the tail's box already says which object the relation is about")
     validation = "val" if layout == "mnre" else "valid"
     sizes = {"train": num_train, validation: num_validation, "test": num_test}
     names = relation_names(fine_grained_pairs)
-    ceilings = {}
+    ceilings, posts = {}, {}
 
     def write(build_dir: Path) -> None:
         for split_index, (split, size) in enumerate(sizes.items()):
-            ceilings[split] = _write_split(build_dir, split, split_index, size, seed, dials, layout)
+            ceilings[split], posts[split] = _write_split(build_dir, split, split_index, size, seed, dials, layout)
         rel2id = "ours_rel2id.json" if layout == "mnre" else "rel2id.json"
         (build_dir / rel2id).write_text(json.dumps({name: i for i, name in enumerate(names)}), encoding="utf-8")
 
@@ -259,6 +324,7 @@ def write_controlled_dataset(
         "dials": asdict(dials),
         "relations": names,
         "ceilings": ceilings,
+        "posts": posts,
     }
     build_dataset_folder(output_dir, write, info)
     return info
@@ -276,7 +342,9 @@ def format_ceilings(info: dict) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output_dir")
-    for dial, kind in (("noise_share", float), ("num_distractors", int), ("missing_share", float), ("fine_grained_pairs", int)):
+    dials = (("noise_share", float), ("num_distractors", int), ("missing_share", float), ("fine_grained_pairs", int),
+             ("num_candidate_objects", int))
+    for dial, kind in dials:
         parser.add_argument(f"--{dial}", type=kind, default=getattr(Dials(), dial))
     for split, size in (("train", 800), ("validation", 200), ("test", 200)):
         parser.add_argument(f"--num_{split}", type=int, default=size)

@@ -31,7 +31,8 @@ class DFMAConfig(MREConfig):
         prompt_length (`int`, *optional*, defaults to 4):
             Prefix tokens per picture (whole image, each crop, an object tail) in every text layer.
         prompt_bottleneck (`int`, *optional*, defaults to 800):
-            Width of the MLP that maps the concatenated levels to per-level key/value prompts (HVPNeT's 800).
+            Width of the hidden layer of each level's prompt MLP, which maps that level to its key/value
+            chunk (HVPNeT's 800, for all levels together).
         num_fusion_layers (`int`, *optional*, defaults to 2):
             Rounds of mutual attention (text reads image, image reads text).
         use_pyramid_prompts (`bool`, *optional*, defaults to `True`):

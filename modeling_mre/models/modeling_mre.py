@@ -78,11 +78,14 @@ def marker_positions(input_ids: torch.LongTensor, marker_id: int, marker_name: s
 
 
 def masked_mean(states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """The mean over the positions `mask` keeps (all, without one): (batch, seq_len, hidden) -> (batch, hidden)."""
+    """
+    The mean over the positions `mask` keeps (all, without one): (batch, seq_len, hidden) -> (batch, hidden);
+    zeros for a row that keeps none (an entity truncated away, a post without pictures).
+    """
     if mask is None:
         return states.mean(1)
     mask = mask[..., None].to(states.dtype)
-    return (states * mask).sum(1) / mask.sum(1)
+    return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
 def pool_entity_pair(

@@ -7,8 +7,9 @@ each a part that `WMAJLConfig` switches off (the model card lists what is the pa
    so the two modalities exchange information only through them and each keeps its own stream.
 2. Alignment against modality noise: a variational constraint on both streams (KL to N(0, I)) and a
    contrastive (InfoNCE) alignment of the pooled text and image samples across the batch.
-3. Relative position kept through the encoder: an auxiliary NER task over the head and tail spans
-   and output supervision of intermediate text layers.
+3. Relative position kept through the encoder: an auxiliary NER task that finds the head and tail in
+   the text without its entity markers, and output supervision of intermediate text layers, each
+   read by a classifier of its own.
 4. A label-centric self-information loss: InfoNCE between each pair and learnable label embeddings.
 """
 
@@ -18,6 +19,7 @@ from typing import Unpack
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers import initialization as init
 
 from .configuration_mre import relation_type_indices
 from .configuration_wmajl import WMAJLConfig
@@ -52,13 +54,12 @@ class WMAJLOutput(RelationExtractionOutput):
         contrastive_loss (`torch.FloatTensor` of shape `()`, *optional*):
             Symmetric InfoNCE between pooled text and image samples of the examples with an image.
         ner_loss (`torch.FloatTensor` of shape `()`, *optional*, returned with `labels`):
-            Auxiliary NER loss over the real tokens.
+            Auxiliary NER loss: the tags of the head and tail (`O`, `B-<type>`, `I-<type>`, types in
+            `config.entity_types`) over the real tokens of the text with its entity markers removed.
         intermediate_loss (`torch.FloatTensor` of shape `()`, *optional*, returned with `labels`):
             Mean relation cross-entropy of the supervised intermediate text layers.
         label_loss (`torch.FloatTensor` of shape `()`, *optional*, returned with `labels`):
             Label-centric self-information (InfoNCE) loss of the pair representations.
-        ner_logits (`torch.FloatTensor` of shape `(batch_size, seq_len, 1 + 2 * num_entity_types)`, *optional*):
-            Scores of the tags `O`, `B-<type>`..., `I-<type>`... (types in `config.entity_types`).
     """
 
     kl_loss: torch.FloatTensor | None = None
@@ -66,7 +67,6 @@ class WMAJLOutput(RelationExtractionOutput):
     ner_loss: torch.FloatTensor | None = None
     intermediate_loss: torch.FloatTensor | None = None
     label_loss: torch.FloatTensor | None = None
-    ner_logits: torch.FloatTensor | None = None
 
 
 class WMAJLVariationalHead(nn.Module):
@@ -161,15 +161,24 @@ class WMAJLForRelationExtraction(MREVisualModel):
                 CrossAttentionLayer(*arguments) for _ in range(config.num_fusion_layers)
             )
         if config.use_position_supervision:
-            self.ner_head = nn.Linear(hidden_size, 1 + 2 * len(config.entity_types))
+            text_width = config.text_config.hidden_size
+            self.ner_head = nn.Linear(text_width, 1 + 2 * len(config.entity_types))
+            # Each supervised layer's states live in a space of their own: a classifier each.
+            self.layer_classifiers = nn.ModuleList(nn.Linear(2 * text_width, config.num_labels) for _ in config.supervised_layers)
         if config.use_label_loss:
             self.label_embeddings = nn.Embedding(config.num_labels, 2 * hidden_size)
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(2 * hidden_size, config.num_labels)
 
         # (num_labels, 2): each relation's head and tail type index in config.entity_types, -1 if untyped.
+        # Derived from the config, so not saved: `_init_weights` fills it again in `from_pretrained`.
         self.register_buffer("relation_entity_types", torch.tensor(relation_type_indices(config)), persistent=False)
         self.post_init()
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if module is self:
+            init.copy_(self.relation_entity_types, torch.tensor(relation_type_indices(self.config)))
 
     def fuse(self, text, text_mask, image, image_mask) -> torch.Tensor:
         """The text stream after N rounds through the watchers (or, ablated, reading the image directly)."""
@@ -219,13 +228,39 @@ class WMAJLForRelationExtraction(MREVisualModel):
         allowed[..., 0] = ~entity
         return allowed
 
-    def ner_loss(self, ner_logits, input_ids, text_mask, labels) -> torch.Tensor:
-        """-log P(allowed tags) per real token, averaged."""
-        allowed = self.ner_tags(input_ids, labels)
-        ner_logits = ner_logits.float()
+    def unmarked_text(self, input_ids: torch.LongTensor, text_mask: torch.BoolTensor) -> tuple[torch.LongTensor, torch.BoolTensor, torch.LongTensor]:
+        """
+        The text without its entity markers, left-aligned and padded to its longest row: its ids and
+        mask `(batch, unmarked_len)`, and the position each token came from (`seq_len` for padding).
+        """
+        config = self.config
+        markers = torch.tensor(
+            [config.head_start_token_id, config.head_end_token_id, config.tail_start_token_id, config.tail_end_token_id],
+            device=input_ids.device,
+        )
+        kept = text_mask & ~torch.isin(input_ids, markers)  # (batch, seq_len)
+        seq_len = input_ids.shape[1]
+        # The kept positions first, in order; markers and padding after them.
+        order = torch.where(kept, torch.arange(seq_len, device=input_ids.device), seq_len).sort(-1).values
+        order = order[:, : int(kept.sum(-1).max())]
+        unmarked_mask = order < seq_len
+        pad_id = config.text_config.pad_token_id or 0
+        unmarked_ids = torch.where(unmarked_mask, input_ids.gather(1, order.clamp(max=seq_len - 1)), pad_id)
+        return unmarked_ids, unmarked_mask, order
+
+    def ner_loss(self, input_ids, text_mask, labels) -> torch.Tensor:
+        """
+        -log P(allowed tags) per real token of the unmarked text, averaged: the encoder must find the
+        head and the tail without the markers that delimit them.
+        """
+        unmarked_ids, unmarked_mask, order = self.unmarked_text(input_ids, text_mask)
+        states = self.text_encoder(input_ids=unmarked_ids, attention_mask=unmarked_mask.long()).last_hidden_state
+        ner_logits = self.ner_head(states).float()  # (batch, seq_len, tags)
+        allowed = self.ner_tags(input_ids, labels)  # on the marked text, whose markers give the spans
+        allowed = allowed.gather(1, order.clamp(max=input_ids.shape[1] - 1)[..., None].expand(-1, -1, allowed.shape[-1]))
         log_allowed = ner_logits.masked_fill(~allowed, torch.finfo(ner_logits.dtype).min).logsumexp(-1)
         token_losses = ner_logits.logsumexp(-1) - log_allowed  # (batch, seq_len)
-        return (token_losses * text_mask).sum() / text_mask.sum()
+        return (token_losses * unmarked_mask).sum() / unmarked_mask.sum()
 
     def forward(
         self,
@@ -272,24 +307,20 @@ class WMAJLForRelationExtraction(MREVisualModel):
         text = self.fuse(text, text_mask, image, image_mask)  # (batch, seq_len, hidden)
         pair_representation = pool_entity_pair(text, input_ids, config)  # (batch, 2 * hidden)
         logits = self.classifier(self.dropout(pair_representation))  # (batch, num_labels)
-        ner_logits = self.ner_head(text) if config.use_position_supervision else None  # (batch, seq_len, tags)
 
         loss = classification_loss = ner_loss = intermediate_loss = label_loss = None
         if labels is not None:
             classification_loss = F.cross_entropy(logits, labels)
             ner_loss = intermediate_loss = label_loss = zero
             if config.use_position_supervision:
-                ner_loss = self.ner_loss(ner_logits, input_ids, text_mask, labels)
+                ner_loss = self.ner_loss(input_ids, text_mask, labels)
             if supervise_layers:
                 # The relation read at intermediate layers: positions must survive every layer, not just the last.
                 layer_losses = [
                     F.cross_entropy(
-                        self.classifier(self.dropout(pool_entity_pair(
-                            self.text_projection(text_outputs.hidden_states[layer]), input_ids, config
-                        ))),
-                        labels,
+                        classifier(self.dropout(pool_entity_pair(text_outputs.hidden_states[layer], input_ids, config))), labels
                     )
-                    for layer in config.supervised_layers
+                    for classifier, layer in zip(self.layer_classifiers, config.supervised_layers)
                 ]
                 intermediate_loss = torch.stack(layer_losses).mean()
             if config.use_label_loss:
@@ -312,5 +343,4 @@ class WMAJLForRelationExtraction(MREVisualModel):
             ner_loss=ner_loss,
             intermediate_loss=intermediate_loss,
             label_loss=label_loss,
-            ner_logits=ner_logits,
         )

@@ -36,8 +36,9 @@ class MultimodalRelationExtractionPipeline(Pipeline):
     Each result echoes the tail it is about. A retrieval model (ROC) also ranks relations given for
     the call, `candidate_relations={"name": "description", ...}` (or names it knows), new ones included;
     they live in that call's inputs only (two threads may rank their own at once).
-    A method that weighs the image against the text (DFMA)
-    adds `"image_weight"`: how much that prediction leaned on the image, from 0 (the text alone) to 1.
+    A method that gates the image (DFMA)
+    adds `"image_weight"`: how much that prediction took from the image, from 0 (the text alone,
+    exactly 0 for a post without an image) towards 1.
     """
 
     _load_processor = True
