@@ -201,6 +201,7 @@ def mean_std(values: list[float]) -> str:
 
 def controlled_sweep(args) -> None:
     """Every method over seeds and noise shares on the controlled benchmark: a table and a figure."""
+    origin = provenance()  # the code the runs train with, before anything can change it
     ceilings, runs = {}, {}  # noise -> [ceilings per seed]; (variant, noise, seed) -> Run
     rows = variants(args)
     for seed in args.seeds:
@@ -253,7 +254,7 @@ def controlled_sweep(args) -> None:
     (args.output_dir / "controlled_summary.json").write_text(json.dumps(summary, indent=2))
     if args.results_json:
         args.results_json.parent.mkdir(parents=True, exist_ok=True)
-        args.results_json.write_text(json.dumps({**provenance(), **summary}, indent=2) + "\n")
+        args.results_json.write_text(json.dumps({**origin, **summary}, indent=2) + "\n")
         print(f"results: {args.results_json}")
 
 

@@ -49,6 +49,8 @@ from modeling_mre.backbones import embedded_text_backbone, embedded_vision_backb
 from modeling_mre.data.feature_cache import add_image_features, stack_image_features  # noqa: E402
 from modeling_mre.training import LengthGroupedSampler  # noqa: E402
 
+from common import provenance  # noqa: E402  (benchmarks/common.py)
+
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MNRE = REPO.parent / "shared" / "data" / "mnre"
@@ -175,11 +177,13 @@ def main():
     datasets.disable_progress_bars()
     datasets.disable_caching()  # the benchmark's derived datasets live in temporary files only
     torch.manual_seed(args.seed)
+    origin = provenance()
     with tempfile.TemporaryDirectory(prefix="mre-speed-") as workdir:
         report = benchmark(args, Path(workdir))
     print(report["markdown"])
     if args.output_json:
-        args.output_json.write_text(json.dumps({k: v for k, v in report.items() if k != "markdown"}, indent=2))
+        args.output_json.parent.mkdir(parents=True, exist_ok=True)
+        args.output_json.write_text(json.dumps({**origin, **report}, indent=2) + "\n")
 
 
 def build_models(processor, label_names, device) -> dict:

@@ -2,6 +2,7 @@
 A Gradio demo of a multimodal relation extraction model, laid out as a Hugging Face Space.
 
     MRE_MODEL=outputs/mmib-demo python space/app.py      # or `make space`; MRE_MODEL may be a Hub id
+    MRE_MODEL=user/mre-mmib MRE_MODEL_REVISION=<commit> python space/app.py   # remote code pinned to a revision
 
 The model loads with `pipeline("multimodal-relation-extraction", trust_remote_code=True)`: this app
 needs torch, transformers and gradio, not modeling_mre. Example rows come from the `demo_data/` that
@@ -23,10 +24,13 @@ NUM_EXAMPLES = 8
 ENTITY_PATTERN = re.compile(r"[#@]\w+|[A-Z][\w'&.-]*(?:\s+[A-Z][\w'&.-]*)*")
 
 
-def load_extractor(model: str):
-    """The pipeline of `model` (folder or Hub id), or the message that says why there is none."""
+def load_extractor(model: str, revision: str | None = None):
+    """
+    The pipeline of `model` (folder or Hub id, at `revision`: a Space that runs remote code should pin
+    the commit it was checked at), or the message that says why there is none.
+    """
     try:
-        return pipeline("multimodal-relation-extraction", model=model, trust_remote_code=True), None
+        return pipeline("multimodal-relation-extraction", model=model, revision=revision, trust_remote_code=True), None
     except (OSError, ValueError) as error:  # no such folder, or no such repository on the Hub (or offline)
         return None, (
             f"No model could be loaded from `{model}` ({error}). Run `make demo` to train the default one, "
@@ -76,8 +80,8 @@ def parse_candidates(lines: str) -> dict[str, str | None] | None:
     return candidates or None
 
 
-def build_demo(model: str) -> gr.Blocks:
-    extractor, problem = load_extractor(model)
+def build_demo(model: str, revision: str | None = None) -> gr.Blocks:
+    extractor, problem = load_extractor(model, revision)
     with gr.Blocks(title="Multimodal relation extraction") as demo:
         gr.Markdown("# Multimodal relation extraction")
         if extractor is None:
@@ -169,4 +173,4 @@ def build_demo(model: str) -> gr.Blocks:
 
 if __name__ == "__main__":
     # On a Space, GRADIO_SERVER_NAME is 0.0.0.0; here gradio's default serves 127.0.0.1 only.
-    build_demo(os.environ.get("MRE_MODEL", str(DEFAULT_MODEL))).launch()
+    build_demo(os.environ.get("MRE_MODEL", str(DEFAULT_MODEL)), os.environ.get("MRE_MODEL_REVISION") or None).launch()

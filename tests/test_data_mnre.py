@@ -213,6 +213,14 @@ class TestFilesAndSchema:
         assert dataset["train"][1]["relation"] == 0
         assert dataset["test"][0]["id"] == "test-0"
 
+    def test_files_saved_with_a_byte_order_mark(self, tmp_path):
+        # As a Windows editor saves them: the mark is not part of the first record (nor of the JSON).
+        plain = load_mnre(write_dataset(tmp_path / "plain", [record(), record(relation="None")]))["train"]
+        marked = write_dataset(tmp_path / "marked", [record(), record(relation="None")])
+        for name in ("ours_train.txt", "ours_rel2id.json"):
+            (marked / name).write_bytes(b"\xef\xbb\xbf" + (marked / name).read_bytes())
+        assert load_mnre(marked)["train"].to_list() == plain.to_list()
+
     def test_empty_split_file(self, tmp_path):
         root = write_dataset(tmp_path / "data", [record()])
         (root / "ours_test.txt").write_text("\n")

@@ -171,7 +171,21 @@ def test_evaluate_module_accumulates_batches_and_names_what_is_missing(evaluate_
     evaluate_module.add_batch(predictions=[0, 1], references=[0, 0])
     evaluate_module.add(predictions=2, references=2)
     assert evaluate_module.compute(label_names=LABELS) == compute_mre_metrics([0, 1, 2], [0, 0, 2], LABELS)
-    with pytest.raises(ValueError, match="label_names is required"):
-        evaluate_module.compute(predictions=[1], references=[1])
     with pytest.raises(ValueError, match="outside"):
         evaluate_module.compute(predictions=[3], references=[1], label_names=LABELS)
+
+
+def test_evaluate_module_computes_from_ids_alone_as_the_hub_widget_calls_it(evaluate_module):
+    # The widget passes predictions and references only: ids name themselves and 0 is the negative class.
+    ids = evaluate_module.compute(predictions=[0, 1, 2, 2], references=[0, 1, 1, 2])
+    assert ids == compute_mre_metrics([0, 1, 2, 2], [0, 1, 1, 2], ["0", "1", "2"], negative_label="0")
+    assert ids["micro_f1"] == pytest.approx(2 / 3) and set(ids["per_relation"]) == {"1", "2"}
+    other = evaluate_module.compute(predictions=[0, 1, 2], references=[0, 1, 1], negative_label=2)
+    assert set(other["per_relation"]) == {"0", "1"}
+
+
+def test_the_metric_folder_ships_the_package_metric_as_a_real_file():
+    folder = Path(__file__).parents[1] / "metrics" / "mre"
+    shipped = folder / "mre_metrics.py"
+    assert not shipped.is_symlink()  # a git push of a symlink leaves it dangling on the Hub
+    assert shipped.read_text() == (Path(__file__).parents[1] / "modeling_mre" / "metrics.py").read_text()

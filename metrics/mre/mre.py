@@ -1,8 +1,9 @@
 """
 The metric of the MNRE peers (HVPNeT, MKGformer, MMIB: OpenNRE's `eval_result`) as an `evaluate` module:
 accuracy over all instances, micro precision, recall and F1 over the relations other than the negative
-one, a per-relation report and the confusion matrix. It is `modeling_mre.compute_mre_metrics` itself
-(`mre_metrics.py` beside this file), so both give the same figures.
+one, a per-relation report and the confusion matrix. It is `modeling_mre.compute_mre_metrics` itself:
+`mre_metrics.py` beside this file is a copy of `modeling_mre/metrics.py` (a real file, so the folder
+deploys as it is; tests/test_metrics.py keeps the two equal), so both give the same figures.
 """
 
 import datasets
@@ -24,8 +25,10 @@ _KWARGS_DESCRIPTION = """
 Args:
     predictions: predicted relation ids.
     references: gold relation ids.
-    label_names: the relation names indexed by id.
-    negative_label: the "no relation" name, overriding the automatic choice.
+    label_names: the relation names indexed by id. Without them (as the Hub widget calls it) the ids
+        name themselves ("0", "1", ...) and 0 is the negative class, unless `negative_label` says
+        which id is.
+    negative_label: the "no relation" name (an id without `label_names`), overriding the automatic choice.
 Returns:
     accuracy, micro_precision, micro_recall, micro_f1 (fractions in [0, 1]), num_examples,
     per_relation ({name: {precision, recall, f1, support}} for each relation but the negative one) and
@@ -62,5 +65,6 @@ class MRE(evaluate.Metric):
 
     def _compute(self, predictions, references, label_names=None, negative_label=None):
         if label_names is None:
-            raise ValueError("label_names is required: the relation names indexed by id (model.config.id2label's values)")
+            label_names = [str(label) for label in range(max([*predictions, *references], default=0) + 1)]
+            negative_label = "0" if negative_label is None else str(negative_label)
         return compute_mre_metrics(predictions, references, label_names, negative_label=negative_label)

@@ -162,7 +162,7 @@ def _read_objects(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _read_captions(path: Path) -> dict[str, dict[str, str]]:
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         try:
             captions = json.load(f)
         except json.JSONDecodeError as err:

@@ -64,7 +64,7 @@ def find_split_files(data_dir: Path, candidates: dict[str, tuple[str, ...]], dat
 
 
 def read_rel2id(path: Path) -> dict[str, int]:
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         rel2id = json.load(f)
     if not isinstance(rel2id, dict) or not all(
         isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in rel2id.items()
@@ -86,7 +86,7 @@ def is_plain_file_name(value: Any) -> bool:
 
 def read_literal_lines(path: Path) -> Iterator[tuple[int, Any, str]]:
     """`(0-based line index, parsed Python literal, "<path> line N")` per non-blank line; never `eval`."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         for index, line in enumerate(f):
             if not line.strip():
                 continue
