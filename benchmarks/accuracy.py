@@ -58,6 +58,8 @@ from common import provenance  # benchmarks/common.py
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = (("accuracy", "Acc"), ("micro_precision", "P"), ("micro_recall", "R"), ("micro_f1", "F1"))
+# The generator's ceilings, by what their reader sees (modeling_mre.data.controlled).
+CEILINGS = {"text": "text only", "image": "image only", "unguided": "both, object not named", "both": "both"}
 
 
 def parse_args():
@@ -264,7 +266,8 @@ def controlled_figure(summary: dict, path: Path) -> None:
     FigureCanvasAgg(figure)
     axes = figure.subplots()
     noises = summary["noise_shares"]
-    ceiling_styles = (("both", ":"), ("image", "-."), ("text", "--"))
+    styles = {"both": ":", "unguided": (0, (5, 1, 1, 1)), "image": "-.", "text": "--"}
+    ceiling_styles = [(reader, styles[reader]) for reader in CEILINGS if reader in summary["ceilings"][str(noises[0])][0]]
     scores = {row["label"]: [[100 * r["test"]["micro_f1"] for r in row["runs"][str(n)]] for n in noises] for row in summary["rows"]}
     spread = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0  # noqa: E731
     if len(noises) == 1:
@@ -274,13 +277,13 @@ def controlled_figure(summary: dict, path: Path) -> None:
         axes.set_xticks(range(len(labels)), [label.replace(" without ", "\nwithout ") for label in labels], fontsize="small")
         for reader, style in ceiling_styles:
             value = 100 * statistics.mean(c[reader]["micro_f1"] for c in summary["ceilings"][str(noises[0])])
-            axes.axhline(value, linestyle=style, color="grey", label=f"ceiling: {'both' if reader == 'both' else reader + ' only'}")
+            axes.axhline(value, linestyle=style, color="grey", label=f"ceiling: {CEILINGS[reader]}")
         axes.set(ylabel="test micro-F1 (%)", ylim=(0, 102))
         axes.set_title(f"Controlled benchmark, noise share {noises[0]}\n({summary['dials']})", fontsize="small")
     else:
         for reader, style in ceiling_styles:
             values = [100 * statistics.mean(c[reader]["micro_f1"] for c in summary["ceilings"][str(n)]) for n in noises]
-            axes.plot(noises, values, linestyle=style, color="grey", label=f"ceiling: {'both' if reader == 'both' else reader + ' only'}")
+            axes.plot(noises, values, linestyle=style, color="grey", label=f"ceiling: {CEILINGS[reader]}")
         for label, per_noise in scores.items():
             axes.errorbar(noises, [statistics.mean(s) for s in per_noise], yerr=[spread(s) for s in per_noise],
                           marker="o", capsize=3, label=label)
@@ -309,11 +312,10 @@ def controlled_table(summary: dict) -> str:
     ]
     for noise in summary["noise_shares"]:
         ceilings = summary["ceilings"][str(noise)]
-        for reader in ("text", "image", "both"):
+        for reader in [name for name in CEILINGS if name in ceilings[0]]:
             f1 = mean_std([c[reader]["micro_f1"] for c in ceilings])
             accuracy = mean_std([c[reader]["accuracy"] for c in ceilings])
-            label = "both" if reader == "both" else f"{reader} only"
-            lines.append(f"| {noise} | ceiling: {label} | {f1} | {accuracy} | |")
+            lines.append(f"| {noise} | ceiling: {CEILINGS[reader]} | {f1} | {accuracy} | |")
         for row in summary["rows"]:
             seed_runs = row["runs"][str(noise)]
             epochs = ", ".join(str(r["best_epoch"]) for r in seed_runs)

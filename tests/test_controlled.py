@@ -55,11 +55,11 @@ def test_missing_pictures_and_fine_grained_pairs(tmp_path):
     assert 0.5 < info["ceilings"]["train"]["both"]["accuracy"] < 0.9
 
 
-def test_candidate_objects_make_the_text_say_where_the_scene_is(clean, tmp_path):
+def test_candidate_objects_make_the_text_say_which_object_matters(clean, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from modeling_mre.data.controlled import QUADRANTS
+    from modeling_mre.data.controlled import OBJECT_COLOURS
 
     folder, info = clean
     three = write_controlled_dataset(tmp_path / "three", num_candidate_objects=3, **SMALL)
@@ -67,9 +67,10 @@ def test_candidate_objects_make_the_text_say_where_the_scene_is(clean, tmp_path)
     dataset = load_mnre(tmp_path / "three")
     plain = load_mnre(folder)
     for row, original in zip(dataset["train"], plain["train"]):
-        # The post is the same text, then the quadrant: "( photo : top left )".
+        # The post is the same text, then the named object's colour: "( photo : the red one )".
         assert row["tokens"][: len(original["tokens"])] == original["tokens"] and row["relation"] == original["relation"]
-        assert " ".join(row["tokens"][len(original["tokens"]) + 3 : -1]) in QUADRANTS
+        cue = row["tokens"][len(original["tokens"]) :]
+        assert cue[:4] == ["(", "photo", ":", "the"] and cue[4] in OBJECT_COLOURS and cue[5:] == ["one", ")"]
     pixels = np.asarray(Image.open(tmp_path / "three/img_org/train/controlled_train_00000.png"), dtype=np.float32)
     half = pixels.shape[0] // 2
     quadrants = [pixels[top : top + half, left : left + half] for top in (0, half) for left in (0, half)]
@@ -80,6 +81,12 @@ def test_candidate_objects_make_the_text_say_where_the_scene_is(clean, tmp_path)
         assert ceilings["both"]["accuracy"] == 1.0 and ceilings["image"]["accuracy"] < 0.35
         assert ceilings["text"] == info["ceilings"][split]["text"]
         assert three["ceilings"][split]["image"]["accuracy"] < two["ceilings"][split]["image"]["accuracy"] < info["ceilings"][split]["image"]["accuracy"]
+        # Reading both without knowing which object the post names: no better than the text with three
+        # objects; with two, half the scenes, so between the text alone and both.
+        assert ceilings["unguided"] == ceilings["text"]
+        guessing = two["ceilings"][split]
+        assert guessing["text"]["accuracy"] < guessing["unguided"]["accuracy"] < guessing["both"]["accuracy"] == 1.0
+    assert "unguided" not in info["ceilings"]["test"]
     with pytest.raises(ValueError, match="set one of them"):
         Dials(num_candidate_objects=2, num_distractors=1)
     with pytest.raises(ValueError, match="box already says"):

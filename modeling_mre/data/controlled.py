@@ -17,16 +17,17 @@ that predictor's micro-F1. The dials:
 - `missing_share`: posts without a picture ("no image").
 - `fine_grained_pairs`: how many scenes come in two variants that differ only in the texture's scale
   (`-fine`, `-coarse`), each a relation of its own (WMAJL's and ROC's fine-grained label confusion).
-- `num_candidate_objects`: the picture holds that many objects in distinct quadrants, each with the
-  texture of a different scene, and the post ends with the quadrant the relation is about (`( photo :
-  top left )`); the others are plausible but wrong. The picture alone narrows the scene to one of
-  the objects' (with 3, it tells nothing); only a model that lets the text decide which part of the
-  picture to read can tell it (DFMA's irrelevant regions, MMIB's refinement). 0: the scene covers
-  the whole picture.
+- `num_candidate_objects`: the picture holds that many objects, one per quadrant, each the texture
+  of a different scene in a colour of its own, and the post ends with the colour of the object the
+  relation is about (`( photo : the red one )`); the others are plausible but wrong. The picture
+  alone narrows the scene to one of the objects' (with 3, it tells nothing); only a model that lets
+  the text decide which part of the picture to read can tell it (DFMA's irrelevant regions, MMIB's
+  refinement). The post names a colour, not a place: visual tokens carry no position embedding, so
+  no method here could read "top left". 0: the scene covers the whole picture.
 
 Texts and the label are drawn from their own random streams, so that with the same seed and sizes
 every dial setting gives the same texts and labels: only the pictures change (and, with
-`num_candidate_objects`, the quadrant each post names, from a stream of its own).
+`num_candidate_objects`, the colour each post names, from a stream of its own).
 
     python -m modeling_mre.data.controlled controlled-data --noise_share 0.3 --num_distractors 2
     python -m modeling_mre.data.controlled controlled-more --layout more --num_distractors 3
@@ -81,8 +82,8 @@ _TITLE_TEMPLATES = {
     "neutral": ("Photos : {h}", "In pictures : {h}", "{h} , Tuesday"),
 }
 _OBJECT_CELL = IMAGE_SIZE // 3
-# The quadrants a post can name, in the order of their index (row by row).
-QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
+# The colours a post names its object by, and their RGB; the object's texture is drawn in it on dark grey.
+OBJECT_COLOURS = {"red": (215, 40, 40), "green": (40, 175, 60), "blue": (50, 90, 225)}
 
 
 @dataclass(frozen=True)
@@ -139,31 +140,32 @@ def _picture(scene_label: str, dials: Dials, rng: np.random.Generator) -> Image.
 
 
 def _candidates_picture(
-    scene_label: str, named: int, others: list[int], rng: np.random.Generator
+    scene_label: str, colours: list[str], rng: np.random.Generator
 ) -> tuple[Image.Image, tuple[str, ...]]:
     """
-    A plain background with the scene's texture in quadrant `named` and, in each of the quadrants
-    `others`, the texture of another scene (each a different one); returns the picture and the scene
-    labels it shows, sorted: all that a reader of the picture alone can use, as the named quadrant is
-    equally likely to be any of them.
+    A plain grey picture with one object per colour of `colours`, in distinct quadrants: the first is
+    the scene's texture, each other one the texture of another scene. Returns the picture and the
+    scene labels it shows, sorted: all that a reader of the picture alone can use, as the named
+    colour is equally likely to be any object's.
     """
     scene, _, variant = scene_label.partition("-")
     variants = scene_labels(len(SCENES))  # any scene's label, split or not
     half = IMAGE_SIZE // 2
-    pixels = rng.uniform(0, 255, size=3).astype(np.float32) * np.ones((IMAGE_SIZE, IMAGE_SIZE, 3), np.float32)
-    other_scenes = rng.permutation([name for name in SCENES if name != scene])[: len(others)].tolist()
-    objects = [(named, scene_label)]
-    for quadrant, other in zip(others, other_scenes):
+    pixels = np.full((IMAGE_SIZE, IMAGE_SIZE, 3), 150.0, np.float32) + rng.uniform(-15, 15, size=3).astype(np.float32)
+    other_scenes = rng.permutation([name for name in SCENES if name != scene])[: len(colours) - 1].tolist()
+    labels = [scene_label]
+    for other in other_scenes:
         # A split scene's variant is drawn as for the named object, so its scale tells nothing.
         split = [label for label in variants if label.startswith(f"{other}-")] if variant else []
-        objects.append((quadrant, str(rng.choice(split)) if split else other))
-    for quadrant, label in objects:
+        labels.append(str(rng.choice(split)) if split else other)
+    for quadrant, label, colour in zip(rng.permutation(4).tolist(), labels, colours):
         name, _, label_variant = label.partition("-")
         top, left = (quadrant // 2) * half, (quadrant % 2) * half
-        foreground, background = two_colours(rng)
+        foreground = np.array(OBJECT_COLOURS[colour], np.float32) + rng.uniform(-20, 20, size=3).astype(np.float32)
+        background = rng.uniform(20, 50, size=3).astype(np.float32)
         mask = texture_mask(SCENES.index(name), rng, VARIANT_PERIODS.get(label_variant, (10.0, 24.0)))[:half, :half, None]
         pixels[top : top + half, left : left + half] = mask * foreground + (1 - mask) * background
-    return with_noise(pixels, rng), tuple(sorted(label for _, label in objects))
+    return with_noise(pixels, rng), tuple(sorted(labels))
 
 
 def _objects_picture(
@@ -220,13 +222,15 @@ def _write_split(
     label_rng = np.random.default_rng([seed, split_index, 11])
     picture_rng = np.random.default_rng([seed, split_index, 12, dials.num_distractors, dials.fine_grained_pairs])
     presence_rng = np.random.default_rng([seed, split_index, 13])
-    quadrant_rng = np.random.default_rng([seed, split_index, 14])
+    colour_rng = np.random.default_rng([seed, split_index, 14])
     scenes = scene_labels(dials.fine_grained_pairs)
     names = relation_names(dials.fine_grained_pairs)
     image_folder = root / "img_org" / split
     image_folder.mkdir(parents=True)
     lines, objects, references, posts = [], {}, [], []
-    seen = {"text": [], "image": [], "both": []}  # what each reader can observe of every post
+    # What each reader can observe of every post; with candidate objects, "unguided" reads both
+    # modalities but not which object the text names.
+    seen = {"text": [], "image": [], "both": [], **({"unguided": []} if dials.num_candidate_objects else {})}
     for index in range(size):
         register = "neutral" if label_rng.random() < NONE_SHARE else REGISTERS[int(label_rng.integers(len(REGISTERS)))]
         scene_draw = label_rng.random()  # one draw whatever the variants, so labels agree across dials
@@ -243,12 +247,13 @@ def _write_split(
         image_seen = scene_seen
         if layout == "mnre":
             if dials.num_candidate_objects:
-                named, *others = quadrant_rng.permutation(len(QUADRANTS))[: dials.num_candidate_objects].tolist()
-                tokens = [*tokens, "(", "photo", ":", *QUADRANTS[named].split(), ")"]
+                # The named object's colour first, then the others'.
+                colours = colour_rng.permutation(list(OBJECT_COLOURS))[: dials.num_candidate_objects].tolist()
+                tokens = [*tokens, "(", "photo", ":", "the", colours[0], "one", ")"]
             if unrelated:
                 picture = _unrelated_picture(picture_rng)
             elif dials.num_candidate_objects:
-                picture, shown = _candidates_picture(scene_label, named, others, picture_rng)
+                picture, shown = _candidates_picture(scene_label, colours, picture_rng)
                 if not missing:  # the picture alone shows the objects, not which one the post names
                     image_seen = shown
             else:
@@ -265,6 +270,8 @@ def _write_split(
         seen["text"].append(register)
         seen["image"].append(image_seen)
         seen["both"].append((register, scene_seen))
+        if dials.num_candidate_objects:
+            seen["unguided"].append((register, image_seen))
     if layout == "mnre":
         (root / f"ours_{split}.txt").write_text("".join(lines), encoding="utf-8")
     else:
@@ -295,7 +302,8 @@ def write_controlled_dataset(
     Write the controlled benchmark in the MNRE peers' layout (`load_mnre(output_dir)` reads it), or
     with `layout="more"` in MORE's (`load_more`; the tail is an object of the picture, whose texture
     is the scene, and distractors are the other objects), and return its description: the dials, the
-    relations, per split the ceilings `{"text", "image", "both"}` of micro-F1 and accuracy, and per
+    relations, per split the ceilings `{"text", "image", "both"}` of micro-F1 and accuracy (and, with
+    candidate objects, `"unguided"`: both modalities without knowing which object the post names), and per
     split each post's hidden causes (`posts`: its image id, relation, and whether its picture is
     unrelated or missing), also in `output_dir/demo_info.json`. Written atomically, as
     the demo datasets; the same arguments always give the same files.
