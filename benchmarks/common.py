@@ -29,7 +29,8 @@ def training_info(folder: str) -> dict:
     """How the model in `folder` was trained, from its `eval_results.json` (train_accelerate.py's)."""
     results = os.path.join(folder, "eval_results.json")
     trained = json.load(open(results, encoding="utf-8")) if os.path.isfile(results) else {}
-    return {key: trained.get(key) for key in ("method", "dataset", "seed", "best_epoch", "held_out_relations")} | {
+    keys = ("method", "dataset", "seed", "best_epoch", "held_out_relations", "validation_from_train")
+    return {key: trained.get(key) for key in keys} | {
         "validation_micro_f1": trained.get("validation", {}).get("micro_f1")
     }
 

@@ -25,7 +25,9 @@ image on this machine): how often the intended relation comes first among all re
 but `None`, the zero-shot setting where a pair is known to be related (chance: 1 / their number). With
 `--margins`, it predicts the whole validation split with each `trained_relation_margin` (the cosine taken
 from every relation that training saw) and reports micro-F1 with the held-out relations' precision and
-recall: the calibration of the config's margin.
+recall: the calibration of the config's margin. For a folder trained with `--validation_from_train`,
+"validation" is the same rows of train its training selected on, and the margin with the best micro-F1
+there is then evaluated once on the data's validation split (`chosen_margin`, `reported`).
 
 The new relations are four that MNRE's label set lacks and `/per/per/rival`, which it lacks by name
 but annotates as `/per/per/peer` ("Daniel Bryan beats AJ Styles" is peer in MNRE train): a model that
@@ -45,7 +47,7 @@ import torch
 from torch.nn import functional as F
 from transformers import AutoModel, AutoProcessor, pipeline
 
-from modeling_mre import compute_mre_metrics, load_mnre
+from modeling_mre import carve_validation_from_train, compute_mre_metrics, load_mnre
 from modeling_mre.models.modeling_mre import masked_mean
 from modeling_mre.models.modeling_roc import cosines, mean_directions
 from modeling_mre.models.processing_mre import fill_description
@@ -185,11 +187,19 @@ def main():
     processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
     summary = {"model": args.model, **provenance(), "training": training_info(args.model)}
     if args.data_dir:  # among the relations the folder was trained with, before any is added
-        validation = load_mnre(args.data_dir)["validation"]
+        dataset = load_mnre(args.data_dir)
+        carved = summary["training"]["validation_from_train"]
+        if carved:  # the split the folder selected on, carved from train as its training carved it
+            dataset = carve_validation_from_train(dataset, carved, summary["training"]["seed"])
+        validation = dataset["validation"]
         model.to("cuda" if torch.cuda.is_available() else "cpu")
         summary["validation"] = rank_validation(model, processor, validation, args.relations)
         if args.margins:
             summary["margins"] = margin_sweep(model, processor, validation, args.relations, args.margins)
+            if carved:  # chosen on rows of train, reported once on the split nothing was chosen on
+                summary["chosen_margin"] = max(summary["margins"], key=lambda row: row["micro_f1"])["margin"]
+                print(f"\nmargin {summary['chosen_margin']:g}, chosen on {len(validation)} rows of train, on {args.data_dir}'s validation:")
+                summary["reported"] = margin_sweep(model, processor, dataset["test"], args.relations, [summary["chosen_margin"]])[0]
         model.to("cpu")
     if args.zeroshot:
         summary["zeroshot"] = zero_shot(args.model, model, processor, args.zeroshot, args.per_relation, args.seed)

@@ -13,6 +13,7 @@ from .atomic import atomic_folder
 from .backbones import embedded_text_backbone, embedded_vision_backbone
 from .data import (
     add_image_features,
+    carve_validation_from_train,
     load_mnre,
     load_more,
     record_features,
@@ -84,6 +85,7 @@ __all__ = [
     "WMAJLOutput",
     "add_image_features",
     "atomic_folder",
+    "carve_validation_from_train",
     "compute_mre_metrics",
     "embedded_text_backbone",
     "embedded_vision_backbone",

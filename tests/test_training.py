@@ -19,7 +19,14 @@ import pytest
 import torch
 from PIL import Image
 
-from modeling_mre import MMIBForRelationExtraction, MREProcessor, WMAJLForRelationExtraction
+from modeling_mre import (
+    MMIBForRelationExtraction,
+    MREProcessor,
+    WMAJLForRelationExtraction,
+    carve_validation_from_train,
+    load_mnre,
+    write_demo_dataset,
+)
 from modeling_mre.data.more import load_more
 from modeling_mre.data.demo import write_more_demo_dataset
 from modeling_mre.models.processing_mre import record_tail
@@ -505,6 +512,27 @@ def test_held_out_relations_leave_train_only(train_script, tmp_path):
     held = {names.index("/per/per/peer"), names.index("/per/per/couple")}
     assert dataset["train"].num_rows > 0 and not held & set(dataset["train"]["relation"])
     assert held <= set(dataset["validation"]["relation"]) and "/per/per/peer" in names
+
+
+def test_validation_carved_from_train_selects_and_the_validation_split_is_reported(train_script, tmp_path):
+    from accelerate import Accelerator
+
+    data_dir = write_demo_dataset(tmp_path / "data", num_train=200, num_validation=40, num_test=40)
+    (data_dir / "ours_test.txt").unlink()  # as MNRE here: train and validation only
+    original = load_mnre(data_dir)
+
+    def carved(seed):
+        flags = ["--dataset", "mnre", "--data_dir", str(data_dir), "--validation_from_train", "0.25", "--seed", str(seed)]
+        return train_script.load_data(train_script.parse_args(["--output_dir", str(tmp_path / "run"), *flags]), Accelerator(cpu=True))
+
+    dataset = carved(3)
+    ids = {split: list(dataset[split]["id"]) for split in dataset}
+    assert ids["test"] == list(original["validation"]["id"])  # reported once, never selected on
+    assert sorted(ids["train"] + ids["validation"]) == sorted(original["train"]["id"])
+    assert len(ids["validation"]) == 50 and set(dataset["validation"]["relation"]) == set(original["train"]["relation"])
+    assert list(carved(3)["validation"]["id"]) == ids["validation"] != list(carved(4)["validation"]["id"])
+    with pytest.raises(ValueError, match="has a test split"):
+        carve_validation_from_train(load_mnre(write_demo_dataset(tmp_path / "with_test")), 0.25, 3)
 
 
 NEW_USER_SCRIPT = textwrap.dedent(

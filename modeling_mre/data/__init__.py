@@ -5,10 +5,12 @@ from .feature_cache import add_image_features, can_cache_image_features, stack_i
 from .mnre import load_mnre
 from .more import load_more
 from .schema import record_features
+from .splits import carve_validation_from_train
 
 __all__ = [
     "add_image_features",
     "can_cache_image_features",
+    "carve_validation_from_train",
     "load_mnre",
     "load_more",
     "record_features",
