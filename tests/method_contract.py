@@ -278,6 +278,20 @@ class MethodContract:
             )
             torch.testing.assert_close(outputs.loss, expected)
 
+    def test_return_dict_false_gives_the_outputs_tuple(self, method_class, processor):
+        model = build_model(method_class, processor).eval()
+        batch = {**encode(processor), "labels": torch.tensor([1, 0, 3])}
+        with torch.no_grad():
+            outputs = model(**batch)
+            as_tuple = model(**batch, return_dict=False)
+            model.config.return_dict = False  # the config's default, as transformers models take it
+            from_config = model(**batch)
+        assert isinstance(as_tuple, tuple) and isinstance(from_config, tuple)
+        for values in (as_tuple, from_config):
+            assert len(values) == len(outputs.to_tuple())
+            for value, expected in zip(values, outputs.to_tuple()):
+                torch.testing.assert_close(value, expected)
+
     def test_bfloat16_forward(self, method_class, processor):
         model = build_model(method_class, processor, object_tails=multimodal(method_class)).eval().to(torch.bfloat16)
         with torch.no_grad():  # the processor's float32 pixels meet bfloat16 weights

@@ -2,6 +2,7 @@
 
 import torch
 from torch import nn
+from transformers.utils import can_return_tuple
 
 from .configuration_baseline import BaselineConfig
 from .modeling_mre import MethodPaper, MREPreTrainedModel, RelationExtractionOutput, build_text_encoder, pool_entity_pair
@@ -25,6 +26,7 @@ class BaselineForRelationExtraction(MREPreTrainedModel):
         self.classifier = nn.Linear(2 * config.text_config.hidden_size, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor,

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers.utils import can_return_tuple
 
 from .configuration_dfma import DFMAConfig
 from .modeling_mre import (
@@ -266,6 +267,7 @@ class DFMAForRelationExtraction(MREVisualModel):
         )
         return torch.cat([masked_mean(embeddings, span) for span in spans], dim=-1)
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor,

@@ -14,6 +14,7 @@ from typing import Unpack
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers.utils import can_return_tuple
 
 from .configuration_mmib import MMIBConfig
 from .modeling_mre import (
@@ -158,6 +159,7 @@ class MMIBForRelationExtraction(MREVisualModel):
             loss = loss + F.binary_cross_entropy_with_logits(negative, torch.zeros_like(negative))
         return loss
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor,

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import AutoTokenizer
+from transformers.utils import can_return_tuple
 
 from .configuration_mre import relation_type_indices
 from .configuration_roc import ROCConfig, complete_descriptions
@@ -325,6 +326,7 @@ class ROCForRelationExtraction(MREVisualModel):
         states = self.description_encoder(input_ids=input_ids, attention_mask=keep.long(), token_type_ids=token_type_ids).last_hidden_state
         return masked_mean(states, keep)
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor,

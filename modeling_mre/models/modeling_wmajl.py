@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import initialization as init
+from transformers.utils import can_return_tuple
 
 from .configuration_mre import relation_type_indices
 from .configuration_wmajl import WMAJLConfig
@@ -262,6 +263,7 @@ class WMAJLForRelationExtraction(MREVisualModel):
         token_losses = ner_logits.logsumexp(-1) - log_allowed  # (batch, seq_len)
         return (token_losses * unmarked_mask).sum() / unmarked_mask.sum()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor,
