@@ -20,7 +20,9 @@ for every seed and noise share (the other dials from their flags), trains every 
 draws test micro-F1 against the noise share, one line per method, beside the ceilings that reading
 the text only, the image only and both allow (`--figure`). A text-only method reads the same texts
 and labels at every dial setting, so it is trained once per seed and its results stand for every
-noise share.
+noise share. `--results_json` also writes the table with every seed's metrics, the command, the
+commit and the machine (the files under benchmarks/results/ that tests/test_results.py checks
+RESULTS.md against); `--figure_from <that file> --figure <png>` draws its figure again.
 
 With `--hold_out`, every method is also trained with those relations' rows removed from train (they
 stay in its label set and in evaluation), and a table compares each held-out relation's precision,
@@ -43,6 +45,7 @@ import os
 import statistics
 import subprocess
 import sys
+import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +105,10 @@ def parse_args():
         help="With --dataset controlled: also write the table, its per-seed metrics and their provenance here.",
     )
     parser.add_argument(
+        "--figure_from", type=Path, default=None, metavar="RESULTS_JSON",
+        help="Only draw --figure again from a controlled sweep's result file (no training).",
+    )
+    parser.add_argument(
         "--launcher", type=str, default=sys.executable, help="Runs the training script, e.g. 'accelerate launch'."
     )
     args, train_flags = parser.parse_known_args()
@@ -110,6 +117,8 @@ def parse_args():
         parser.error("--hold_out compares whole methods: not with --ablations")
     if args.ablations and "--config_overrides" in args.train_flags:
         parser.error("--ablations sets --config_overrides itself")
+    if args.figure_from and args.figure is None:
+        parser.error("--figure_from draws the figure again: say where with --figure")
     if args.figure is None:
         args.figure = REPO / "benchmarks" / ("controlled_ablations.png" if args.ablations else "controlled_noise.png")
     return args
@@ -274,7 +283,7 @@ def controlled_figure(summary: dict, path: Path) -> None:
         labels = list(scores)
         axes.bar(range(len(labels)), [statistics.mean(s[0]) for s in scores.values()],
                  yerr=[spread(s[0]) for s in scores.values()], capsize=4, color="tab:blue", alpha=0.8)
-        axes.set_xticks(range(len(labels)), [label.replace(" without ", "\nwithout ") for label in labels], fontsize="small")
+        axes.set_xticks(range(len(labels)), [textwrap.fill(label, 18) for label in labels], fontsize="small")
         for reader, style in ceiling_styles:
             value = 100 * statistics.mean(c[reader]["micro_f1"] for c in summary["ceilings"][str(noises[0])])
             axes.axhline(value, linestyle=style, color="grey", label=f"ceiling: {CEILINGS[reader]}")
@@ -290,7 +299,7 @@ def controlled_figure(summary: dict, path: Path) -> None:
         axes.set(xlabel="share of posts with an unrelated image", ylabel="test micro-F1 (%)", ylim=(0, 102),
                  title="Controlled benchmark: F1 against image noise")
     axes.grid(alpha=0.3)
-    axes.legend(fontsize="small", loc="lower left")
+    axes.legend(fontsize="small", loc="upper right" if len(noises) == 1 else "lower left", ncols=2 if len(noises) == 1 else 1)
     figure.savefig(path, dpi=120)
 
 
@@ -351,6 +360,8 @@ def held_out_table(args, rows: list[Variant], runs_of, split: str, setting: str)
 
 def main():
     args = parse_args()
+    if args.figure_from:
+        return controlled_figure(json.loads(args.figure_from.read_text()), args.figure)
     if args.dataset == "controlled":
         return controlled_sweep(args)
     rows = variants(args)
