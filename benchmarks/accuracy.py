@@ -283,6 +283,8 @@ def controlled_figure(summary: dict, path: Path) -> None:
         labels = list(scores)
         axes.bar(range(len(labels)), [statistics.mean(s[0]) for s in scores.values()],
                  yerr=[spread(s[0]) for s in scores.values()], capsize=4, color="tab:blue", alpha=0.8)
+        for position, values in enumerate(scores.values()):  # each seed, as a mean hides a seed that never learned
+            axes.scatter([position] * len(values[0]), values[0], color="black", s=12, zorder=3)
         axes.set_xticks(range(len(labels)), [textwrap.fill(label, 18) for label in labels], fontsize="small")
         for reader, style in ceiling_styles:
             value = 100 * statistics.mean(c[reader]["micro_f1"] for c in summary["ceilings"][str(noises[0])])
