@@ -38,7 +38,8 @@ class DFMAConfig(MREConfig):
         use_pyramid_prompts (`bool`, *optional*, defaults to `True`):
             PFE: gated pyramid prompts enter every text encoder layer as an attention prefix.
         use_mutual_fusion (`bool`, *optional*, defaults to `True`):
-            MMF: bidirectional cross-attention after the encoder with a learned text/image balance gate.
+            MMF: bidirectional cross-attention after the encoder. With either module on, one image gate
+            from the entity pair and its pictures scales how much of the image enters (`image_weight`).
     """
 
     model_type = "mre-dfma"

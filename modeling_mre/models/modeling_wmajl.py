@@ -256,11 +256,11 @@ class WMAJLForRelationExtraction(MREVisualModel):
         """
         unmarked_ids, unmarked_mask, order = self.unmarked_text(input_ids, text_mask)
         states = self.text_encoder(input_ids=unmarked_ids, attention_mask=unmarked_mask.long()).last_hidden_state
-        ner_logits = self.ner_head(states).float()  # (batch, seq_len, tags)
+        ner_logits = self.ner_head(states).float()  # (batch, unmarked_len, tags)
         allowed = self.ner_tags(input_ids, labels)  # on the marked text, whose markers give the spans
         allowed = allowed.gather(1, order.clamp(max=input_ids.shape[1] - 1)[..., None].expand(-1, -1, allowed.shape[-1]))
         log_allowed = ner_logits.masked_fill(~allowed, torch.finfo(ner_logits.dtype).min).logsumexp(-1)
-        token_losses = ner_logits.logsumexp(-1) - log_allowed  # (batch, seq_len)
+        token_losses = ner_logits.logsumexp(-1) - log_allowed  # (batch, unmarked_len)
         return (token_losses * unmarked_mask).sum() / unmarked_mask.sum()
 
     @can_return_tuple
