@@ -7,9 +7,9 @@ unrelated (colour blobs, the generator's `noise_share`) or missing. Each run fol
 `demo_info.json` knows every post's picture). Prints, per run, the mean and standard deviation over
 the posts of each kind, and the mean ± standard deviation of those means over the runs (seeds).
 
-    python benchmarks/accuracy.py --methods dfma --ablations --dataset controlled --noise_shares 0.25 \
-        --num_candidate_objects 3 --output_dir outputs/dfma-candidates
-    python benchmarks/image_weight.py outputs/dfma-candidates/dfma-noise0.25-seed{42,43,44} \
+    python benchmarks/accuracy.py --methods dfma mmib --ablations --dataset controlled --noise_shares 0.25 \
+        --num_candidate_objects 2 --num_train_epochs 8 --output_dir outputs/dfma-candidates2
+    python benchmarks/image_weight.py outputs/dfma-candidates2/dfma-noise0.25-seed{42,43,44} \
         --output_json benchmarks/results/dfma-parts/image_weight.json
 """
 

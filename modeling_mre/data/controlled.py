@@ -46,7 +46,7 @@ import torch
 from PIL import Image
 
 from ..metrics import compute_mre_metrics
-from .demo import IMAGE_SIZE, build_dataset_folder, text_record, texture_mask, two_colours, with_noise
+from .demo import IMAGE_SIZE, build_dataset_folder, text_record, textured, two_colours, with_noise
 
 REGISTERS = ("personal", "professional")
 SCENES = ("stripes", "checkerboard", "rings")  # the first three demo textures
@@ -126,16 +126,14 @@ def _picture(scene_label: str, dials: Dials, rng: np.random.Generator) -> Image.
     """The scene's texture over the whole picture, with `num_distractors` boxes of other scenes' textures."""
     scene, _, variant = scene_label.partition("-")
     foreground, background = two_colours(rng)
-    mask = texture_mask(SCENES.index(scene), rng, VARIANT_PERIODS.get(variant, (10.0, 24.0)))[..., None]
-    pixels = mask * foreground + (1 - mask) * background
+    pixels = textured(SCENES.index(scene), foreground, background, rng, VARIANT_PERIODS.get(variant, (10.0, 24.0)))
     # Distractors sit in distinct cells of a 3x3 grid, at most 4 of 9: the scene keeps most of the area.
     cell = IMAGE_SIZE // 3
     for index in rng.permutation(9)[: dials.num_distractors].tolist():
         other = int(rng.choice([i for i in range(len(SCENES)) if SCENES[i] != scene]))
         top, left = (index // 3) * cell, (index % 3) * cell
         box_foreground, box_background = two_colours(rng)
-        box = texture_mask(other, rng)[:cell, :cell, None]
-        pixels[top : top + cell, left : left + cell] = box * box_foreground + (1 - box) * box_background
+        pixels[top : top + cell, left : left + cell] = textured(other, box_foreground, box_background, rng, height=cell, width=cell)
     return with_noise(pixels, rng)
 
 
@@ -163,8 +161,8 @@ def _candidates_picture(
         top, left = (quadrant // 2) * half, (quadrant % 2) * half
         foreground = np.array(OBJECT_COLOURS[colour], np.float32) + rng.uniform(-20, 20, size=3).astype(np.float32)
         background = rng.uniform(20, 50, size=3).astype(np.float32)
-        mask = texture_mask(SCENES.index(name), rng, VARIANT_PERIODS.get(label_variant, (10.0, 24.0)))[:half, :half, None]
-        pixels[top : top + half, left : left + half] = mask * foreground + (1 - mask) * background
+        periods = VARIANT_PERIODS.get(label_variant, (10.0, 24.0))
+        pixels[top : top + half, left : left + half] = textured(SCENES.index(name), foreground, background, rng, periods, half, half)
     return with_noise(pixels, rng), tuple(sorted(labels))
 
 
@@ -187,8 +185,7 @@ def _objects_picture(
             label = SCENES.index(scene) if number == 0 else int(rng.choice([i for i in range(len(SCENES)) if SCENES[i] != scene]))
             periods = VARIANT_PERIODS.get(variant, (10.0, 24.0)) if number == 0 else (10.0, 24.0)
             foreground, background = two_colours(rng)
-            mask = texture_mask(label, rng, periods)[:_OBJECT_CELL, :_OBJECT_CELL, None]
-            patch = mask * foreground + (1 - mask) * background
+            patch = textured(label, foreground, background, rng, periods, _OBJECT_CELL, _OBJECT_CELL)
         pixels[top : top + _OBJECT_CELL, left : left + _OBJECT_CELL] = patch
         boxes[f"object_{number}"] = [(left + _OBJECT_CELL / 2) / IMAGE_SIZE, (top + _OBJECT_CELL / 2) / IMAGE_SIZE,
                                      _OBJECT_CELL / IMAGE_SIZE, _OBJECT_CELL / IMAGE_SIZE]

@@ -90,6 +90,15 @@ def texture_mask(label: int, rng: np.random.Generator, periods: tuple[float, flo
     return mask
 
 
+def textured(
+    label: int, foreground: np.ndarray, background: np.ndarray, rng: np.random.Generator,
+    periods: tuple[float, float] = (10, 24), height: int = IMAGE_SIZE, width: int = IMAGE_SIZE,
+) -> np.ndarray:
+    """Float pixels `(height, width, 3)`: the texture `DEMO_TEXTURES[label]` (`texture_mask`) in `foreground` on `background`."""
+    mask = texture_mask(label, rng, periods)[:height, :width, None]
+    return mask * foreground + (1 - mask) * background
+
+
 def two_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A foreground and a background colour far enough apart: a texture in near-identical colours is invisible."""
     foreground, background = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
@@ -108,9 +117,7 @@ def with_noise(pixels: np.ndarray, rng: np.random.Generator) -> Image.Image:
 def _image(label: int, rng: np.random.Generator) -> Image.Image:
     # Both colours come from one distribution for every class, so colour says nothing of the label.
     foreground, background = two_colours(rng)
-    mask = texture_mask(label, rng)[..., None]
-    pixels = mask * foreground + (1 - mask) * background
-    return with_noise(pixels, rng)
+    return with_noise(textured(label, foreground, background, rng), rng)
 
 
 def _write_split(root: Path, split: str, split_index: int, size: int, seed: int) -> None:
@@ -186,8 +193,7 @@ def _objects_image(rng: np.random.Generator) -> tuple[Image.Image, dict[str, lis
         left = (index % _OBJECT_GRID) * cell + int(rng.integers(0, cell - width + 1))
         top = (index // _OBJECT_GRID) * cell + int(rng.integers(0, cell - height + 1))
         foreground, background = two_colours(rng)
-        mask = texture_mask(label, rng)[:height, :width, None]
-        pixels[top : top + height, left : left + width] = mask * foreground + (1 - mask) * background
+        pixels[top : top + height, left : left + width] = textured(label, foreground, background, rng, height=height, width=width)
         boxes[f"object_{number}"] = [
             (left + width / 2) / IMAGE_SIZE, (top + height / 2) / IMAGE_SIZE, width / IMAGE_SIZE, height / IMAGE_SIZE
         ]

@@ -77,6 +77,12 @@ def marker_positions(input_ids: torch.LongTensor, marker_id: int, marker_name: s
     return is_marker.int().argmax(dim=-1)
 
 
+def entity_markers(input_ids: torch.LongTensor, config: MREConfig) -> torch.BoolTensor:
+    """Where `input_ids` (batch, seq_len) holds one of the four entity markers `config` knows."""
+    ids = (config.head_start_token_id, config.head_end_token_id, config.tail_start_token_id, config.tail_end_token_id)
+    return torch.isin(input_ids, torch.tensor([i for i in ids if i is not None], device=input_ids.device))
+
+
 def masked_mean(states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """
     The mean over the positions `mask` keeps (all, without one): (batch, seq_len, hidden) -> (batch, hidden);

@@ -25,6 +25,7 @@ from .modeling_mre import (
     MethodPaper,
     RelationExtractionOutput,
     build_text_encoder,
+    entity_markers,
     marker_positions,
     masked_mean,
 )
@@ -319,10 +320,8 @@ class ROCForRelationExtraction(MREVisualModel):
         The text as the description encoder reads a description, (batch, hidden): mean-pooled, with the
         entity markers (unknown to a frozen encoder) out of its attention and of the mean.
         """
-        config = self.config
-        markers = [i for i in (config.head_start_token_id, config.head_end_token_id, config.tail_start_token_id, config.tail_end_token_id) if i is not None]
         keep = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
-        keep = keep & ~torch.isin(input_ids, torch.tensor(markers, device=input_ids.device))
+        keep = keep & ~entity_markers(input_ids, self.config)
         states = self.description_encoder(input_ids=input_ids, attention_mask=keep.long(), token_type_ids=token_type_ids).last_hidden_state
         return masked_mean(states, keep)
 

@@ -29,6 +29,7 @@ from .modeling_mre import (
     MethodPaper,
     RelationExtractionOutput,
     build_text_encoder,
+    entity_markers,
     entity_span_mask,
     gaussian_sample_and_kl,
     info_nce,
@@ -234,18 +235,13 @@ class WMAJLForRelationExtraction(MREVisualModel):
         The text without its entity markers, left-aligned and padded to its longest row: its ids and
         mask `(batch, unmarked_len)`, and the position each token came from (`seq_len` for padding).
         """
-        config = self.config
-        markers = torch.tensor(
-            [config.head_start_token_id, config.head_end_token_id, config.tail_start_token_id, config.tail_end_token_id],
-            device=input_ids.device,
-        )
-        kept = text_mask & ~torch.isin(input_ids, markers)  # (batch, seq_len)
+        kept = text_mask & ~entity_markers(input_ids, self.config)  # (batch, seq_len)
         seq_len = input_ids.shape[1]
         # The kept positions first, in order; markers and padding after them.
         order = torch.where(kept, torch.arange(seq_len, device=input_ids.device), seq_len).sort(-1).values
         order = order[:, : int(kept.sum(-1).max())]
         unmarked_mask = order < seq_len
-        pad_id = config.text_config.pad_token_id or 0
+        pad_id = self.config.text_config.pad_token_id or 0
         unmarked_ids = torch.where(unmarked_mask, input_ids.gather(1, order.clamp(max=seq_len - 1)), pad_id)
         return unmarked_ids, unmarked_mask, order
 
