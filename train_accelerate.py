@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """
-Train and evaluate a multimodal relation-extraction model with 🤗 Accelerate, the way the papers
-do: train on train, evaluate validation after every epoch, keep the epoch with the best
-validation micro-F1 (over relations other than `None`), evaluate test once with it.
+Train and evaluate a multimodal relation-extraction model (or, on the Twitter sets, a multimodal
+entity recognizer) with 🤗 Accelerate, the way the papers do: train on train, evaluate validation
+after every epoch, keep the epoch with the best validation micro-F1 (over relations other than
+`None`; for entities, seqeval's entity-level micro-F1), evaluate test once with it.
 
     accelerate launch train_accelerate.py                      # embedded demo, no data or downloads
     accelerate launch train_accelerate.py --method mmib --dataset mnre --data_dir ../shared/data/mnre
@@ -12,6 +13,8 @@ validation micro-F1 (over relations other than `None`), evaluate test once with 
     accelerate launch train_accelerate.py --method wmajl --config_overrides "use_watcher_fusion=false,num_watchers=4"
     accelerate launch train_accelerate.py --method roc --dataset mnre --data_dir ../shared/data/mnre \
         --validation_from_train 0.1     # select on a tenth of train, report MNRE's validation once
+    accelerate launch train_accelerate.py --method mmib --dataset twitter2017 --data_dir ../shared/data/twitter/twitter2017
+    accelerate launch train_accelerate.py --method baseline --dataset demo-mner   # BERT-CRF on the synthetic MNER set
 
 With no flags it writes a small synthetic dataset in MNRE's layout (the relation is visible only in
 the image) and trains MMIB on the embedded offline backbones (all-MiniLM-L6-v2, ImageNet MobileNetV2).
@@ -40,22 +43,28 @@ from transformers import get_scheduler
 
 from modeling_mre import (
     METHODS,
+    NER_METHODS,
+    MNERProcessor,
     MREProcessor,
     add_image_features,
     carve_validation_from_train,
     compute_mre_metrics,
+    compute_ner_metrics,
     embedded_text_backbone,
     embedded_vision_backbone,
     load_mnre,
     load_more,
+    load_twitter_mner,
     push_model_folder,
     save_hub_folder,
     write_demo_dataset,
+    write_mner_demo_dataset,
     write_model_card,
 )
 from modeling_mre.atomic import atomic_folder
 from modeling_mre.data.feature_cache import can_cache_image_features
 from modeling_mre.hub import write_hub_folder
+from modeling_mre.models.processing_mner import merge_windows
 from modeling_mre.training import (
     LengthGroupedSampler,
     check_finite,
@@ -65,6 +74,7 @@ from modeling_mre.training import (
     lora_config,
     loss_terms,
     make_collate_fn,
+    make_ner_collate_fn,
     parameter_groups,
     save_checkpoint,
 )
@@ -73,17 +83,23 @@ from modeling_mre.training import (
 logger = get_logger(__name__)
 
 BEST_MODEL_DIR = "best_model"
+# Datasets of entity recognition (MNER), read by load_twitter_mner; the others are relation extraction.
+NER_DATASETS = ("twitter2015", "twitter2017", "demo-mner")
 LORA_BASE_DIR, LORA_ADAPTER_DIR = "lora_base", "lora_adapter"
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--method", choices=sorted(METHODS), default="mmib")
+    parser.add_argument("--method", choices=sorted(set(METHODS) | set(NER_METHODS)), default="mmib")
     parser.add_argument(
-        "--dataset", choices=["demo", "mnre", "more"], default="demo", help="demo: the embedded synthetic set"
+        "--dataset", choices=["demo", "mnre", "more", *NER_DATASETS], default="demo",
+        help="demo (relations) and demo-mner (entities): the embedded synthetic sets; twitter2015 and twitter2017: MNER",
     )
-    parser.add_argument("--data_dir", type=str, default=None, help="Folder in MNRE's or MORE's layout.")
-    parser.add_argument("--image_dir", type=str, default=None, help="Images, if not <data_dir>/img_org.")
+    parser.add_argument("--data_dir", type=str, default=None, help="Folder in MNRE's, MORE's or the Twitter sets' layout.")
+    parser.add_argument(
+        "--image_dir", type=str, default=None, help="Images, if not <data_dir>/img_org (Twitter: <data_dir>/images)."
+    )
+    parser.add_argument("--crop_dir", type=str, default=None, help="Twitter: the object crops' folder (<split>/crops/).")
     parser.add_argument("--text_backbone", type=str, default=None, help="Hub id or folder; default: embedded MiniLM.")
     parser.add_argument("--vision_backbone", type=str, default=None, help="Hub id or folder; default: embedded MobileNetV2.")
     parser.add_argument("--output_dir", type=str, default=None, help="Default: outputs/<method>-<dataset>.")
@@ -158,8 +174,16 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.push_to_hub and is_offline_mode():
         parser.error("--push_to_hub needs the network, but HF_HUB_OFFLINE is set")  # before hours of training
-    if args.dataset in ("mnre", "more") and args.data_dir is None:
+    if args.dataset in ("mnre", "more", "twitter2015", "twitter2017") and args.data_dir is None:
         parser.error(f"--dataset {args.dataset} needs --data_dir (a folder in {args.dataset.upper()}'s layout)")
+    if args.dataset in NER_DATASETS:
+        if args.method not in NER_METHODS:
+            parser.error(f"--dataset {args.dataset} is entity recognition: --method must be one of {', '.join(sorted(NER_METHODS))}")
+        for flag in ("hold_out_relations", "validation_from_train"):
+            if getattr(args, flag) is not None:
+                parser.error(f"--{flag} is for relations; --dataset {args.dataset} is entity recognition")
+    elif args.method not in METHODS:
+        parser.error(f"--method {args.method} recognizes entities: train it on one of {', '.join(NER_DATASETS)}")
     if args.checkpointing_steps not in (None, "epoch") and not args.checkpointing_steps.isdigit():
         parser.error("--checkpointing_steps must be 'epoch' or a number of steps")
     if args.output_dir is None:
@@ -169,7 +193,12 @@ def parse_args(argv=None):
 
 def load_data(args, accelerator):
     with accelerator.main_process_first():
-        if args.dataset == "more":
+        if args.dataset in NER_DATASETS:
+            data_dir = args.data_dir
+            if args.dataset == "demo-mner":
+                data_dir = write_mner_demo_dataset(Path(args.output_dir) / "demo_data", seed=args.seed)
+            dataset = load_twitter_mner(data_dir, image_dir=args.image_dir, crop_dir=args.crop_dir)
+        elif args.dataset == "more":
             dataset = load_more(args.data_dir, image_dir=args.image_dir)
         else:
             data_dir = args.data_dir
@@ -218,6 +247,19 @@ def build_model_and_processor(args, label_names, object_tails, accelerator):
     with accelerator.main_process_first():  # converts the embedded MobileNetV2 once, on the main process
         text_backbone = args.text_backbone or str(embedded_text_backbone())
         vision_backbone = args.vision_backbone or str(embedded_vision_backbone())
+    labels = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names))}
+    labels["label2id"] = {name: i for i, name in enumerate(label_names)}
+    if args.dataset in NER_DATASETS:
+        processor = MNERProcessor.from_backbones(text_backbone, vision_backbone, max_length=args.max_length)
+        model_class = NER_METHODS[args.method]
+        uses_images = model_class.visual_features is not None
+        model = model_class.from_backbones(
+            text_backbone,
+            vision_backbone if uses_images else None,
+            **labels,
+            **parse_config_overrides(args.config_overrides, model_class.config_class),
+        )
+        return model, processor, uses_images
     processor = MREProcessor.from_backbones(text_backbone, vision_backbone, max_length=args.max_length)
     model_class = METHODS[args.method]
     uses_images = model_class.visual_features is not None
@@ -228,9 +270,7 @@ def build_model_and_processor(args, label_names, object_tails, accelerator):
     model = model_class.from_backbones(
         text_backbone,
         vision_backbone if uses_images else None,
-        num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)),
-        label2id={name: i for i, name in enumerate(label_names)},
+        **labels,
         **processor.marker_config(),
         object_tails=object_tails,
         **held_out,
@@ -250,6 +290,8 @@ def use_feature_cache(args, model) -> bool:
 
 
 def evaluate(model, dataloader, accelerator, label_names, description):
+    if accelerator.unwrap_model(model).task == "token-classification":
+        return evaluate_entities(model, dataloader, accelerator, label_names, description)
     model.eval()
     predictions, references = [], []
     for batch in tqdm(dataloader, desc=description, leave=False, disable=not accelerator.is_local_main_process):
@@ -259,6 +301,23 @@ def evaluate(model, dataloader, accelerator, label_names, description):
         predictions.append(batch_predictions.cpu())
         references.append(batch_references.cpu())
     return compute_mre_metrics(torch.cat(predictions), torch.cat(references), label_names)
+
+
+def evaluate_entities(model, dataloader, accelerator, label_names, description):
+    """seqeval's entity-level scores of the posts' word tags (the CRF's decoding, windows merged)."""
+    model.eval()
+    tagger = accelerator.unwrap_model(model)
+    posts = []  # (predicted tag names, gold tag names) per post
+    for batch in tqdm(dataloader, desc=description, leave=False, disable=not accelerator.is_local_main_process):
+        word_ids, windows, gold = batch.pop("word_ids"), batch.pop("overflow_to_sample_mapping"), batch.pop("word_tags")
+        batch.pop("labels")
+        with torch.no_grad():
+            logits = model(**batch).logits
+        predicted, _ = tagger.decode(logits, batch["first_subword_mask"])
+        merged = merge_windows(word_ids.cpu(), windows.cpu(), predicted, len(gold))
+        posts += [([label_names[t] for t in p], [label_names[t] for t in g]) for p, g in zip(merged, gold)]
+    posts = accelerator.gather_for_metrics(posts, use_gather_object=True)
+    return compute_ner_metrics([p for p, _ in posts], [g for _, g in posts])
 
 
 def main(argv=None):
@@ -280,7 +339,9 @@ def main(argv=None):
     accelerator.wait_for_everyone()
 
     dataset = load_data(args, accelerator)
-    label_names = dataset["train"].features["relation"].names
+    entities = args.dataset in NER_DATASETS
+    label_names = dataset["train"].features["ner_tags" if entities else "relation"]
+    label_names = (label_names.feature if entities else label_names).names
     object_tails = "tail_box" in dataset["train"].column_names
     model, processor, uses_images = build_model_and_processor(args, label_names, object_tails, accelerator)
     model_class = type(model)
@@ -291,7 +352,8 @@ def main(argv=None):
         # The adapter needs its starting point: the pretrained encoders with the resized vocabulary.
         if accelerator.is_main_process:
             save_hub_folder(model, processor, output_dir / LORA_BASE_DIR)
-        model = get_peft_model(model, lora_config(model, processor.marker_ids, args.lora_r, args.lora_alpha, args.lora_dropout))
+        markers = getattr(processor, "marker_ids", [])  # an entity recognizer adds no tokens
+        model = get_peft_model(model, lora_config(model, markers, args.lora_r, args.lora_alpha, args.lora_dropout))
         if accelerator.is_main_process:
             model.print_trainable_parameters()
 
@@ -300,13 +362,18 @@ def main(argv=None):
         model.to(accelerator.device)  # encode on the training device; prepare() would move it there anyway
         with accelerator.main_process_first():  # the main process writes the cache, the others read it
             dataset = add_image_features(dataset, model, processor, batch_size=args.per_device_eval_batch_size)
-    collate = make_collate_fn(processor, uses_images, cached_image_features)
+    if entities:
+        collate = make_ner_collate_fn(processor, uses_images, cached_image_features)
+        eval_collate = make_ner_collate_fn(processor, uses_images, cached_image_features, for_evaluation=True)
+    else:
+        collate = eval_collate = make_collate_fn(processor, uses_images, cached_image_features)
     loader_kwargs = {"collate_fn": collate, "num_workers": args.dataloader_num_workers}
     # A loader's own generator: creating an iterator would otherwise draw from the global RNG, so a
     # resumed run (which creates one more) would see different dropout and sampling noise.
     sampling = {"shuffle": True}
     if args.group_by_length:
-        lengths = example_lengths(dataset["train"], processor)
+        # Words for posts to tag (each word reads about one subword), tokens for relations.
+        lengths = [len(t) for t in dataset["train"]["tokens"]] if entities else example_lengths(dataset["train"], processor)
         sampling = {"sampler": LengthGroupedSampler(lengths, args.per_device_train_batch_size, seed=args.seed)}
     train_dataloader = DataLoader(
         dataset["train"],
@@ -317,7 +384,10 @@ def main(argv=None):
     )
     eval_dataloaders = {
         split: DataLoader(
-            dataset[split], batch_size=args.per_device_eval_batch_size, generator=torch.Generator(), **loader_kwargs
+            dataset[split],
+            batch_size=args.per_device_eval_batch_size,
+            generator=torch.Generator(),
+            **{**loader_kwargs, "collate_fn": eval_collate},
         )
         for split in ("validation", "test")
         if split in dataset
@@ -449,6 +519,7 @@ def main(argv=None):
     unwrapped.load_state_dict(load_file(output_dir / BEST_MODEL_DIR / "model.safetensors"))
     results = {
         "method": args.method,
+        "task": unwrapped.task,
         "dataset": args.dataset,
         "best_epoch": state["best_epoch"],
         "held_out_relations": args.hold_out_relations or [],

@@ -14,29 +14,37 @@ validation (selection) split and for test when the dataset has one.
     python benchmarks/accuracy.py --methods wmajl --ablations --jobs 6             # each part removed, 6 runs at once
     python benchmarks/accuracy.py --methods baseline roc --hold_out /per/per/peer  # relations never trained on
     python benchmarks/accuracy.py --dataset controlled --methods roc --noise_shares 0 --hold_out /personal/rings
+    python benchmarks/accuracy.py --dataset twitter2017 --data_dir ../shared/data/twitter/twitter2017 --methods baseline mmib
 
 With `--dataset controlled` the script writes the controlled benchmark (modeling_mre.data.controlled)
 for every seed and noise share (the other dials from their flags), trains every method on each, and
 draws test micro-F1 against the noise share, one line per method, beside the ceilings that reading
 the text only, the image only and both allow (`--figure`). A text-only method reads the same texts
 and labels at every dial setting, so it is trained once per seed and its results stand for every
-noise share. `--results_json` also writes the table with every seed's metrics, the command, the
-commit and the machine (the files under benchmarks/results/ that tests/test_results.py checks
-RESULTS.md against); `--figure_from <that file> --figure <png>` draws its figure again.
+noise share. `--results_json` (on any dataset) also writes the table with every seed's metrics, the
+command, the commit and the machine (the files under benchmarks/results/ that tests/test_results.py
+checks RESULTS.md against); `--figure_from <that file> --figure <png>` draws a controlled sweep's
+figure again.
+
+On the Twitter sets (`--dataset twitter2015` or `twitter2017`, MNER; methods with an entity recognizer)
+the figures are seqeval's entity-level micro precision, recall and F1 and the token accuracy.
 
 With `--hold_out`, every method is also trained with those relations' rows removed from train (they
 stay in its label set and in evaluation), and a table compares each held-out relation's precision,
 recall and F1 with the same relation trained in and with chance (a uniform guess's recall, 1 / the
 number of relations; a guesser's precision, the relation's share of the split): what a retrieval
 method (ROC) finds from a description alone, where a classifier has nothing to go on. On a dataset
-folder the table reads validation; on the controlled benchmark, test at each noise share.
+folder the table reads test when the runs have one (`--validation_from_train`, passed on to
+train_accelerate.py: validation is then carved from train and the data's validation is test), else
+validation; on the controlled benchmark, test at each noise share.
 
 With `--ablations`, a method that declares parts it can remove (`ablations` on its model class) is
 also trained with each part switched off (`--config_overrides <switch>=false`), one row per part.
 
 Flags this script does not know are passed on to train_accelerate.py. Each run writes its model and
 `eval_results.json` under `--output_dir/<method>-seed<seed>`; a run whose folder already holds the
-results of the same command is reused, so an interrupted benchmark resumes where it stopped.
+results of the same command is reused (wherever the repository is checked out), so an interrupted
+benchmark resumes where it stopped.
 """
 
 import argparse
@@ -53,13 +61,14 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from modeling_mre import METHODS
+from modeling_mre import METHODS, NER_METHODS
 from modeling_mre.data.controlled import write_controlled_dataset
 
 from common import provenance  # benchmarks/common.py
 
 
 REPO = Path(__file__).resolve().parents[1]
+NER_DATASETS = ("twitter2015", "twitter2017")
 METRICS = (("accuracy", "Acc"), ("micro_precision", "P"), ("micro_recall", "R"), ("micro_f1", "F1"))
 # The generator's ceilings, by what their reader sees (modeling_mre.data.controlled).
 CEILINGS = {"text": "text only", "image": "image only", "unguided": "both, object not named", "both": "both"}
@@ -70,7 +79,8 @@ def parse_args():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
-    parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=sorted(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=sorted(set(METHODS) | set(NER_METHODS)), default=None,
+                        help="Default: every method with a model for the dataset's task.")
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     parser.add_argument(
         "--ablations", action="store_true", help="Also train each method with each of its declared parts removed."
@@ -84,7 +94,7 @@ def parse_args():
     )
     parser.add_argument("--num_train_epochs", type=int, default=None, help="Default: train_accelerate.py's.")
     parser.add_argument(
-        "--dataset", choices=["mnre", "more", "controlled"], default="mnre",
+        "--dataset", choices=["mnre", "more", "controlled", "twitter2015", "twitter2017"], default="mnre",
         help="The layout of --data_dir, or the controlled benchmark (written by this script).",
     )
     controlled = parser.add_argument_group("controlled benchmark")
@@ -102,7 +112,7 @@ def parse_args():
     parser.add_argument("--output_dir", type=Path, default=REPO / "outputs" / "accuracy")
     parser.add_argument(
         "--results_json", type=Path, default=None,
-        help="With --dataset controlled: also write the table, its per-seed metrics and their provenance here.",
+        help="Also write the table, its per-seed metrics and their provenance here.",
     )
     parser.add_argument(
         "--figure_from", type=Path, default=None, metavar="RESULTS_JSON",
@@ -111,7 +121,16 @@ def parse_args():
     parser.add_argument(
         "--launcher", type=str, default=sys.executable, help="Runs the training script, e.g. 'accelerate launch'."
     )
+    parser.add_argument(
+        "--note", type=str, default=None,
+        help="Stored in --results_json, e.g. at which commit reused runs were trained.",
+    )
     args, train_flags = parser.parse_known_args()
+    registry = NER_METHODS if args.dataset in NER_DATASETS else METHODS
+    args.methods = args.methods or sorted(registry)
+    unknown = sorted(set(args.methods) - set(registry))
+    if unknown:
+        parser.error(f"--dataset {args.dataset} has no model for {unknown}; methods: {', '.join(sorted(registry))}")
     args.train_flags = [flag for flag in train_flags if flag != "--"]
     if args.hold_out and args.ablations:
         parser.error("--hold_out compares whole methods: not with --ablations")
@@ -144,7 +163,8 @@ def variants(args) -> list[Variant]:
     for method in args.methods:
         rows.append(Variant(method, method))
         if args.ablations:
-            rows += [Variant(f"{method} without {part}", method, switch) for part, switch in METHODS[method].ablations.items()]
+            registry = NER_METHODS if args.dataset in NER_DATASETS else METHODS
+            rows += [Variant(f"{method} without {part}", method, switch) for part, switch in registry[method].ablations.items()]
         if args.hold_out:
             rows.append(Variant(f"{method}, {len(args.hold_out)} relations held out", method, hold_out=tuple(args.hold_out)))
     return rows
@@ -173,11 +193,17 @@ def train_command(args, run: Run, run_dir: Path) -> list[str]:
     return command + args.train_flags
 
 
+def flags_of(command: list[str], args) -> list[str]:
+    """A training command without the path of train_accelerate.py: a run is the same wherever the repository was checked out."""
+    launcher = len(args.launcher.split())
+    return command[:launcher] + command[launcher + 1 :]
+
+
 def train(args, run: Run) -> dict:
     run_dir = args.output_dir / run.name
     command = train_command(args, run, run_dir)
     results_file, command_file = run_dir / "eval_results.json", run_dir / "benchmark_command.json"
-    if results_file.is_file() and command_file.is_file() and json.loads(command_file.read_text()) == command:
+    if results_file.is_file() and command_file.is_file() and flags_of(json.loads(command_file.read_text()), args) == flags_of(command, args):
         print(f"{run.name}: reusing {results_file}", flush=True)
         return json.loads(results_file.read_text())
     print(f"{run.name}: {' '.join(command)}", flush=True)
@@ -366,19 +392,25 @@ def main():
         return controlled_figure(json.loads(args.figure_from.read_text()), args.figure)
     if args.dataset == "controlled":
         return controlled_sweep(args)
+    origin = provenance()  # the code the runs train with, before anything can change it
     rows = variants(args)
     runs = {(v, seed): Run(v, seed, args.data_dir, args.dataset, f"{v.name}-seed{seed}") for v in rows for seed in args.seeds}
     outcomes = train_all(args, list(runs.values()))
     results = {v.label: {seed: outcomes[runs[v, seed]] for seed in args.seeds} for v in rows}
 
-    layout = args.dataset.upper()
-    dataset = f"{layout}-layout data in {args.data_dir}" if args.data_dir else "the embedded demo (regenerated per seed)"
+    layout = args.dataset if args.dataset in NER_DATASETS else f"{args.dataset.upper()}-layout data"
+    dataset = f"{layout} in {args.data_dir}" if args.data_dir else "the embedded demo (regenerated per seed)"
+    carved = all("test" in r for by_seed in results.values() for r in by_seed.values()) and any(
+        r.get("validation_from_train") for by_seed in results.values() for r in by_seed.values()
+    )
     lines = [
         f"## Accuracy: {dataset}",
         "",
         f"Seeds {', '.join(map(str, args.seeds))}; mean ± standard deviation over seeds, in %. "
         "Validation is the selection split (best epoch by its micro-F1), so its figures are optimistic; "
-        "test is evaluated once, at that epoch.",
+        "test is evaluated once, at that epoch."
+        + (" Here validation is carved from train (`--validation_from_train`) and test is the data's validation split." if carved else "")
+        + (" Entity-level (seqeval) micro figures; Acc is the token accuracy." if args.dataset in NER_DATASETS else ""),
         "",
         "| Method | split | " + " | ".join(label for _, label in METRICS) + " | best epochs | s / epoch |",
         "|---|---|" + "---|" * len(METRICS) + "---|---|",
@@ -396,11 +428,17 @@ def main():
                 f"| {method} | {split} | " + " | ".join(cells) + f" | {epochs} | {seconds[0]:.0f}–{seconds[-1]:.0f} |"
             )
     if args.hold_out:
-        lines += ["", *held_out_table(args, rows, lambda v: list(results[v.label].values()), "validation", dataset)]
+        split = "test" if carved else "validation"
+        lines += ["", *held_out_table(args, rows, lambda v: list(results[v.label].values()), split, dataset)]
     table = "\n".join(lines)
     print("\n" + table)
-    summary = {method: {str(seed): r for seed, r in by_seed.items()} for method, by_seed in results.items()}
+    summary = {method: {str(seed): compact(r) for seed, r in by_seed.items()} for method, by_seed in results.items()}
     (args.output_dir / "accuracy_summary.json").write_text(json.dumps({"table": table, "runs": summary}, indent=2))
+    if args.results_json:
+        args.results_json.parent.mkdir(parents=True, exist_ok=True)
+        kept = {"kind": "accuracy", "dataset": args.dataset, "seeds": args.seeds, "note": args.note}
+        args.results_json.write_text(json.dumps({**origin, **kept, "table": table, "runs": summary}, indent=2) + "\n")
+        print(f"results: {args.results_json}")
 
 
 if __name__ == "__main__":

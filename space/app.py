@@ -3,10 +3,13 @@ A Gradio demo of a multimodal relation extraction model, laid out as a Hugging F
 
     MRE_MODEL=outputs/mmib-demo python space/app.py      # or `make space`; MRE_MODEL may be a Hub id
     MRE_MODEL=user/mre-mmib MRE_MODEL_REVISION=<commit> python space/app.py   # remote code pinned to a revision
+    MRE_NER_MODEL=outputs/mmib-twitter2017 make space   # adds entities: a post and its photo to its typed relations
 
 The model loads with `pipeline("multimodal-relation-extraction", trust_remote_code=True)`: this app
 needs torch, transformers and gradio, not modeling_mre. Example rows come from the `demo_data/` that
-`make demo` writes beside its model.
+`make demo` writes beside its model. With `MRE_NER_MODEL` (and `MRE_NER_MODEL_REVISION`), a modeling_mre
+entity recognizer (`train_accelerate.py --dataset twitter2017`, or `--dataset demo-mner`) finds the
+post's entities, reading its image too, for the "Entities and relations" tab.
 """
 
 import ast
@@ -36,6 +39,19 @@ def load_extractor(model: str, revision: str | None = None):
             f"No model could be loaded from `{model}` ({error}). Run `make demo` to train the default one, "
             "or set `MRE_MODEL` to a model folder or Hub id."
         )
+
+
+def load_recognizer(model: str | None, revision: str | None = None):
+    """The entity recognizer's pipeline (or None), and the message that says why there is none."""
+    if not model:
+        return None, (
+            "No entity recognizer is loaded: train one (`train_accelerate.py --method mmib --dataset twitter2017 "
+            "--data_dir ...`, or `--dataset demo-mner`) and set `MRE_NER_MODEL` to its folder or Hub id."
+        )
+    try:
+        return pipeline(model=model, revision=revision, trust_remote_code=True), None
+    except (OSError, ValueError) as error:
+        return None, f"No entity recognizer could be loaded from `{model}` ({error}); set `MRE_NER_MODEL` to another."
 
 
 def demo_examples(model: str) -> list[list]:
@@ -80,7 +96,9 @@ def parse_candidates(lines: str) -> dict[str, str | None] | None:
     return candidates or None
 
 
-def build_demo(model: str, revision: str | None = None) -> gr.Blocks:
+def build_demo(
+    model: str, revision: str | None = None, ner_model: str | None = None, ner_revision: str | None = None
+) -> gr.Blocks:
     extractor, problem = load_extractor(model, revision)
     with gr.Blocks(title="Multimodal relation extraction") as demo:
         gr.Markdown("# Multimodal relation extraction")
@@ -168,9 +186,56 @@ def build_demo(model: str, revision: str | None = None) -> gr.Blocks:
                 pairs = gr.Dataframe(headers=["head", "tail", "relation", "score"], label="Pairs", elem_id="pairs")
             post.change(lambda t: gr.Dropdown(choices=entity_choices(t), value=entity_choices(t)), post, entities)
             submit_post.click(extract_all, [post, entities, post_image, threshold], pairs, api_name="extract_all")
+
+        recognizer, ner_problem = load_recognizer(ner_model, ner_revision)
+
+        def recognise_and_relate(text, image, threshold):
+            if not text or not text.strip():
+                raise gr.Error("Give the post's text")
+            try:
+                found = recognizer(text=text, image=image)
+                related = extractor(text=text, image=image, ner_model=recognizer, threshold=threshold or None)
+            except (ValueError, TypeError, OSError) as error:
+                raise gr.Error(str(error)) from error
+            entity_rows = [[e["word"], e["entity_group"], round(e["score"], 4), e["start"], e["end"]] for e in found]
+            pair_rows = [
+                [p["head"], p["head_type"], p["tail"], p["tail_type"], p["relation"], round(p["score"], 4)] for p in related
+            ]
+            return entity_rows, pair_rows
+
+        with gr.Tab("Entities and relations"):
+            if recognizer is None:
+                gr.Markdown(ner_problem, elem_id="ner_problem")
+            else:
+                gr.Markdown(f"Entities by `{ner_model}` ({recognizer.model.config.model_type}), read with the image.")
+                with gr.Row():
+                    with gr.Column():
+                        ner_post = gr.Textbox(label="Text", lines=3, elem_id="ner_post")
+                        ner_image = gr.Image(label="Image (optional)", type="pil", elem_id="ner_image")
+                        ner_threshold = gr.Slider(
+                            0, 1, value=0, step=0.05, label="Leave out pairs scoring under (0: keep all)"
+                        )
+                        submit_ner = gr.Button("Find entities and relations", variant="primary", elem_id="submit_ner")
+                    with gr.Column():
+                        found_entities = gr.Dataframe(
+                            headers=["entity", "type", "score", "start", "end"], label="Entities", elem_id="found_entities"
+                        )
+                        related_pairs = gr.Dataframe(
+                            headers=["head", "head type", "tail", "tail type", "relation", "score"],
+                            label="Relations", elem_id="related_pairs",
+                        )
+                submit_ner.click(
+                    recognise_and_relate, [ner_post, ner_image, ner_threshold], [found_entities, related_pairs],
+                    api_name="entities_and_relations",
+                )
     return demo
 
 
 if __name__ == "__main__":
     # On a Space, GRADIO_SERVER_NAME is 0.0.0.0; here gradio's default serves 127.0.0.1 only.
-    build_demo(os.environ.get("MRE_MODEL", str(DEFAULT_MODEL)), os.environ.get("MRE_MODEL_REVISION") or None).launch()
+    build_demo(
+        os.environ.get("MRE_MODEL", str(DEFAULT_MODEL)),
+        os.environ.get("MRE_MODEL_REVISION") or None,
+        os.environ.get("MRE_NER_MODEL") or None,
+        os.environ.get("MRE_NER_MODEL_REVISION") or None,
+    ).launch()

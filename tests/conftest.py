@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from transformers import BertTokenizer, CLIPImageProcessor
 
-from modeling_mre import MREProcessor
+from modeling_mre import MNERProcessor, MREProcessor
 
 # The benchmark scripts import their shared helpers (benchmarks/common.py) as scripts do.
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
@@ -40,6 +40,13 @@ def processor(tiny_vocab) -> MREProcessor:
     """An MREProcessor on the tiny vocabulary with 32-pixel images, `max_length` 16."""
     image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     return MREProcessor(image_processor=image_processor, tokenizer=BertTokenizer(vocab=str(tiny_vocab)), max_length=16)
+
+
+@pytest.fixture
+def ner_processor(tiny_vocab) -> MNERProcessor:
+    """An MNERProcessor on the tiny vocabulary with 32-pixel images and windows of 8 subwords (stride 2)."""
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return MNERProcessor(image_processor=image_processor, tokenizer=BertTokenizer(vocab=str(tiny_vocab)), max_length=8, stride=2)
 
 
 @pytest.fixture(scope="session")

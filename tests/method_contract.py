@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from modeling_mre.data.feature_cache import can_cache_image_features
 from modeling_mre.hub import save_hub_folder
-from modeling_mre.hub.publishing import read_template_text
+from modeling_mre.hub.publishing import method_card_texts
 from modeling_mre.models import MREVisualModel
 from modeling_mre.training import encoder_parameter_ids, lora_config, parameter_groups
 
@@ -82,6 +82,28 @@ def row(batch, index: int) -> dict:
     }
 
 
+def check_lora_round_trip(model, config, batch, tmp_path):
+    """A LoRA adapter over `model`, saved and reloaded over the saved base, gives the adapted and the merged logits."""
+    from peft import PeftModel, get_peft_model
+
+    model.save_pretrained(tmp_path / "base")
+    peft_model = get_peft_model(model, config).eval()  # LoRA's dropout too
+    with torch.no_grad():  # LoRA's B starts at zero: give the adapter something to carry
+        for parameter in peft_model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.05 * torch.randn_like(parameter))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    with torch.no_grad():
+        adapted = peft_model(**batch).logits
+        merged = peft_model.merge_and_unload()(**batch).logits
+        base = type(model).from_pretrained(tmp_path / "base").eval()
+        base_logits = base(**batch).logits
+        reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()(**batch).logits
+    torch.testing.assert_close(reloaded, adapted, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(merged, adapted, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(base_logits, adapted, atol=1e-4)
+
+
 def multimodal(method_class) -> bool:
     return method_class.visual_features is not None
 
@@ -91,8 +113,7 @@ class MethodContract:
         assert method_class.method_name and method_class.paper.title
         assert method_class.config_class.model_type.startswith("mre-")
         # A forgotten card text fails here, not at publishing time.
-        assert read_template_text("methods", f"{method_class.method_name}.md")
-        assert read_template_text("methods", f"{method_class.method_name}_notes.md")
+        assert all(method_card_texts(method_class))
         assert multimodal(method_class) == issubclass(method_class, MREVisualModel)
 
     def test_saved_folder_holds_exactly_its_remote_code(self, method_class, processor, tmp_path):
@@ -238,26 +259,8 @@ class MethodContract:
         assert not can_cache_image_features(build_model(method_class, processor, freeze_vision_encoder=False))
 
     def test_lora_adapter_reload_equals_merged_model(self, method_class, processor, tmp_path):
-        from peft import PeftModel, get_peft_model
-
         model = build_model(method_class, processor).eval()
-        model.save_pretrained(tmp_path / "base")
-        peft_model = get_peft_model(model, lora_config(model, processor.marker_ids)).eval()  # LoRA's dropout too
-        with torch.no_grad():  # LoRA's B starts at zero: give the adapter something to carry
-            for name, parameter in peft_model.named_parameters():
-                if parameter.requires_grad:
-                    parameter.add_(0.05 * torch.randn_like(parameter))
-        peft_model.save_pretrained(tmp_path / "adapter")
-        batch = encode(processor)
-        with torch.no_grad():
-            adapted = peft_model(**batch).logits
-            merged = peft_model.merge_and_unload()(**batch).logits
-            base = type(model).from_pretrained(tmp_path / "base").eval()
-            base_logits = base(**batch).logits
-            reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()(**batch).logits
-        torch.testing.assert_close(reloaded, adapted, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(merged, adapted, atol=1e-4, rtol=1e-4)
-        assert not torch.allclose(base_logits, adapted, atol=1e-4)
+        check_lora_round_trip(model, lora_config(model, processor.marker_ids), encode(processor), tmp_path)
 
     def test_auxiliary_losses_are_returned_unweighted_and_weighted_by_the_config(self, method_class, processor):
         model = build_model(method_class, processor).eval()

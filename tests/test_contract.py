@@ -1,10 +1,11 @@
-"""The method contract (tests/method_contract.py) over every registered method."""
+"""The method contracts (tests/method_contract.py, tests/ner_contract.py) over every registered method."""
 
 import pytest
 import torch
 
 from method_contract import MethodContract
-from modeling_mre import METHODS
+from modeling_mre import METHODS, NER_METHODS
+from ner_contract import NERMethodContract
 
 
 @pytest.fixture(params=sorted(METHODS))
@@ -12,7 +13,16 @@ def method_class(request):
     return METHODS[request.param]
 
 
+@pytest.fixture(params=sorted(NER_METHODS))
+def ner_class(request):
+    return NER_METHODS[request.param]
+
+
 class TestRegisteredMethods(MethodContract):
+    pass
+
+
+class TestRegisteredEntityRecognizers(NERMethodContract):
     pass
 
 
@@ -49,6 +59,7 @@ def test_registration_checks_the_declarations():
         with pytest.raises(ValueError, match=message):
             register_method(model_class)
     assert BaselineConfig.model_type == "mre-baseline" and set(METHODS) == {"baseline", "dfma", "mmib", "roc", "wmajl"}
+    assert set(NER_METHODS) == {"baseline", "mmib"}  # entity recognizers register under their method's name
 
 
 def test_unknown_visual_inputs_are_refused(processor):

@@ -11,7 +11,7 @@ COLOURS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
 SDKS = {"gradio", "docker", "static"}
 
 
-@pytest.mark.parametrize("folder", ["space", "metrics/mre"])
+@pytest.mark.parametrize("folder", ["space", "metrics/mre", "metrics/mner"])
 def test_front_matter_keeps_the_hubs_rules(folder):
     metadata = metadata_load(REPO / folder / "README.md")
     assert metadata["sdk"] in SDKS and metadata["colorFrom"] in COLOURS and metadata["colorTo"] in COLOURS

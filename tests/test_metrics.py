@@ -189,3 +189,18 @@ def test_the_metric_folder_ships_the_package_metric_as_a_real_file():
     shipped = folder / "mre_metrics.py"
     assert not shipped.is_symlink()  # a git push of a symlink leaves it dangling on the Hub
     assert shipped.read_text() == (Path(__file__).parents[1] / "modeling_mre" / "metrics.py").read_text()
+
+
+def test_the_mner_evaluate_module_is_the_package_metric():
+    from modeling_mre import compute_ner_metrics
+
+    folder = Path(__file__).parents[1] / "metrics" / "mner"
+    shipped = folder / "entities_mner.py"
+    assert not shipped.is_symlink()
+    assert shipped.read_text() == (Path(__file__).parents[1] / "modeling_mre" / "models" / "entities_mner.py").read_text()
+    module = evaluate.load(str(folder))
+    predictions = [["B-PER", "I-PER", "O", "I-LOC"], ["B-ORG"]]
+    references = [["B-PER", "O", "O", "B-LOC"], ["B-ORG"]]
+    module.add_batch(predictions=predictions[:1], references=references[:1])
+    module.add(predictions=predictions[1], references=references[1])
+    assert module.compute() == compute_ner_metrics(predictions, references)

@@ -62,12 +62,24 @@ def demo_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def served(demo_model):
-    """The app on a free port of 127.0.0.1, as `make space` starts it; its URL."""
+def demo_recognizer(tmp_path_factory):
+    """MMIB trained briefly as an entity recognizer on the synthetic MNER demo."""
+    output_dir = tmp_path_factory.mktemp("space") / "mmib-demo-mner"
+    train(output_dir, "--method", "mmib", "--dataset", "demo-mner", "--num_train_epochs", "2", "--max_train_samples", "192",
+          "--max_eval_samples", "32", "--per_device_train_batch_size", "16")
+    return output_dir
+
+
+@pytest.fixture(scope="module")
+def served(demo_model, demo_recognizer):
+    """The app on a free port of 127.0.0.1, as `make space` starts it (with an entity recognizer); its URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = environment(MRE_MODEL=str(demo_model), GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
+    env = environment(
+        MRE_MODEL=str(demo_model), MRE_NER_MODEL=str(demo_recognizer), GRADIO_SERVER_PORT=str(port),
+        GRADIO_ANALYTICS_ENABLED="False",
+    )
     server = subprocess.Popen(
         [sys.executable, str(REPO / "space" / "app.py")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -150,6 +162,44 @@ def test_a_whole_post_in_the_browser_lists_every_pair(served, demo_model, page):
         rows = [cells[i : i + 4] for i in range(0, len(cells), 4)]  # after the label and the four headers
         assert [row[:3] for row in rows] == [[p["head"], p["tail"], p["relation"]] for p in expected]
         assert [float(row[3]) for row in rows] == pytest.approx([p["score"] for p in expected], abs=1e-4)
+    finally:
+        page.screenshot(path=str(screenshot), full_page=True)
+        print(f"screenshot: {screenshot}")
+
+
+def test_a_post_and_its_photo_in_the_browser_give_typed_entities_and_their_relations(
+    served, demo_model, demo_recognizer, page
+):
+    text = "So this happened at Kasimir Penhale lol . Big day for Juno !"
+    image = str(next((demo_recognizer / "demo_data" / "images").glob("demo_valid_*.jpg")))
+    recognise = pipeline(model=str(demo_recognizer), trust_remote_code=True)
+    entities = recognise(text=text, image=image)
+    pairs = pipeline("multimodal-relation-extraction", model=str(demo_model), trust_remote_code=True)(
+        text=text, image=image, ner_model=str(demo_recognizer)
+    )
+    assert len(entities) >= 2 and len(pairs) == len(entities) * (len(entities) - 1)
+    screenshot = SCREENSHOTS / "entities_and_relations.png"
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        page.goto(served)
+        page.get_by_role("tab", name="Entities and relations").click()
+        page.fill("#ner_post textarea", text)
+        page.locator("#ner_image input[type=file]").set_input_files(image)
+        page.locator("#ner_image img").wait_for()
+        page.click("#submit_ner")
+        deadline = time.monotonic() + 60
+        while True:  # both tables fill in when the answer arrives
+            entity_cells = [line.strip() for line in page.locator("#found_entities").inner_text().splitlines() if line.strip()][6:]
+            pair_cells = [line.strip() for line in page.locator("#related_pairs").inner_text().splitlines() if line.strip()][7:]
+            full = len(entity_cells) == 5 * len(entities) and len(pair_cells) == 6 * len(pairs)
+            if full or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        # After each table's label and headers: one row of cells per entity, and per pair.
+        assert [entity_cells[i : i + 2] for i in range(0, len(entity_cells), 5)] == [[e["word"], e["entity_group"]] for e in entities]
+        assert [pair_cells[i : i + 5] for i in range(0, len(pair_cells), 6)] == [
+            [p["head"], p["head_type"], p["tail"], p["tail_type"], p["relation"]] for p in pairs
+        ]
     finally:
         page.screenshot(path=str(screenshot), full_page=True)
         print(f"screenshot: {screenshot}")

@@ -1,7 +1,7 @@
 """
-Small synthetic MRE datasets whose relations only the image reveals: one in MNRE's layout (the
-relation is the texture of the whole picture) and one in MORE's (the relation is the texture of the
-tail object's box, among other textured objects).
+Small synthetic datasets whose labels only the image reveals: MRE in MNRE's layout (the relation is
+the texture of the whole picture) and in MORE's (the relation is the texture of the tail object's box,
+among other textured objects), and MNER in the Twitter sets' layout (the entity's type is the texture).
 """
 
 import json
@@ -272,6 +272,75 @@ def write_more_demo_dataset(
         (build_dir / "caption_dict.json").write_text(json.dumps(captions), encoding="utf-8")
 
     info = {"generator": "modeling_mre.data.demo.write_more_demo_dataset", "seed": seed, "sizes": sizes, "textures": _TEXTURES}
+    return build_dataset_folder(output_dir, write, info)
+
+
+# MNER: one entity per tweet, its type drawn apart from its name and template: the text finds the span,
+# only the picture tells the type.
+DEMO_ENTITY_TYPES = ("PER", "LOC", "ORG", "MISC")
+_TWEET_TEMPLATES = (
+    "Big day for {e} !",
+    "{e} trending again tonight",
+    "RT @feed_daily : latest news about {e} #update",
+    "Can't stop thinking about {e} \ufe0f",
+    "So this happened at {e} lol",
+    "New photos : {e} this weekend",
+)
+# A share of the tweets whose image file is absent: "no image" for the reader, as for real copies.
+_MNER_MISSING_IMAGE_SHARE = 0.1
+
+
+def _write_mner_split(root: Path, split: str, split_index: int, size: int, seed: int) -> None:
+    text_rng = np.random.default_rng([seed, split_index, 4])
+    image_rng = np.random.default_rng([seed, split_index, 5])
+    types = image_rng.permutation(np.arange(size) % len(DEMO_ENTITY_TYPES))
+    lines = []
+    for index, label in enumerate(types.tolist()):
+        image_id = f"demo_{split}_{index:05d}"
+        image = _image(label, image_rng)
+        if image_rng.random() >= _MNER_MISSING_IMAGE_SHARE:
+            image.save(root / "images" / f"{image_id}.jpg", quality=95)
+        name = entity_name(text_rng).split()
+        lines.append(f"IMGID:{image_id}")
+        for word in str(text_rng.choice(_TWEET_TEMPLATES)).split():
+            if word == "{e}":
+                tags = [f"B-{DEMO_ENTITY_TYPES[label]}"] + [f"I-{DEMO_ENTITY_TYPES[label]}"] * (len(name) - 1)
+                lines += [f"{token}\t{tag}" for token, tag in zip(name, tags)]
+            else:
+                lines.append(f"{word}\tO")
+        lines.append("")
+    (root / f"{split}.txt").write_text("\n".join(lines), encoding="utf-8")
+
+
+def write_mner_demo_dataset(
+    output_dir: str | os.PathLike,
+    num_train: int = 400,
+    num_validation: int = 100,
+    num_test: int = 100,
+    seed: int = 0,
+) -> Path:
+    """
+    Write a synthetic MNER dataset in the Twitter sets' layout (`{train,valid,test}.txt`: an `IMGID:` line,
+    then `token<TAB>tag` lines; `images/<id>.jpg`) that `load_twitter_mner(output_dir)` reads.
+
+    Each tweet names one invented entity in a type-neutral template; its type (PER, LOC, ORG, MISC) is the
+    texture of the tweet's picture (stripes, checkerboard, rings, dots, as in the MRE demo). A text-only
+    tagger finds the span but guesses the type; the image tells it. A tenth of the images are left out
+    (read as "no image"), and one template ends with a lone U+FE0F, a token of invisible characters as the
+    Twitter sets hold. Written atomically and replaced only if empty or a previous demo dataset.
+
+    Returns:
+        `Path` of the written dataset folder.
+    """
+    sizes = {"train": num_train, "valid": num_validation, "test": num_test}
+
+    def write(build_dir: Path) -> None:
+        (build_dir / "images").mkdir()
+        for split_index, (split, size) in enumerate(sizes.items()):
+            _write_mner_split(build_dir, split, split_index, size, seed)
+
+    textures = dict(zip(DEMO_ENTITY_TYPES, DEMO_TEXTURES))
+    info = {"generator": "modeling_mre.data.demo.write_mner_demo_dataset", "seed": seed, "sizes": sizes, "textures": textures}
     return build_dataset_folder(output_dir, write, info)
 
 

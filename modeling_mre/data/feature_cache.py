@@ -21,7 +21,7 @@ import datasets
 import numpy as np
 import torch
 
-from ..models.processing_mre import record_tail
+from ..models.processing_mre import picture_inputs, record_tail
 
 
 def can_cache_image_features(model) -> bool:
@@ -97,13 +97,13 @@ def add_image_features(
             encode_whole.append(row["image"] is not None and not repeated)
             if key is not None and row["image"] is not None:
                 pending.add(key)
-        inputs = processor(
-            tokens=batch["tokens"],
-            head=batch["head"],
-            tail=[record_tail(row) for row in rows],
-            images=images,
-            crops=batch["crops"],
-        )
+        if object_tails:  # the processor places each tail's box in its picture
+            inputs = processor(
+                tokens=batch["tokens"], head=batch["head"], tail=[record_tail(row) for row in rows], images=images,
+                crops=batch["crops"],
+            )
+        else:  # the pictures alone, whatever the task: rows to tag (MNER) have no head and tail
+            inputs = picture_inputs(processor.image_processor, images, batch["crops"], [None] * len(rows), processor.max_object_crops)
         pictures, image_rows, crop_rows, tail_rows = [], [], [], []
         if "pixel_values" in inputs:
             image_rows = [row for row in range(len(rows)) if encode_whole[row]]

@@ -6,14 +6,19 @@ from pathlib import Path
 from transformers import pipeline
 
 from ..atomic import atomic_folder
-from ..models import PIPELINE_TASK, MREPreTrainedModel, MREProcessor
+from ..models import TASK_PIPELINES, MREPreTrainedModel, MREProcessor
 
 
 def write_hub_folder(model: MREPreTrainedModel, processor: MREProcessor, folder: str | os.PathLike) -> None:
-    """Weights (safetensors), config with `auto_map` and `custom_pipelines`, processor files and the remote-code modules."""
+    """
+    Weights (safetensors), config with `auto_map` and `custom_pipelines` (the pipeline of the model's
+    task), processor files and the remote-code modules.
+    """
     auto_map = getattr(model.config, "auto_map", None) or {}
-    model.config.auto_map = {**auto_map, "AutoProcessor": "processing_mre.MREProcessor"}
-    extractor = pipeline(PIPELINE_TASK, model=model, processor=processor)
+    processor_class = type(processor)
+    processor_module = processor_class.__module__.rsplit(".", 1)[-1]
+    model.config.auto_map = {**auto_map, "AutoProcessor": f"{processor_module}.{processor_class.__name__}"}
+    extractor = pipeline(TASK_PIPELINES[model.task], model=model, processor=processor)
     extractor.save_pretrained(folder)  # model, config (custom_pipelines) and pipeline_mre.py
     processor.save_pretrained(folder)  # Pipeline.save_pretrained leaves the processor out
 

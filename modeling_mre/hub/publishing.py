@@ -47,7 +47,7 @@ from huggingface_hub.utils import validate_repo_id
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..models import METHODS
+from ..models import METHODS, NER_METHODS
 
 
 CONFUSION_MATRIX_FIGURE = "figures/confusion_matrix.png"
@@ -73,6 +73,26 @@ _MODEL_INDEX_METRICS = {
 }
 _METRIC_CONFIG = "micro over relations other than None; accuracy over all"
 _TAGS = ("multimodal-relation-extraction", "relation-extraction", "multimodal", "modeling_mre", "custom_code")
+# An entity recognizer's card: the Hub's token-classification task, entity-level seqeval metrics.
+NER_PIPELINE_TAG = NER_TASK_TYPE = "token-classification"
+NER_TASK_NAME = "Multimodal named entity recognition"
+_NER_METRIC_CONFIG = "seqeval, default mode: entity-level micro over exact span and type"
+_NER_TAGS = ("multimodal-named-entity-recognition", "named-entity-recognition", "multimodal", "modeling_mre", "custom_code")
+# What a card says of its task, by the `task` the method declares.
+_CARD_TASKS = {
+    "relation-extraction": {
+        "template": "model_card.md", "pipeline_tag": PIPELINE_TAG, "task_type": TASK_TYPE, "task_name": TASK_NAME,
+        "metric_config": _METRIC_CONFIG, "tags": _TAGS,
+    },
+    "token-classification": {
+        "template": "entity_card.md", "pipeline_tag": NER_PIPELINE_TAG, "task_type": NER_TASK_TYPE,
+        "task_name": NER_TASK_NAME, "metric_config": _NER_METRIC_CONFIG, "tags": _NER_TAGS,
+    },
+}
+_TWITTER_TERMS = (
+    "tweets with their images, used under Twitter's terms and the dataset providers': research only. "
+    "Other genres, languages and image sources were never seen in training."
+)
 _SPLITS = ("validation", "test")
 
 # `type` names the dataset in model-index and in the `datasets` metadata; `license` is the Hub's
@@ -102,6 +122,38 @@ _DATASETS = {
   booktitle = {Proceedings of the 31st ACM International Conference on Multimedia},
   year      = {2023}
 }""",
+    },
+    "twitter2015": {
+        "title": "Twitter-2015",
+        "type": "twitter2015",
+        "license": "unknown",
+        "limitation": f"Twitter-2015 is English {_TWITTER_TERMS}",
+        "citation": """@inproceedings{zhang2018adaptive,
+  title     = {Adaptive Co-attention Network for Named Entity Recognition in Tweets},
+  author    = {Zhang, Qi and Fu, Jinlan and Liu, Xiaoyu and Huang, Xuanjing},
+  booktitle = {Proceedings of the AAAI Conference on Artificial Intelligence},
+  year      = {2018}
+}""",
+    },
+    "twitter2017": {
+        "title": "Twitter-2017",
+        "type": "twitter2017",
+        "license": "unknown",
+        "limitation": f"Twitter-2017 is English {_TWITTER_TERMS}",
+        "citation": """@inproceedings{lu2018visual,
+  title     = {Visual Attention Model for Name Tagging in Multimodal Social Media},
+  author    = {Lu, Di and Neves, Leonardo and Carvalho, Vitor and Zhang, Ning and Ji, Heng},
+  booktitle = {Proceedings of the 56th Annual Meeting of the Association for Computational Linguistics},
+  year      = {2018}
+}""",
+    },
+    "demo-mner": {
+        "title": "modeling_mre synthetic MNER demo",
+        "type": "modeling_mre-demo-mner",
+        "license": "apache-2.0",
+        "limitation": "Trained on the synthetic MNER demo, whose entity type is a texture in the picture: a smoke "
+        "test of the method and the packaging, not a model of real posts.",
+        "citation": None,
     },
     "demo": {
         "title": "modeling_mre synthetic demo",
@@ -173,11 +225,18 @@ def read_template_text(*parts: str) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def method_class(method: str) -> type:
-    """The registered model class of `method`, whose declarations carry its card facts."""
-    if method not in METHODS:
-        raise ValueError(f"no card text for method {method!r}; registered methods: {sorted(METHODS)}")
-    return METHODS[method]
+def method_class(method: str, task: str = "relation-extraction") -> type:
+    """The registered model class of `method` for `task`, whose declarations carry its card facts."""
+    registry = NER_METHODS if task == "token-classification" else METHODS
+    if method not in registry:
+        raise ValueError(f"no card text for method {method!r} ({task}); registered methods: {sorted(registry)}")
+    return registry[method]
+
+
+def method_card_texts(model_class: type) -> tuple[str, str]:
+    """The card's method description and implementation notes: `methods/<method_name>[_ner].md` and `..._notes.md`."""
+    name = model_class.method_name + ("_ner" if model_class.task == "token-classification" else "")
+    return read_template_text("methods", f"{name}.md"), read_template_text("methods", f"{name}_notes.md")
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -302,15 +361,22 @@ def _hyperparameters(training_args: dict[str, Any], results: dict[str, Any]) -> 
     return rows
 
 
-def _limitations(results, config, dataset, method, training_args) -> list[str]:
+def _limitations(results, config, dataset, model_class, training_args) -> list[str]:
     num_labels = len(config["id2label"])
-    limitations = [
-        f"The model assigns one of its {num_labels} relations (`None` included) to an entity pair that you "
-        "give it: it does not find entities, and a relation outside its label set cannot be predicted.",
-        _lookup(_DATASETS, dataset, "dataset")["limitation"],
-    ]
+    if model_class.task == "token-classification":
+        types = sorted({tag.partition("-")[2] for tag in config["id2label"].values() if tag != "O"})
+        first = (
+            f"The model tags each whitespace-separated word with one of {num_labels} BIO tags over {', '.join(types)}: "
+            "other entity types, and entities inside a word (hashtags, @-mentions written together), are not found."
+        )
+    else:
+        first = (
+            f"The model assigns one of its {num_labels} relations (`None` included) to an entity pair that you "
+            "give it: it does not find entities, and a relation outside its label set cannot be predicted."
+        )
+    limitations = [first, _lookup(_DATASETS, dataset, "dataset")["limitation"]]
     split = "test" if "test" in results else "validation"
-    rare = [name for name, row in results[split]["per_relation"].items() if row["support"] < 10]
+    rare = [name for name, row in results[split].get("per_relation", {}).items() if row["support"] < 10]
     if rare:
         limitations.append(
             f"{len(rare)} of the {len(results[split]['per_relation'])} relations have fewer than 10 {split} "
@@ -327,14 +393,14 @@ def _limitations(results, config, dataset, method, training_args) -> list[str]:
             f"Trained without the examples of {', '.join(f'`{r}`' for r in results['held_out_relations'])} (held out "
             "to measure how it finds relations it never saw): its figures for those relations are not those of a full training."
         )
-    removed = [part for part, switch in method_class(method).ablations.items() if config.get(switch) is False]
+    removed = [part for part, switch in model_class.ablations.items() if config.get(switch) is False]
     if removed:
         limitations.append(
             f"This is an ablation: {', '.join(removed)} {'is' if len(removed) == 1 else 'are'} switched off "
-            f"(`{'`, `'.join(method_class(method).ablations[part] for part in removed)}` false in `config.json`), so "
-            f"it is not the full {method_class(method).paper.title.split(' (')[0]}."
+            f"(`{'`, `'.join(model_class.ablations[part] for part in removed)}` false in `config.json`), so "
+            f"it is not the full {model_class.paper.title.split(' (')[0]}."
         )
-    if method_class(method).visual_features is not None:
+    if model_class.visual_features is not None:
         limitations.append(
             "A post without a picture is given as `image=None`, an explicit \"no image\" input; a placeholder "
             "picture would be read as evidence."
@@ -385,7 +451,9 @@ def write_model_card(
         training_args = {}
 
     method, dataset = results["method"], results["dataset"]
-    paper = method_class(method).paper
+    model_class = method_class(method, results.get("task", "relation-extraction"))
+    facts = _CARD_TASKS[model_class.task]
+    paper = model_class.paper
     dataset_facts = _lookup(_DATASETS, dataset, "dataset")
     label_names = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
     repo_id = repo_id or str(folder)
@@ -395,14 +463,14 @@ def write_model_card(
     evaluated = [split for split in _SPLITS if split in results]
     eval_results = [
         EvalResult(
-            task_type=TASK_TYPE,
-            task_name=TASK_NAME,
+            task_type=facts["task_type"],
+            task_name=facts["task_name"],
             dataset_type=dataset_facts["type"],
             dataset_name=dataset_facts["title"],
             dataset_split=split,
             metric_type=metric_type,
             metric_name=metric_name,
-            metric_config=_METRIC_CONFIG,
+            metric_config=facts["metric_config"],
             metric_value=results[split][key],
         )
         for split in evaluated
@@ -412,8 +480,8 @@ def write_model_card(
         language="en",
         license=license,
         library_name="transformers",
-        pipeline_tag=PIPELINE_TAG,
-        tags=[*_TAGS, method],
+        pipeline_tag=facts["pipeline_tag"],
+        tags=[*facts["tags"], method],
         datasets=[dataset_id or dataset_facts["type"]],
         base_model=[hub_id for hub_id in (text_hub_id, vision_hub_id) if hub_id is not None] or None,
         model_name=repo_id,
@@ -421,51 +489,70 @@ def write_model_card(
     )
 
     _plot_training_curve(results["log_history"], results.get("best_epoch"), folder / TRAINING_CURVE_FIGURE)
-    confusion = _confusion_matrix(results, label_names)
+    text_only = " This baseline reads the text only." if config.get("vision_config") is None else ""
+    if model_class.task == "token-classification":
+        types = sorted({tag.partition("-")[2] for tag in label_names if tag != "O"})
+        confusion = None
+        specific = dict(
+            title=f"{paper.title}, named entity recognition, on {dataset_facts['title']}",
+            summary=(
+                "Multimodal named entity recognition: given a post and its image, the model finds the entities "
+                f"of the text and their types ({', '.join(types)}), with character offsets.{text_only}"
+            ),
+            has_test="test" in results,
+            per_type=[
+                {"split": split, "rows": [{"type": name, **row} for name, row in results[split]["per_type"].items()]}
+                for split in evaluated
+            ],
+        )
+    else:
+        confusion = _confusion_matrix(results, label_names)
+        specific = dict(
+            title=f"{paper.title} on {dataset_facts['title']}",
+            summary=(
+                (
+                    "Multimodal relation extraction: given a text, an entity in it, the image and an object in the "
+                    "image (a box), the model predicts the relation from the entity to the object, one of "
+                    if dataset == "more"
+                    else "Multimodal relation extraction: given a text, two entities in it and the post's image, the "
+                    "model predicts the relation between the entities, one of "
+                )
+                + f"{len(label_names)} (`None` included).{text_only}"
+            ),
+            per_relation=[
+                {"split": split, "rows": [{"relation": name, **row} for name, row in results[split]["per_relation"].items()]}
+                for split in evaluated
+            ],
+            confusion_matrix_figure=CONFUSION_MATRIX_FIGURE if confusion is not None else None,
+            confusion_matrix_split=confusion[0] if confusion is not None else None,
+        )
     if confusion is not None:
         _plot_confusion_matrix(confusion[1], label_names, confusion[0], folder / CONFUSION_MATRIX_FIGURE)
     else:
         (folder / CONFUSION_MATRIX_FIGURE).unlink(missing_ok=True)  # left by an earlier rendering
 
-    per_relation = []
-    for split in evaluated:
-        rows = [{"relation": name, **row} for name, row in results[split]["per_relation"].items()]
-        per_relation.append({"split": split, "rows": rows})
     citations = [c for c in (paper.citation, dataset_facts["citation"]) if c]
+    method_description, implementation_notes = method_card_texts(model_class)
     card = ModelCard.from_template(
         card_data,
-        template_path=str(TEMPLATES_DIR / "model_card.md"),
-        title=f"{paper.title} on {dataset_facts['title']}",
-        summary=(
-            (
-                "Multimodal relation extraction: given a text, an entity in it, the image and an object in the "
-                "image (a box), the model predicts the relation from the entity to the object, one of "
-                if dataset == "more"
-                else "Multimodal relation extraction: given a text, two entities in it and the post's image, the "
-                "model predicts the relation between the entities, one of "
-            )
-            + f"{len(label_names)} (`None` included)."
-            + (" This baseline reads the text only." if config.get("vision_config") is None else "")
-        ),
+        template_path=str(TEMPLATES_DIR / facts["template"]),
         method_title=paper.title,
         method_code_url=paper.code_url,
         dataset_title=dataset_facts["title"],
         text_backbone=text_backbone,
         vision_backbone=vision_backbone,
-        method_description=read_template_text("methods", f"{method}.md"),
-        implementation_notes=read_template_text("methods", f"{method}_notes.md"),
+        method_description=method_description,
+        implementation_notes=implementation_notes,
         dataset_description=read_template_text("datasets", f"{dataset}.md"),
         repo_id=repo_id,
         best_epoch=results.get("best_epoch"),
         num_epochs=len(results["log_history"]),
         results=[{"split": split, **results[split]} for split in evaluated],
-        per_relation=per_relation,
-        confusion_matrix_figure=CONFUSION_MATRIX_FIGURE if confusion is not None else None,
-        confusion_matrix_split=confusion[0] if confusion is not None else None,
         training_curve_figure=TRAINING_CURVE_FIGURE,
         hyperparameters=_hyperparameters(training_args, results),
-        limitations=_limitations(results, config, dataset, method, training_args),
+        limitations=_limitations(results, config, dataset, model_class, training_args),
         citation="\n\n".join(f"```bibtex\n{c}\n```" for c in citations) or "No paper to cite for this method and data.",
+        **specific,
     )
     card.save(folder / "README.md")
     return card

@@ -7,43 +7,62 @@ them as remote code. This `__init__` is not copied: it registers the methods.
 A method registers in one line, `register_method(ItsModelClass)` (`docs/adding-a-method.md`).
 """
 
-from transformers import AutoConfig, AutoModel, AutoProcessor
+from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification, AutoProcessor
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .configuration_baseline import BaselineConfig
+from .configuration_baseline import BaselineConfig, BaselineNERConfig
 from .configuration_dfma import DFMAConfig
-from .configuration_mmib import MMIBConfig
+from .configuration_mmib import MMIBConfig, MMIBNERConfig
 from .configuration_mre import MREConfig
 from .configuration_roc import ROCConfig
 from .configuration_wmajl import WMAJLConfig
+from .entities_mner import bio_entities, compute_ner_metrics
 from .modeling_baseline import BaselineForRelationExtraction
+from .modeling_baseline_ner import BaselineForTokenClassification
 from .modeling_dfma import DFMAForRelationExtraction, DFMAOutput
 from .modeling_mmib import MMIBForRelationExtraction, MMIBOutput
+from .modeling_mmib_ner import MMIBForTokenClassification, MMIBTokenClassificationOutput
 from .modeling_mre import MethodPaper, MREPreTrainedModel, RelationExtractionOutput
+from .modeling_ner import EntityRecognitionMixin, EntityRecognitionOutput
 from .modeling_roc import ROCForRelationExtraction, ROCOutput
 from .modeling_wmajl import WMAJLForRelationExtraction, WMAJLOutput
+from .pipeline_mner import MultimodalEntityRecognitionPipeline
 from .pipeline_mre import MultimodalRelationExtractionPipeline
+from .processing_mner import MNERProcessor
 from .processing_mre import MREProcessor
 from .visual_mre import MREVisualModel, VisualSlots
 
 
 PIPELINE_TASK = "multimodal-relation-extraction"
+NER_PIPELINE_TASK = "multimodal-token-classification"
 
-# method name (`train_accelerate.py --method`) -> model class, filled by `register_method`
+# method name (`train_accelerate.py --method`) -> model class, filled by `register_method`: relation
+# extractors in METHODS, entity recognizers (MNER) in NER_METHODS.
 METHODS: dict[str, type[MREPreTrainedModel]] = {}
+NER_METHODS: dict[str, type[MREPreTrainedModel]] = {}
+_TASKS = {
+    "relation-extraction": (METHODS, MREProcessor, AutoModel),
+    "token-classification": (NER_METHODS, MNERProcessor, AutoModelForTokenClassification),
+}
+# Each task's pipeline, by the `task` a method declares.
+TASK_PIPELINES = {"relation-extraction": PIPELINE_TASK, "token-classification": NER_PIPELINE_TASK}
 
 
 def register_method(model_class: type[MREPreTrainedModel]) -> type[MREPreTrainedModel]:
     """
-    Make a method known to `AutoConfig`, `AutoModel`, `AutoProcessor`, remote-code saving and
-    `train_accelerate.py --method`, after checking its declarations (see `MREPreTrainedModel`).
+    Make a method known to `AutoConfig`, `AutoModel` (and `AutoModelForTokenClassification` for an entity
+    recognizer), `AutoProcessor`, remote-code saving and `train_accelerate.py --method`, after checking
+    its declarations (see `MREPreTrainedModel`).
     """
     name = getattr(model_class, "method_name", None)
     config_class = model_class.config_class
     if not name:
         raise ValueError(f"{model_class.__name__} declares no method_name")
-    if name in METHODS and METHODS[name] is not model_class:
-        raise ValueError(f"method {name!r} is already registered by {METHODS[name].__name__}")
+    if model_class.task not in _TASKS:
+        raise ValueError(f"{model_class.__name__}.task must be one of {sorted(_TASKS)}, got {model_class.task!r}")
+    registry, processor_class, task_auto_class = _TASKS[model_class.task]
+    if name in registry and registry[name] is not model_class:
+        raise ValueError(f"method {name!r} is already registered by {registry[name].__name__}")
     if config_class is MREConfig or not issubclass(config_class, MREConfig):
         raise ValueError(f"{model_class.__name__}.config_class must be its own MREConfig subclass")
     if model_class.paper is None:
@@ -66,13 +85,21 @@ def register_method(model_class: type[MREPreTrainedModel]) -> type[MREPreTrained
         raise ValueError(f"{model_class.__name__}: ablation switches {switches} must be boolean config fields defaulting to True")
     AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
     AutoModel.register(config_class, model_class, exist_ok=True)
-    AutoProcessor.register(config_class, MREProcessor, exist_ok=True)
-    METHODS[name] = model_class
+    if task_auto_class is not AutoModel:
+        task_auto_class.register(config_class, model_class, exist_ok=True)
+    AutoProcessor.register(config_class, processor_class, exist_ok=True)
+    registry[name] = model_class
     return model_class
 
 
 PIPELINE_REGISTRY.register_pipeline(
     PIPELINE_TASK, pipeline_class=MultimodalRelationExtractionPipeline, pt_model=AutoModel, type="multimodal"
+)
+PIPELINE_REGISTRY.register_pipeline(
+    NER_PIPELINE_TASK,
+    pipeline_class=MultimodalEntityRecognitionPipeline,
+    pt_model=AutoModelForTokenClassification,
+    type="multimodal",
 )
 
 register_method(BaselineForRelationExtraction)
@@ -80,3 +107,5 @@ register_method(MMIBForRelationExtraction)
 register_method(WMAJLForRelationExtraction)
 register_method(DFMAForRelationExtraction)
 register_method(ROCForRelationExtraction)
+register_method(BaselineForTokenClassification)
+register_method(MMIBForTokenClassification)

@@ -1,4 +1,6 @@
-"""Configuration of the text-only entity-marker baseline."""
+"""Configurations of the text-only baselines: entity markers for relations, BERT-CRF for entities."""
+
+from typing import Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig
@@ -17,3 +19,24 @@ class BaselineConfig(MREConfig):
 
     model_type = "mre-baseline"
     sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+
+
+@strict
+class BaselineNERConfig(MREConfig):
+    r"""
+    Configuration of [`BaselineForTokenClassification`]: the text encoder's state at each word's first
+    subword, a linear layer and a CRF over the words' tags (BERT-CRF, the text-only floor of the MNER
+    papers). `num_labels`, `id2label` and `label2id` are the BIO tags.
+
+    Args:
+        use_crf (`bool`, *optional*, defaults to `True`):
+            Decode the words' tags jointly with a CRF; `False` classifies each word alone (BERT-softmax).
+        classification_loss_reduction (`str`, *optional*, defaults to `"mean"`):
+            The tagging loss averaged over sentences (`"mean"`, as HVPNeT's NER code) or summed.
+    """
+
+    model_type = "mre-baseline-ner"
+    sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+
+    use_crf: bool = True
+    classification_loss_reduction: Literal["sum", "mean"] = "mean"

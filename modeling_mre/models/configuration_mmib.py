@@ -53,3 +53,28 @@ class MMIBConfig(MREConfig):
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         self.fill_fusion_shape()
+
+
+@strict
+class MMIBNERConfig(MMIBConfig):
+    r"""
+    Configuration of [`MMIBForTokenClassification`]: MMIB's representation (the same fields as
+    [`MMIBConfig`]) read at each word's first subword, tagged through a CRF. `num_labels`, `id2label` and
+    `label2id` are the BIO tags.
+
+    Args:
+        use_crf (`bool`, *optional*, defaults to `True`):
+            Decode the words' tags jointly with a CRF (MMIB's released NER code uses one); `False`
+            classifies each word alone.
+        classification_loss_reduction (`str`, *optional*, defaults to `"mean"`):
+            The CRF's negative log-likelihood averaged over sentences (HVPNeT's NER code, on which MMIB's
+            builds), or summed.
+        num_object_crops (`int`, *optional*, defaults to 4):
+            Crops read beside the whole image: MMIB's NER code reads one per entity type (`m = 4`).
+    """
+
+    model_type = "mre-mmib-ner"
+
+    num_object_crops: int = 4
+    use_crf: bool = True
+    classification_loss_reduction: Literal["sum", "mean"] = "mean"

@@ -46,3 +46,4 @@ class BaselineForRelationExtraction(MREPreTrainedModel):
         return RelationExtractionOutput(
             loss=loss, classification_loss=classification_loss, logits=logits, pair_representation=pair_representation
         )
+

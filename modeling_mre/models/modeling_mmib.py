@@ -5,7 +5,8 @@ arXiv 2304.02328), following the released code (cuishiyao96/MMIB, `models/model.
 Text tokens and image vectors each go through a variational encoder (mean and log-variance from
 attention blocks, KL to N(0, I)); a discriminator aligns the sampled text and image vectors
 (matched pairs against in-batch shifted ones); image queries then read the text and the text reads
-the result back, and the states at `<s>` and `<o>` are classified.
+the result back, and the states at `<s>` and `<o>` are classified. The same representation tags the
+words of a post for MNER (`modeling_mmib_ner.py`).
 """
 
 from dataclasses import dataclass
@@ -100,17 +101,15 @@ class MMIBVariationalEncoder(nn.Module):
         return gaussian_sample_and_kl(mean, log_variance, mask, self.training)
 
 
-class MMIBForRelationExtraction(MREVisualModel):
+class MMIBPreTrainedModel(MREVisualModel):
     """
-    MMIB for relation extraction. Images and object crops may be absent per example: a learned
-    "no image" vector takes the whole image's place (never a blank picture read as evidence),
-    absent crops are masked out, and examples without an image do not enter the alignment loss.
-    An object tail (MORE) adds a visual slot after the whole image: its crop's state plus a
-    projection of its box features, which the text (and its `<o>` marker) reads in the fusion.
+    MMIB's representation, which its relation and entity heads share: text tokens and visual slots
+    (whole image, object crops, an object tail) through the variational encoders, aligned by the
+    discriminator, then fused. Images and object crops may be absent per example: a learned "no image"
+    vector takes the whole image's place (never a blank picture read as evidence), absent crops are
+    masked out, and examples without an image do not enter the alignment loss.
     """
 
-    config_class = MMIBConfig
-    method_name = "mmib"
     paper = MethodPaper(
         title="MMIB (Cui et al., TASLP 2024)",
         citation="""@article{cui2024mmib,
@@ -130,8 +129,8 @@ class MMIBForRelationExtraction(MREVisualModel):
         "image_kl_loss": "image_kl_weight",
     }
 
-    def __init__(self, config: MMIBConfig):
-        super().__init__(config)
+    def build_representation(self):
+        config = self.config
         hidden_size = config.hidden_size
         self.text_encoder = build_text_encoder(config.text_config)
         self.build_visual_path(hidden_size)
@@ -144,10 +143,6 @@ class MMIBForRelationExtraction(MREVisualModel):
         self.image_to_text = MMIBAttentionBlock(config)
         self.text_to_image = MMIBAttentionBlock(config)
 
-        self.dropout = nn.Dropout(config.classifier_dropout)
-        self.classifier = nn.Linear(2 * hidden_size, config.num_labels)
-        self.post_init()
-
     def alignment_loss(self, text_vector: torch.Tensor, image_vector: torch.Tensor) -> torch.Tensor:
         """Discriminator loss: matched (text, image) pairs scored 1, image vectors shifted in the batch 0."""
         positive = self.discriminator(torch.cat([text_vector, image_vector], dim=-1))
@@ -159,20 +154,14 @@ class MMIBForRelationExtraction(MREVisualModel):
             loss = loss + F.binary_cross_entropy_with_logits(negative, torch.zeros_like(negative))
         return loss
 
-    @can_return_tuple
-    def forward(
+    def represent(
         self,
         input_ids: torch.LongTensor,
-        attention_mask: torch.LongTensor | None = None,
-        token_type_ids: torch.LongTensor | None = None,
-        labels: torch.LongTensor | None = None,
-        **visual_inputs: Unpack[VisualInputs],
-    ) -> MMIBOutput:
-        r"""
-        visual_inputs ([`VisualInputs`], *optional*):
-            The whole image, object crops and object tail of each example (pixels or cached
-            features), any of them absent; see `visual_mre.VisualInputs`.
-        """
+        attention_mask: torch.LongTensor | None,
+        token_type_ids: torch.LongTensor | None,
+        visual_inputs: VisualInputs,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The fused text states (batch, seq_len, hidden) and the three regularisers, unweighted."""
         batch_size = input_ids.shape[0]
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -197,22 +186,53 @@ class MMIBForRelationExtraction(MREVisualModel):
         # Fusion: image slots read the text, then the text reads the image-informed slots.
         image_read_text = self.image_to_text(image_sample, text_sample, text_mask)  # (batch, slots, hidden)
         fused_text = self.text_to_image(text_sample, image_read_text, image_slot_mask)  # (batch, seq_len, hidden)
+        return fused_text, {"alignment_loss": alignment_loss, "text_kl_loss": text_kl, "image_kl_loss": image_kl}
 
+
+class MMIBForRelationExtraction(MMIBPreTrainedModel):
+    """
+    MMIB for relation extraction: the fused states at `<s>` and `<o>`, concatenated, classified. An
+    object tail (MORE) adds a visual slot after the whole image: its crop's state plus a projection of
+    its box features, which the text (and its `<o>` marker) reads in the fusion.
+    """
+
+    config_class = MMIBConfig
+    method_name = "mmib"
+
+    def __init__(self, config: MMIBConfig):
+        super().__init__(config)
+        self.build_representation()
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(2 * config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **visual_inputs: Unpack[VisualInputs],
+    ) -> MMIBOutput:
+        r"""
+        visual_inputs ([`VisualInputs`], *optional*):
+            The whole image, object crops and object tail of each example (pixels or cached
+            features), any of them absent; see `visual_mre.VisualInputs`.
+        """
+        fused_text, regularisers = self.represent(input_ids, attention_mask, token_type_ids, visual_inputs)
         pair_representation = pool_entity_pair(fused_text, input_ids, self.config)  # (batch, 2 * hidden)
         logits = self.classifier(self.dropout(pair_representation))  # (batch, num_labels)
 
         loss = classification_loss = None
         if labels is not None:
             classification_loss = F.cross_entropy(logits, labels, reduction=self.config.classification_loss_reduction)
-            loss = self.combine_losses(
-                classification_loss, alignment_loss=alignment_loss, text_kl_loss=text_kl, image_kl_loss=image_kl
-            )
+            loss = self.combine_losses(classification_loss, **regularisers)
         return MMIBOutput(
             loss=loss,
             classification_loss=classification_loss,
             logits=logits,
             pair_representation=pair_representation,
-            alignment_loss=alignment_loss,
-            text_kl_loss=text_kl,
-            image_kl_loss=image_kl,
+            **regularisers,
         )
+

@@ -198,6 +198,9 @@ class MREPreTrainedModel(PreTrainedModel):
         - **ablations** (`dict[str, str]`): each part of the method a user can remove, by name, mapped
           to the boolean config field (default `True`) that turns it off; `train_accelerate.py
           --config_overrides` sets them and `benchmarks/accuracy.py --ablations` runs each removed.
+        - **task** (`"relation-extraction"` or `"token-classification"`): what it predicts. A method's
+          entity recognizer (MNER) subclasses `modeling_ner.EntityRecognitionMixin`, which sets it, and
+          registers under the same `method_name` as its relation extractor.
 
     and, when it holds pretrained submodules beyond the text encoder (and the vision encoder of a
     multimodal method), extends `pretrained_submodules()` with each one's `TrainingRole`. Every
@@ -223,6 +226,9 @@ class MREPreTrainedModel(PreTrainedModel):
     visual_features: ClassVar[VisualFeatures | None] = None
     auxiliary_losses: ClassVar[dict[str, str]] = {}
     ablations: ClassVar[dict[str, str]] = {}
+    task: ClassVar[str] = "relation-extraction"
+    # The pipeline a saved folder names in `custom_pipelines` (see `save_pretrained`).
+    pipeline_class: ClassVar[type] = MultimodalRelationExtractionPipeline
 
     def pretrained_submodules(self) -> dict[str, TrainingRole]:
         """The children that start from pretrained weights (`from_backbones`), and how each trains."""
@@ -256,7 +262,7 @@ class MREPreTrainedModel(PreTrainedModel):
         # `config.custom_pipelines` names the pipeline's module, which the model's code does not import
         # otherwise: copy it too, so `pipeline(folder, trust_remote_code=True)` keeps working.
         if getattr(self.config, "custom_pipelines", None):
-            custom_object_save(MultimodalRelationExtractionPipeline, save_directory)
+            custom_object_save(self.pipeline_class, save_directory)
 
     def encode_text(
         self,

@@ -13,7 +13,44 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 from .processing_mre import character_span, is_object_tail
 
 
-class MultimodalRelationExtractionPipeline(Pipeline):
+class ExampleBatchesPipeline(Pipeline):
+    """
+    A pipeline whose processor encodes whole batches of raw examples: `preprocess` returns
+    `{"examples": [example]}` and `_forward` hands the batch's examples to the processor together, which
+    pads them and masks what an example lacks (an image, crops).
+    """
+
+    _load_processor = True
+    _load_tokenizer = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+
+    @staticmethod
+    def _collate(items: list[dict]) -> dict:
+        return {"examples": [example for item in items for example in item["examples"]]}
+
+    def get_iterator(
+        self, inputs, num_workers: int, batch_size: int, preprocess_params, forward_params, postprocess_params
+    ):
+        # transformers' own collator pads what the processor gave each input alone, and so needs the
+        # same keys in every input; ours hands the raw inputs of a batch to the processor together.
+        step = PipelineDataset if isinstance(inputs, Sized) else PipelineIterator
+        dataset = step(inputs, self.preprocess, preprocess_params)
+        dataloader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=self._collate)
+        model_iterator = PipelineIterator(dataloader, self.forward, forward_params, loader_batch_size=batch_size)
+        return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
+
+
+def check_image(image):
+    """Refuse an image of a type no loader reads, naming the type."""
+    if image is not None and not isinstance(image, (str, os.PathLike, Image.Image, np.ndarray, torch.Tensor)):
+        raise TypeError(
+            "image must be a path, a URL, a base64 string, a PIL image, a numpy array, a torch tensor or None, "
+            f"got {type(image).__name__}"
+        )
+
+
+class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
     """
     ```python
     extract = pipeline("multimodal-relation-extraction", model="org/mre-mmib-mnre", trust_remote_code=True)
@@ -41,11 +78,6 @@ class MultimodalRelationExtractionPipeline(Pipeline):
     exactly 0 for a post without an image) towards 1.
     """
 
-    _load_processor = True
-    _load_tokenizer = False
-    _load_image_processor = False
-    _load_feature_extractor = False
-
     def __call__(self, inputs=None, **kwargs):
         if inputs is None:
             keys = ("text", "head", "tail", "image", "entities", "ner_model")
@@ -57,20 +89,21 @@ class MultimodalRelationExtractionPipeline(Pipeline):
     def _whole_post(self, post: dict, threshold: float | None = None, batch_size: int | None = None, **kwargs):
         """
         Every ordered pair of the post's entities (given as strings or (start, end) offsets, or found by
-        the token-classification model `ner_model`, a Hub id or folder), classified in batches; a pair
-        whose best relation is `None` or scores under `threshold` is left out when `threshold` is given.
+        `ner_model`), classified in batches; a pair whose best relation is `None` or scores under
+        `threshold` is left out when `threshold` is given. `ner_model` is a token-classification model
+        (a Hub id or folder, loaded with `aggregation_strategy="simple"`, or a loaded pipeline): a
+        modeling_mre entity recognizer (`train_accelerate.py --dataset twitter2017`) also reads the post's
+        image, and loads with its own code as this pipeline does. Entities found so carry their type
+        (`head_type`, `tail_type` in the results).
         """
         text = post.get("text")
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        entities = post.get("entities")
+        entities, types = post.get("entities"), {}
         if entities is None:
-            from transformers import pipeline  # the NER model is the user's, loaded only when named
-
-            if not isinstance(post["ner_model"], str):
-                raise TypeError(f"ner_model must be a Hub id or a folder, got {type(post['ner_model']).__name__}")
-            recognise = pipeline("token-classification", model=post["ner_model"], aggregation_strategy="simple")
-            entities = [(found["start"], found["end"]) for found in recognise(text)]
+            found = self._recognise(post["ner_model"], text, post.get("image"))
+            entities = [(entity["start"], entity["end"]) for entity in found]
+            types = {(entity["start"], entity["end"]): entity["entity_group"] for entity in found}
         if not isinstance(entities, (list, tuple)):
             raise TypeError(f"entities must be a list of strings or (start, end) offsets, got {type(entities).__name__}")
         spans = [character_span(text, entity, f"entity {i}") for i, entity in enumerate(entities)]
@@ -87,10 +120,28 @@ class MultimodalRelationExtractionPipeline(Pipeline):
             found.append({
                 "head": text[head[0] : head[1]], "head_offsets": head,
                 "tail": text[tail[0] : tail[1]], "tail_offsets": tail,
+                **({"head_type": types[head], "tail_type": types[tail]} if types else {}),
                 "relation": best["relation"], "score": best["score"],
                 **({"image_weight": best["image_weight"]} if "image_weight" in best else {}),
             })
         return found
+
+    @staticmethod
+    def _recognise(ner_model, text: str, image) -> list[dict]:
+        """The entities `ner_model` finds in the post, grouped (`entity_group`, `start`, `end`, ...)."""
+        if isinstance(ner_model, str):
+            from transformers import AutoConfig, pipeline  # the NER model is the user's, loaded only when named
+
+            # A folder of ours names its pipeline (`custom_pipelines`); any other is transformers' token classification.
+            custom = getattr(AutoConfig.from_pretrained(ner_model, trust_remote_code=True), "custom_pipelines", None)
+            task = next(iter(custom)) if custom else "token-classification"
+            ner_model = pipeline(task, model=ner_model, trust_remote_code=True, aggregation_strategy="simple")
+        if not isinstance(ner_model, Pipeline):
+            raise TypeError(f"ner_model must be a Hub id, a folder or a pipeline, got {type(ner_model).__name__}")
+        # A multimodal recognizer (remote code: its class is not ours to compare) reads the image too.
+        if type(ner_model).__name__ == "MultimodalEntityRecognitionPipeline":
+            return ner_model(text=text, image=image)
+        return ner_model(text)
 
     def _sanitize_parameters(self, top_k=None, candidate_relations=None, **kwargs):
         forward_params, postprocess_params = {}, {}
@@ -143,11 +194,7 @@ class MultimodalRelationExtractionPipeline(Pipeline):
             if not isinstance(inputs[role], (str, tuple, list, dict)):
                 raise TypeError(f"{role} must be a string, (start, end) offsets or a dict, got {type(inputs[role]).__name__}")
         image = inputs.get("image")
-        if image is not None and not isinstance(image, (str, os.PathLike, Image.Image, np.ndarray, torch.Tensor)):
-            raise TypeError(
-                "image must be a path, a URL, a base64 string, a PIL image, a numpy array, a torch tensor or None, "
-                f"got {type(image).__name__}"
-            )
+        check_image(image)
         # A text-only model has no use for the picture of a text tail: skip decoding it. An object
         # tail still needs it, to place a box given in pixels and to check it lies inside.
         reads_image = getattr(self.model.config, "vision_config", None) is not None or is_object_tail(inputs["tail"])
@@ -155,21 +202,6 @@ class MultimodalRelationExtractionPipeline(Pipeline):
         example["image"] = image if reads_image else None
         # The processor runs on whole batches (in `_forward`): it pads them and masks what an example lacks.
         return {"examples": [example]}
-
-    @staticmethod
-    def _collate(items: list[dict]) -> dict:
-        return {"examples": [example for item in items for example in item["examples"]]}
-
-    def get_iterator(
-        self, inputs, num_workers: int, batch_size: int, preprocess_params, forward_params, postprocess_params
-    ):
-        # transformers' own collator pads what the processor gave each input alone, and so needs the
-        # same keys in every input; ours hands the raw inputs of a batch to the processor together.
-        step = PipelineDataset if isinstance(inputs, Sized) else PipelineIterator
-        dataset = step(inputs, self.preprocess, preprocess_params)
-        dataloader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=self._collate)
-        model_iterator = PipelineIterator(dataloader, self.forward, forward_params, loader_batch_size=batch_size)
-        return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
 
     def _forward(self, model_inputs, relations=None):
         examples = model_inputs["examples"]

@@ -151,6 +151,73 @@ def box_features(corners: Sequence[float]) -> list[float]:
     return [x0 + width / 2, y0 + height / 2, width, height, width * height]
 
 
+def picture_inputs(
+    image_processor, images: list, crops: list | None, tail_boxes: list, max_object_crops: int
+) -> dict[str, torch.Tensor]:
+    """
+    The pixel tensors and masks of a batch's pictures (see `MREProcessor.__call__`): each example's image
+    (or None), up to `max_object_crops` object crops, and the crop of its object tail's normalised box
+    (or None); every picture goes through `image_processor` in one call.
+    """
+    images = [load_image(image) for image in images]
+    crops = [
+        [crop for crop in map(load_image, example_crops or []) if crop is not None][:max_object_crops]
+        for example_crops in (crops if crops is not None else [None] * len(images))
+    ]
+    # An object tail's crop exists where its image does; boxes are normalised corners here.
+    tail_crops = [
+        image.crop((box[0] * image.width, box[1] * image.height, box[2] * image.width, box[3] * image.height))
+        if image is not None and box is not None
+        else None
+        for image, box in zip(images, tail_boxes)
+    ]
+    pictures = [image for image in images if image is not None] + [crop for cs in crops for crop in cs]
+    pictures += [crop for crop in tail_crops if crop is not None]
+    if not pictures:
+        return {}
+    # One call for every picture of the batch, then scattered back: absent ones stay zero and masked.
+    pixels = image_processor(pictures, return_tensors="pt")["pixel_values"]  # (num_pictures, 3, H, W)
+    image_mask = torch.tensor([image is not None for image in images])
+    num_images = int(image_mask.sum())
+    pixel_values = pixels.new_zeros(len(images), *pixels.shape[1:])
+    pixel_values[image_mask] = pixels[:num_images]
+    features = {"pixel_values": pixel_values, "image_mask": image_mask}
+    num_crops = max(len(example_crops) for example_crops in crops)
+    crop_mask = torch.tensor([[j < len(example_crops) for j in range(num_crops)] for example_crops in crops])
+    num_crop_pictures = int(crop_mask.sum())
+    if num_crops:
+        crop_pixel_values = pixels.new_zeros(len(images), num_crops, *pixels.shape[1:])
+        crop_pixel_values[crop_mask] = pixels[num_images : num_images + num_crop_pictures]
+        features.update(crop_pixel_values=crop_pixel_values, crop_mask=crop_mask)
+    tail_crop_mask = torch.tensor([crop is not None for crop in tail_crops])
+    if tail_crop_mask.any():
+        tail_pixel_values = pixels.new_zeros(len(images), *pixels.shape[1:])
+        tail_pixel_values[tail_crop_mask] = pixels[num_images + num_crop_pictures :]
+        features["tail_pixel_values"] = tail_pixel_values
+    return features
+
+
+
+def special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
+    """
+    The ids the tokenizer puts before and after one text ([CLS] and [SEP] for BERT): v5 tokenizers cannot
+    add special tokens around ids, so encodings are assembled from what a one-word encoding shows.
+    """
+    word = tokenizer("a", add_special_tokens=False)["input_ids"]
+    single = tokenizer("a")["input_ids"]
+    start = single.index(word[0])
+    return single[:start], single[start + len(word) :]
+
+
+def processor_from_backbones(cls, text_backbone: str, vision_backbone: str, **kwargs):
+    """The processor (of class `cls`) of a new model whose encoders start from these checkpoints."""
+    return cls(
+        image_processor=AutoImageProcessor.from_pretrained(vision_backbone),
+        tokenizer=AutoTokenizer.from_pretrained(text_backbone),
+        **kwargs,
+    )
+
+
 class MREProcessor(ProcessorMixin):
     r"""
     Tokenizer and image processor of a relation-extraction model.
@@ -207,14 +274,9 @@ class MREProcessor(ProcessorMixin):
             tokenizer.add_special_tokens({"additional_special_tokens": missing})
         self.marker_ids = tokenizer.convert_tokens_to_ids(markers)
 
-        # v5 tokenizers cannot add special tokens around ids, so encodings are assembled from the
-        # special tokens that one-word encodings show around the words: [CLS] a [SEP] b [SEP] for BERT.
+        self._prefix_ids, self._suffix_ids = special_tokens_around(tokenizer)
         word_a = tokenizer("a", add_special_tokens=False)["input_ids"]
         word_b = tokenizer("b", add_special_tokens=False)["input_ids"]
-        single = tokenizer("a")["input_ids"]
-        start_a = single.index(word_a[0])
-        self._prefix_ids = single[:start_a]
-        self._suffix_ids = single[start_a + len(word_a) :]
         pair = tokenizer("a", "b")
         end_a = pair["input_ids"].index(word_a[0]) + len(word_a)
         start_b = pair["input_ids"].index(word_b[0], end_a)
@@ -227,14 +289,7 @@ class MREProcessor(ProcessorMixin):
         if max_length < len(self._prefix_ids) + len(self._suffix_ids) + 6:
             raise ValueError(f"max_length {max_length} leaves no room for two entities and their four markers")
 
-    @classmethod
-    def from_backbones(cls, text_backbone: str, vision_backbone: str, **kwargs) -> "MREProcessor":
-        """The processor of a new model whose encoders start from these checkpoints."""
-        return cls(
-            image_processor=AutoImageProcessor.from_pretrained(vision_backbone),
-            tokenizer=AutoTokenizer.from_pretrained(text_backbone),
-            **kwargs,
-        )
+    from_backbones = classmethod(processor_from_backbones)
 
     @property
     def head_start_token_id(self) -> int:
@@ -324,44 +379,6 @@ class MREProcessor(ProcessorMixin):
         first = self._prefix_ids + self._window(text_ids, budget, example_index) + self._pair_middle_ids
         second = tail_ids + self._pair_suffix_ids
         return first + second, [0] * len(first) + [self._second_segment_type] * len(second)
-
-    def _prepare_images(self, images: list, crops: list | None, tail_boxes: list) -> dict[str, torch.Tensor]:
-        images = [load_image(image) for image in images]
-        crops = [
-            [crop for crop in map(load_image, example_crops or []) if crop is not None][: self.max_object_crops]
-            for example_crops in (crops if crops is not None else [None] * len(images))
-        ]
-        # An object tail's crop exists where its image does; boxes are normalised corners here.
-        tail_crops = [
-            image.crop((box[0] * image.width, box[1] * image.height, box[2] * image.width, box[3] * image.height))
-            if image is not None and box is not None
-            else None
-            for image, box in zip(images, tail_boxes)
-        ]
-        pictures = [image for image in images if image is not None] + [crop for cs in crops for crop in cs]
-        pictures += [crop for crop in tail_crops if crop is not None]
-        if not pictures:
-            return {}
-        # One call for every picture of the batch, then scattered back: absent ones stay zero and masked.
-        pixels = self.image_processor(pictures, return_tensors="pt")["pixel_values"]  # (num_pictures, 3, H, W)
-        image_mask = torch.tensor([image is not None for image in images])
-        num_images = int(image_mask.sum())
-        pixel_values = pixels.new_zeros(len(images), *pixels.shape[1:])
-        pixel_values[image_mask] = pixels[:num_images]
-        features = {"pixel_values": pixel_values, "image_mask": image_mask}
-        num_crops = max(len(example_crops) for example_crops in crops)
-        crop_mask = torch.tensor([[j < len(example_crops) for j in range(num_crops)] for example_crops in crops])
-        num_crop_pictures = int(crop_mask.sum())
-        if num_crops:
-            crop_pixel_values = pixels.new_zeros(len(images), num_crops, *pixels.shape[1:])
-            crop_pixel_values[crop_mask] = pixels[num_images : num_images + num_crop_pictures]
-            features.update(crop_pixel_values=crop_pixel_values, crop_mask=crop_mask)
-        tail_crop_mask = torch.tensor([crop is not None for crop in tail_crops])
-        if tail_crop_mask.any():
-            tail_pixel_values = pixels.new_zeros(len(images), *pixels.shape[1:])
-            tail_pixel_values[tail_crop_mask] = pixels[num_images + num_crop_pictures :]
-            features["tail_pixel_values"] = tail_pixel_values
-        return features
 
     def __call__(
         self,
@@ -488,7 +505,7 @@ class MREProcessor(ProcessorMixin):
             features["tail_box_features"] = torch.tensor(
                 [box_features(box) if box is not None else [0.0] * 5 for box in tail_boxes]
             )
-        features.update(self._prepare_images(images, crops, tail_boxes))
+        features.update(picture_inputs(self.image_processor, images, crops, tail_boxes, self.max_object_crops))
         if relations is not None:
             features.update(self.encode_relations(relations, pair_names))
         return BatchFeature(features, tensor_type=return_tensors)

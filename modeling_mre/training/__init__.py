@@ -1,7 +1,7 @@
 """What `train_accelerate.py` needs beside Accelerate: parameter groups, LoRA, checkpoints, batches, sampling."""
 
 from .checkpoints import check_finite, complete_checkpoints, find_checkpoint, rotate_checkpoints, save_checkpoint
-from .collate import make_collate_fn
+from .collate import make_collate_fn, make_ner_collate_fn
 from .optimization import encoder_parameter_ids, lora_config, loss_terms, parameter_groups
 from .sampling import LengthGroupedSampler, example_lengths
 
@@ -15,6 +15,7 @@ __all__ = [
     "lora_config",
     "loss_terms",
     "make_collate_fn",
+    "make_ner_collate_fn",
     "parameter_groups",
     "rotate_checkpoints",
     "save_checkpoint",

@@ -40,8 +40,9 @@ def lora_config(model: MREPreTrainedModel, marker_ids: list[int], r: int = 8, al
     """
     A `peft.LoraConfig` for `model`: LoRA on the attention projections of its "encoder" submodules,
     every new layer (each child that is not a pretrained submodule) trained and saved whole
-    (`modules_to_save`), and the text encoder's rows of the entity markers (`marker_ids`, new tokens)
-    trained while the rest of the vocabulary stays frozen. Frozen submodules stay frozen.
+    (`modules_to_save`), and the text encoder's rows of the entity markers (`marker_ids`, new tokens;
+    none for an entity recognizer) trained while the rest of the vocabulary stays frozen. Frozen
+    submodules stay frozen.
     """
     from peft import LoraConfig
 
@@ -74,13 +75,9 @@ def lora_config(model: MREPreTrainedModel, marker_ids: list[int], r: int = 8, al
         raise ValueError(f"LoRA's modules_to_save would also catch other modules {clashes}: rename these layers")
     embeddings = model.get_input_embeddings()
     embedding_name = next(name for name, module in model.named_modules() if module is embeddings)
+    new_tokens = {"trainable_token_indices": {embedding_name: list(marker_ids)}} if marker_ids else {}
     return LoraConfig(
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        target_modules=targets,
-        modules_to_save=new_layers,
-        trainable_token_indices={embedding_name: list(marker_ids)},
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, modules_to_save=new_layers, **new_tokens
     )
 
 
