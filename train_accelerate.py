@@ -315,8 +315,9 @@ def evaluate_entities(model, dataloader, accelerator, label_names, description):
             logits = model(**batch).logits
         predicted, _ = tagger.decode(logits, batch["first_subword_mask"])
         merged = merge_windows(word_ids.cpu(), windows.cpu(), predicted, len(gold))
-        posts += [([label_names[t] for t in p], [label_names[t] for t in g]) for p, g in zip(merged, gold)]
-    posts = accelerator.gather_for_metrics(posts, use_gather_object=True)
+        batch_posts = [([label_names[t] for t in p], [label_names[t] for t in g]) for p, g in zip(merged, gold)]
+        # Batch by batch: at the last batch, gather_for_metrics drops the duplicates that evened it out.
+        posts += accelerator.gather_for_metrics(batch_posts, use_gather_object=True)
     return compute_ner_metrics([p for p, _ in posts], [g for _, g in posts])
 
 
