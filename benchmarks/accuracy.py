@@ -183,7 +183,7 @@ def train_command(args, run: Run, run_dir: Path) -> list[str]:
     command = [*args.launcher.split(), str(REPO / "train_accelerate.py"), "--method", run.variant.method]
     command += ["--seed", str(run.seed), "--output_dir", str(run_dir)]
     if run.data_dir is not None:
-        command += ["--dataset", run.dataset, "--data_dir", str(Path(run.data_dir).absolute())]
+        command += ["--dataset", run.dataset, "--data_dir", str(Path(run.data_dir).resolve())]  # the same run from any working directory
     if args.num_train_epochs is not None:
         command += ["--num_train_epochs", str(args.num_train_epochs)]
     if run.variant.switch is not None:
@@ -427,17 +427,18 @@ def main():
             lines.append(
                 f"| {method} | {split} | " + " | ".join(cells) + f" | {epochs} | {seconds[0]:.0f}–{seconds[-1]:.0f} |"
             )
+    tables = {"table": "\n".join(lines)}
     if args.hold_out:
         split = "test" if carved else "validation"
-        lines += ["", *held_out_table(args, rows, lambda v: list(results[v.label].values()), split, dataset)]
-    table = "\n".join(lines)
-    print("\n" + table)
+        held_out = held_out_table(args, rows, lambda v: list(results[v.label].values()), split, dataset)
+        tables["held_out_table"] = "\n".join(held_out)
+    print("\n" + "\n\n".join(tables.values()))
     summary = {method: {str(seed): compact(r) for seed, r in by_seed.items()} for method, by_seed in results.items()}
-    (args.output_dir / "accuracy_summary.json").write_text(json.dumps({"table": table, "runs": summary}, indent=2))
+    (args.output_dir / "accuracy_summary.json").write_text(json.dumps({**tables, "runs": summary}, indent=2))
     if args.results_json:
         args.results_json.parent.mkdir(parents=True, exist_ok=True)
         kept = {"kind": "accuracy", "dataset": args.dataset, "seeds": args.seeds, "note": args.note}
-        args.results_json.write_text(json.dumps({**origin, **kept, "table": table, "runs": summary}, indent=2) + "\n")
+        args.results_json.write_text(json.dumps({**origin, **kept, **tables, "runs": summary}, indent=2) + "\n")
         print(f"results: {args.results_json}")
 
 
