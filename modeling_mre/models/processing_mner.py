@@ -47,7 +47,7 @@ class MNERProcessor(ProcessorMixin):
 
     Each word is tokenized alone and labelled at its first subword (`first_subword_mask`; `labels` there,
     -100 on the other subwords and special tokens). A word that the tokenizer turns into no subword at
-    all (a lone U+FE0F or zero-width joiner: 128 tokens of the Twitter sets) is read as the unknown token,
+    all (a lone U+FE0F or zero-width joiner: 129 tokens of the Twitter sets' train and valid files) is read as the unknown token,
     so it keeps its place and its tag. A post whose subwords do not fit in `max_length` is read in
     windows of whole words that overlap by up to `stride` subwords; `merge_windows` gives each word
     the reading of the window where it has the most context.
