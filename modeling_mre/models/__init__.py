@@ -27,14 +27,13 @@ from .modeling_ner import EntityRecognitionMixin, EntityRecognitionOutput
 from .modeling_roc import ROCForRelationExtraction, ROCOutput
 from .modeling_wmajl import WMAJLForRelationExtraction, WMAJLOutput
 from .pipeline_mner import MultimodalEntityRecognitionPipeline
-from .pipeline_mre import MultimodalRelationExtractionPipeline
+from .pipeline_mre import NER_PIPELINE_TASK, MultimodalRelationExtractionPipeline
 from .processing_mner import MNERProcessor
 from .processing_mre import MREProcessor
 from .visual_mre import MREVisualModel, VisualSlots
 
 
 PIPELINE_TASK = "multimodal-relation-extraction"
-NER_PIPELINE_TASK = "multimodal-token-classification"
 
 # method name (`train_accelerate.py --method`) -> model class, filled by `register_method`: relation
 # extractors in METHODS, entity recognizers (MNER) in NER_METHODS.

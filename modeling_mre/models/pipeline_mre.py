@@ -13,6 +13,10 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 from .processing_mre import character_span, is_object_tail
 
 
+# The task name under which a modeling_mre entity recognizer's folder saves its pipeline.
+NER_PIPELINE_TASK = "multimodal-token-classification"
+
+
 class ExampleBatchesPipeline(Pipeline):
     """
     A pipeline whose processor encodes whole batches of raw examples: `preprocess` returns
@@ -93,7 +97,8 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
         `threshold` is left out when `threshold` is given. `ner_model` is a token-classification model
         (a Hub id or folder, loaded with `aggregation_strategy="simple"`, or a loaded pipeline): a
         modeling_mre entity recognizer (`train_accelerate.py --dataset twitter2017`) also reads the post's
-        image, and loads with its own code as this pipeline does. Entities found so carry their type
+        image; its folder's code runs (it names the `multimodal-token-classification` pipeline), any other
+        folder's never does. Entities found so carry their type
         (`head_type`, `tail_type` in the results).
         """
         text = post.get("text")
@@ -130,12 +135,14 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
     def _recognise(ner_model, text: str, image) -> list[dict]:
         """The entities `ner_model` finds in the post, grouped (`entity_group`, `start`, `end`, ...)."""
         if isinstance(ner_model, str):
-            from transformers import AutoConfig, pipeline  # the NER model is the user's, loaded only when named
+            from transformers import PreTrainedConfig, pipeline  # the NER model is the user's, loaded only when named
 
-            # A folder of ours names its pipeline (`custom_pipelines`); any other is transformers' token classification.
-            custom = getattr(AutoConfig.from_pretrained(ner_model, trust_remote_code=True), "custom_pipelines", None)
-            task = next(iter(custom)) if custom else "token-classification"
-            ner_model = pipeline(task, model=ner_model, trust_remote_code=True, aggregation_strategy="simple")
+            # A modeling_mre recognizer's folder names its pipeline; only such a folder's code is run
+            # (read from its config.json, which runs nothing). Any other is transformers' token classification.
+            config, _ = PreTrainedConfig.get_config_dict(ner_model)
+            ours = NER_PIPELINE_TASK in (config.get("custom_pipelines") or {})
+            task = NER_PIPELINE_TASK if ours else "token-classification"
+            ner_model = pipeline(task, model=ner_model, trust_remote_code=ours, aggregation_strategy="simple")
         if not isinstance(ner_model, Pipeline):
             raise TypeError(f"ner_model must be a Hub id, a folder or a pipeline, got {type(ner_model).__name__}")
         # A multimodal recognizer (remote code: its class is not ours to compare) reads the image too.
