@@ -95,6 +95,18 @@ class MNERProcessor(ProcessorMixin):
                 shared += len(pieces[next_start])
             start = next_start
 
+    def _window_row(self, pieces: list[list[int]], tags: list[int], start: int, end: int) -> tuple[list, ...]:
+        """One window of words `[start, end)`: per position its id, word (-1: special), first-subword flag and label."""
+        budget = self.max_length - len(self._prefix_ids) - len(self._suffix_ids)
+        words = [
+            (piece, word, k == 0, tags[word] if k == 0 else -100)
+            for word in range(start, end)
+            for k, piece in enumerate(pieces[word][:budget])
+        ]
+        prefix = [(token_id, -1, False, -100) for token_id in self._prefix_ids]
+        suffix = [(token_id, -1, False, -100) for token_id in self._suffix_ids]
+        return tuple(list(column) for column in zip(*(prefix + words + suffix)))
+
     def __call__(
         self,
         text: str | list[str] | None = None,
@@ -164,21 +176,9 @@ class MNERProcessor(ProcessorMixin):
         rows, sample_of_window, first = [], [], 0
         for i, words in enumerate(tokens):
             example_pieces, first = pieces[first : first + len(words)], first + len(words)
-            budget = self.max_length - len(self._prefix_ids) - len(self._suffix_ids)
+            tags = word_labels[i] if word_labels is not None else [-100] * len(words)
             for start, end in self._windows(example_pieces):
-                ids, word_of, is_first, labels = list(self._prefix_ids), [-1] * len(self._prefix_ids), [False] * len(self._prefix_ids), [-100] * len(self._prefix_ids)
-                for word in range(start, end):
-                    word_pieces = example_pieces[word][:budget]
-                    ids += word_pieces
-                    word_of += [word] * len(word_pieces)
-                    is_first += [True] + [False] * (len(word_pieces) - 1)
-                    tag = word_labels[i][word] if word_labels is not None else -100
-                    labels += [tag] + [-100] * (len(word_pieces) - 1)
-                ids += self._suffix_ids
-                word_of += [-1] * len(self._suffix_ids)
-                is_first += [False] * len(self._suffix_ids)
-                labels += [-100] * len(self._suffix_ids)
-                rows.append((ids, word_of, is_first, labels))
+                rows.append(self._window_row(example_pieces, tags, start, end))
                 sample_of_window.append(i)
 
         features = dict(
