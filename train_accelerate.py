@@ -247,36 +247,27 @@ def build_model_and_processor(args, label_names, object_tails, accelerator):
     with accelerator.main_process_first():  # converts the embedded MobileNetV2 once, on the main process
         text_backbone = args.text_backbone or str(embedded_text_backbone())
         vision_backbone = args.vision_backbone or str(embedded_vision_backbone())
-    labels = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names))}
-    labels["label2id"] = {name: i for i, name in enumerate(label_names)}
-    if args.dataset in NER_DATASETS:
-        processor = MNERProcessor.from_backbones(text_backbone, vision_backbone, max_length=args.max_length)
-        model_class = NER_METHODS[args.method]
-        uses_images = model_class.visual_features is not None
-        model = model_class.from_backbones(
-            text_backbone,
-            vision_backbone if uses_images else None,
-            **labels,
-            **parse_config_overrides(args.config_overrides, model_class.config_class),
-        )
-        return model, processor, uses_images
-    processor = MREProcessor.from_backbones(text_backbone, vision_backbone, max_length=args.max_length)
-    model_class = METHODS[args.method]
+    entities = args.dataset in NER_DATASETS
+    processor_class, registry = (MNERProcessor, NER_METHODS) if entities else (MREProcessor, METHODS)
+    processor = processor_class.from_backbones(text_backbone, vision_backbone, max_length=args.max_length)
+    model_class = registry[args.method]
     uses_images = model_class.visual_features is not None
-    # A method that can leave held-out relations out of training altogether (ROC's softmax) is told which.
-    held_out = {"held_out_relations": args.hold_out_relations} if args.hold_out_relations and (
-        "held_out_relations" in model_class.config_class.__dataclass_fields__
-    ) else {}
+    # What a relation extractor reads of the pair: the markers' ids, object tails, relations held out of
+    # training for a method that can leave them out of its softmax altogether (ROC).
+    pair = {} if entities else {**processor.marker_config(), "object_tails": object_tails}
+    if args.hold_out_relations and "held_out_relations" in model_class.config_class.__dataclass_fields__:
+        pair["held_out_relations"] = args.hold_out_relations
     model = model_class.from_backbones(
         text_backbone,
         vision_backbone if uses_images else None,
-        **labels,
-        **processor.marker_config(),
-        object_tails=object_tails,
-        **held_out,
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={name: i for i, name in enumerate(label_names)},
+        **pair,
         **parse_config_overrides(args.config_overrides, model_class.config_class),
     )
-    model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
+    if not entities:  # the entity markers are new tokens; an entity recognizer adds none
+        model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
     model.use_tokenizer(processor.tokenizer)  # for a method that tokenizes text of its own (ROC)
     return model, processor, uses_images
 

@@ -361,10 +361,15 @@ def _hyperparameters(training_args: dict[str, Any], results: dict[str, Any]) -> 
     return rows
 
 
+def entity_types(tags) -> list[str]:
+    """The entity types of BIO tag names ("B-PER", "I-PER", "O", ...), sorted."""
+    return sorted({tag.partition("-")[2] for tag in tags if tag != "O"})
+
+
 def _limitations(results, config, dataset, model_class, training_args) -> list[str]:
     num_labels = len(config["id2label"])
     if model_class.task == "token-classification":
-        types = sorted({tag.partition("-")[2] for tag in config["id2label"].values() if tag != "O"})
+        types = entity_types(config["id2label"].values())
         first = (
             f"The model tags each whitespace-separated word with one of {num_labels} BIO tags over {', '.join(types)}: "
             "other entity types, and entities inside a word (hashtags, @-mentions written together), are not found."
@@ -491,7 +496,7 @@ def write_model_card(
     _plot_training_curve(results["log_history"], results.get("best_epoch"), folder / TRAINING_CURVE_FIGURE)
     text_only = " This baseline reads the text only." if config.get("vision_config") is None else ""
     if model_class.task == "token-classification":
-        types = sorted({tag.partition("-")[2] for tag in label_names if tag != "O"})
+        types = entity_types(label_names)
         confusion = None
         specific = dict(
             title=f"{paper.title}, named entity recognition, on {dataset_facts['title']}",
