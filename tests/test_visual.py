@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from modeling_mre import MREConfig, MREVisualModel
 
@@ -30,7 +31,14 @@ def probe(kind: str, vision: str, **config_kwargs) -> MREVisualModel:
         def __init__(self, config):
             super().__init__(config)
             self.build_visual_path(HIDDEN)
+            if kind == "levels":  # as a levels method would: each level mapped by its own layer
+                self.level_projections = nn.ModuleList(nn.Linear(channels, HIDDEN) for _, channels in self.feature_shapes())
             self.post_init()
+
+        def project_pictures(self, levels):
+            if kind != "levels":
+                return super().project_pictures(levels)
+            return torch.cat([project(level) for project, level in zip(self.level_projections, levels)], dim=2)
 
     if kind == "levels":
         config_kwargs.setdefault("vision_feature_layers", [1, 2])
@@ -67,24 +75,20 @@ def test_every_kind_on_every_backbone_family(kind, vision):
             crop_mask=inputs["crop_mask"],
         )
     slots = 1 + 2  # whole image + two crops
-    if kind == "levels":
-        assert visual.states is None and visual.mask.shape == (3, slots)
-        assert len(visual.levels) == 2
-        for level, (tokens, channels) in zip(visual.levels, model.feature_shapes()):
-            assert level.shape == (3, slots, tokens, channels)
-            assert not level[1, 0].any() and not level[2, 1:].any()  # absent pictures are zeros
-        for level, cached_level in zip(visual.levels, cached.levels):
-            torch.testing.assert_close(level, cached_level)
-    else:
-        tokens = visual.tokens_per_slot
-        assert tokens == (1 if kind == "pooled" else model.feature_shapes()[0][0])
-        assert visual.states.shape == (3, slots * tokens, HIDDEN)
-        mask = visual.mask.view(3, slots, tokens)
-        # Example 1 has no image: only the "no image" token of its first slot is real.
+    tokens = visual.tokens_per_slot
+    levels = model.feature_shapes()
+    assert tokens == (1 if kind == "pooled" else sum(level_tokens for level_tokens, _ in levels))
+    assert visual.states.shape == (3, slots * tokens, HIDDEN)
+    assert visual.slot_mask.tolist() == [[True, True, False], [False, True, True], [True, False, False]]
+    states, mask = visual.states.view(3, slots, tokens, HIDDEN), visual.mask.view(3, slots, tokens)
+    assert not states[0, 2].any() and not states[2, 1:].any()  # absent crops are zeros, and masked
+    assert mask[0, :2].all() and not mask[0, 2].any() and not mask[2, 1:].any()
+    if kind == "levels":  # absence is the method's to read, from slot_mask
+        assert not states[1, 0].any() and not mask[1, 0].any()
+    else:  # example 1 has no image: only the "no image" token of its first slot is real
         assert mask[1, 0, 0] and not mask[1, 0, 1:].any()
-        torch.testing.assert_close(visual.states[1, 0], model.no_image_embedding.weight[0])
-        assert mask[0, 0].all() and mask[0, 1].all() and not mask[0, 2].any() and not mask[2, 1:].any()
-        torch.testing.assert_close(visual.states, cached.states)
+        torch.testing.assert_close(states[1, 0, 0], model.no_image_embedding.weight[0])
+    torch.testing.assert_close(visual.states, cached.states)
     torch.testing.assert_close(visual.mask, cached.mask)
 
 
@@ -107,6 +111,12 @@ def test_levels_follow_the_configured_layers():
     model = probe("levels", "resnet", vision_feature_layers=[0, 1, 2], vision_grid_size=1)
     assert model.feature_shapes() == [(1, 8), (1, 8), (1, 16)]  # embedder, then each stage's channels
     assert not hasattr(model, "image_projection")  # a levels method projects each level itself
+
+
+def test_a_levels_method_must_map_its_levels():
+    model = probe("levels", "resnet")
+    with pytest.raises(NotImplementedError, match="override project_pictures"):
+        MREVisualModel.project_pictures(model, ())
 
 
 def test_pixels_are_cast_to_the_vision_encoders_dtype():
@@ -144,8 +154,7 @@ def test_the_feature_cache_stores_what_the_method_reads(kind, processor):
         from_pixels = model.encode_images(len(records), **{key: pixels[key] for key in visual_keys})
         from_cache = model.encode_images(len(records), **stack_image_features(list(cached)))
     torch.testing.assert_close(from_pixels.mask, from_cache.mask)
-    for a, b in zip(from_pixels.levels or [from_pixels.states], from_cache.levels or [from_cache.states]):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(from_pixels.states, from_cache.states, atol=1e-5, rtol=1e-5)
 
 
 def test_reading_the_feature_shapes_leaves_a_trained_encoder_as_it_was():
@@ -155,3 +164,26 @@ def test_reading_the_feature_shapes_leaves_a_trained_encoder_as_it_was():
     assert model.vision_encoder.training
     for name, buffer in model.vision_encoder.named_buffers():
         torch.testing.assert_close(buffer, statistics[name], msg=name)
+
+
+@pytest.mark.parametrize("kind", ["pooled", "patches", "levels"])
+def test_an_object_tail_has_its_slot_with_or_without_its_crop(kind):
+    # Example 0: an object tail with its image and crop; 1: an object tail without the image (its box
+    # alone places it); 2: a text tail.
+    model = probe(kind, "vit", object_tails=True)
+    inputs = pictures()
+    del inputs["crop_pixel_values"], inputs["crop_mask"]
+    boxes = torch.rand(3, 5)
+    inputs.update(tail_mask=torch.tensor([True, True, False]), tail_box_features=boxes,
+                  tail_pixel_values=torch.randn(3, 3, 32, 32))
+    with torch.no_grad():
+        visual = model.encode_images(3, **inputs)
+        box = model.tail_box_projection(boxes)
+        crop = model.project_pictures(model.split_levels(model.get_image_features(inputs["tail_pixel_values"][:1])[None]))
+    tokens = visual.tokens_per_slot
+    states = visual.states.view(3, 2, tokens, HIDDEN)  # whole image, object tail
+    assert visual.slot_mask.tolist() == [[True, True], [False, True], [True, False]]
+    assert visual.mask.view(3, 2, tokens)[:, 1].tolist() == [[True] * tokens, [True] * tokens, [False] * tokens]
+    torch.testing.assert_close(states[1, 1], box[1].expand(tokens, -1))  # the box, without a crop to add to
+    torch.testing.assert_close(states[0, 1], crop[0, 0] + box[0])  # the crop's tokens plus the box
+    assert not states[2, 1].any()

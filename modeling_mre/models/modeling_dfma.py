@@ -231,28 +231,27 @@ class DFMAForRelationExtraction(MREVisualModel):
         self.classifier = nn.Linear(2 * classifier_width, config.num_labels)
         self.post_init()
 
+    def project_pictures(self, levels: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """
+        Each level pooled to `prompt_length` tokens, normalised and mapped to the prompt MLP's hidden
+        layer by its own layers: per level `(batch, slots, tokens_l, channels_l)` in,
+        `(batch, slots, levels * prompt_len, bottleneck)` out, level after level.
+        """
+        prompt_length = self.config.prompt_length
+        return torch.cat([
+            down(norm(F.adaptive_avg_pool1d(level.flatten(0, 1).transpose(1, 2), prompt_length).transpose(1, 2).to(norm.weight.dtype)))
+            .unflatten(0, level.shape[:2])  # (batch, slots, prompt_len, bottleneck)
+            for norm, down, level in zip(self.level_norms, self.level_down, levels)
+        ], dim=2)
+
     def pyramid_states(self, batch_size: int, **visual_inputs) -> tuple[torch.Tensor, torch.BoolTensor]:
         """
-        Each picture's levels pooled to `prompt_length` tokens and mapped to the prompt MLP's hidden
-        layer, level by level: `(batch, pictures, levels, prompt_len, bottleneck)`, and which pictures exist.
+        Each picture's levels at the prompt MLP's hidden layer, `(batch, pictures, levels, prompt_len,
+        bottleneck)` (an object tail's with its box), and which pictures exist (an object tail always).
         """
         visual = self.encode_images(batch_size, self.config.num_object_crops, **visual_inputs)
-        prompt_length = self.config.prompt_length
-        states = torch.stack([  # (batch, pictures, tokens_l, channels_l) -> (batch, pictures, prompt_len, bottleneck)
-            down(norm(F.adaptive_avg_pool1d(level.flatten(0, 1).transpose(1, 2), prompt_length).transpose(1, 2).to(norm.weight.dtype)))
-            .unflatten(0, level.shape[:2])
-            for norm, down, level in zip(self.level_norms, self.level_down, visual.levels)
-        ], dim=2)
-        mask = visual.mask
-        tail_mask = visual_inputs.get("tail_mask")
-        if tail_mask is not None:
-            # An object tail's slot (after the whole image) exists wherever the tail is an object: its box
-            # places it, at every level, even without the picture.
-            box = self.tail_box_projection(visual_inputs["tail_box_features"].to(states.dtype))  # (batch, bottleneck)
-            tail_states = states[:, 1] + box[:, None, None] * tail_mask[:, None, None, None]
-            states = torch.cat([states[:, :1], tail_states[:, None], states[:, 2:]], dim=1)
-            mask = torch.cat([mask[:, :1], tail_mask.bool()[:, None], mask[:, 2:]], dim=1)
-        return torch.tanh(states), mask
+        states = visual.states.unflatten(1, (visual.slot_mask.shape[1], len(self.level_norms), self.config.prompt_length))
+        return torch.tanh(states), visual.slot_mask
 
     def pair_embedding(self, input_ids: torch.LongTensor) -> torch.Tensor:
         """

@@ -61,28 +61,30 @@ class VisualInputs(TypedDict, total=False):
 @dataclass
 class VisualSlots:
     """
-    What `MREVisualModel.encode_images` gives a method. Slots are [whole image; object tail (object
-    tails only); object crops].
+    What `MREVisualModel.encode_images` gives a method, for every `visual_features` kind. Slots are
+    [whole image; object tail (object tails only); object crops], each `tokens_per_slot` tokens.
 
     Args:
-        states (`torch.FloatTensor` of shape `(batch_size, num_tokens, hidden_size)`, or `None` for `"levels"`):
-            Projected visual tokens: one per slot (`"pooled"`) or `tokens_per_slot` per slot
-            (`"patches"`). Without its image an example's first token is the learned "no image" vector.
-        mask (`torch.BoolTensor` of shape `(batch_size, num_tokens)`):
-            Which tokens of `states` are real (for `"levels"`: which slots hold a picture).
+        states (`torch.FloatTensor` of shape `(batch_size, num_slots * tokens_per_slot, width)`):
+            Each slot's tokens as `project_pictures` maps them, at `build_visual_path`'s width: zeros
+            for an absent picture; an object tail's slot adds its box's projection to every token.
+            For `"pooled"` and `"patches"`, an example without its whole image reads the learned
+            "no image" vector in its first token.
+        mask (`torch.BoolTensor` of shape `(batch_size, num_slots * tokens_per_slot)`):
+            Which tokens of `states` are real: those of `slot_mask`'s slots, and the "no image" token.
+        slot_mask (`torch.BoolTensor` of shape `(batch_size, num_slots)`):
+            Which slots hold a picture, or an object tail's box (with or without its crop).
         has_image (`torch.BoolTensor` of shape `(batch_size,)`):
             Which examples have their whole image.
-        levels (`tuple(torch.FloatTensor)`, *optional*, `"levels"` only):
-            Per selected vision layer, the unprojected features `(batch_size, slots, tokens_l, channels_l)`;
-            absent pictures are zeros.
         tokens_per_slot (`int`):
-            1 for `"pooled"`; the number of patch or grid tokens per picture for `"patches"`.
+            1 for `"pooled"`; the patch or grid tokens of one picture for `"patches"`; what the
+            method's `project_pictures` gives for `"levels"`.
     """
 
-    states: torch.Tensor | None
+    states: torch.Tensor
     mask: torch.Tensor
+    slot_mask: torch.Tensor
     has_image: torch.Tensor
-    levels: tuple[torch.Tensor, ...] | None = None
     tokens_per_slot: int = 1
 
 
@@ -193,19 +195,69 @@ class MREVisualModel(MREPreTrainedModel):
             level.unflatten(-1, shape) for level, shape in zip(features.split(sizes, dim=-1), self.feature_shapes())
         )
 
+    def project_pictures(self, levels: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """
+        Every slot's features, per level read `(batch, slots, tokens_l, channels_l)`, to the tokens the
+        method reads `(batch, slots, tokens, width)`. `"pooled"` and `"patches"` read one level, through
+        `image_projection`; a `"levels"` method maps its levels itself by overriding this.
+        """
+        if self.visual_features == "levels":
+            raise NotImplementedError(
+                f"{type(self).__name__} reads 'levels' and must map them to its slot tokens: override project_pictures"
+            )
+        (features,) = levels
+        return self.image_projection(features)
+
     def encode_images(
         self, batch_size: int, num_object_crops: int | None = None, **visual_inputs: Unpack[VisualInputs]
     ) -> VisualSlots:
         r"""
-        The visual slots of a batch from its `VisualInputs`. Pictures come as pixels or as their
-        precomputed `get_image_features` (never a mix); at most `num_object_crops` crops are read
-        (all if `None`). Only pictures that exist go through the vision encoder, in one call.
+        The visual slots of a batch from its `VisualInputs`: the one place that turns pictures into
+        slots, for every feature kind and every task. Pictures come as pixels or as their precomputed
+        `get_image_features` (never a mix); at most `num_object_crops` crops are read (all if `None`).
+        """
+        tail_mask, tail_box_features = visual_inputs.get("tail_mask"), visual_inputs.get("tail_box_features")
+        features, present, has_image = self._slot_features(batch_size, num_object_crops, visual_inputs)
+        states = self.project_pictures(self.split_levels(features))  # (batch, slots, tokens, width)
+        states = states * present[..., None, None]
+        slot_mask = present.clone()
+        if tail_mask is not None:
+            # The tail slot is real for every object tail: its box places it even without the picture.
+            box = self.tail_box_projection(tail_box_features.to(states.dtype))  # (batch, width)
+            tail_slot = states[:, 1] + box[:, None] * tail_mask[:, None, None]  # (batch, tokens, width)
+            states = torch.cat([states[:, :1], tail_slot[:, None], states[:, 2:]], dim=1)
+            slot_mask[:, 1] = tail_mask.bool()
+        tokens = states.shape[2]
+        token_mask = slot_mask[..., None].expand(-1, -1, tokens).clone()  # (batch, slots, tokens)
+        if self.visual_features != "levels":
+            # Without its whole image an example reads the learned "no image" vector in its first token,
+            # so absence is explicit and attention over the image always has a key. A levels method
+            # reads absence from `slot_mask` in its own way.
+            no_image = self.no_image_embedding.weight[0].to(states.dtype)
+            first_token = torch.where(has_image[:, None], states[:, 0, 0], no_image)  # (batch, width)
+            states = torch.cat([torch.cat([first_token[:, None, None], states[:, :1, 1:]], dim=2), states[:, 1:]], dim=1)
+            token_mask[:, 0, 0] = True
+        return VisualSlots(
+            states=states.flatten(1, 2),  # (batch, slots * tokens, width)
+            mask=token_mask.flatten(1),
+            slot_mask=slot_mask,
+            has_image=has_image,
+            tokens_per_slot=tokens,
+        )
+
+    def _slot_features(
+        self, batch_size: int, num_object_crops: int | None, visual_inputs: VisualInputs
+    ) -> tuple[torch.Tensor, torch.BoolTensor, torch.BoolTensor]:
+        """
+        Each slot's flat features `(batch, slots, image_feature_size)` (zeros where absent), which slots
+        hold a picture `(batch, slots)`, and which examples have the whole image `(batch,)`. Only
+        pictures that exist go through the vision encoder, in one call.
         """
         unknown = sorted(set(visual_inputs) - set(VisualInputs.__annotations__))
         if unknown:
             raise TypeError(f"unexpected visual inputs {unknown}; known: {sorted(VisualInputs.__annotations__)}")
         image_mask, crop_mask = visual_inputs.get("image_mask"), visual_inputs.get("crop_mask")
-        tail_mask, tail_box_features = visual_inputs.get("tail_mask"), visual_inputs.get("tail_box_features")
+        tail_mask = visual_inputs.get("tail_mask")
         pixel_values, image_features = visual_inputs.get("pixel_values"), visual_inputs.get("image_features")
         crop_pixel_values, crop_features = visual_inputs.get("crop_pixel_values"), visual_inputs.get("crop_features")
         tail_pixel_values, tail_features = visual_inputs.get("tail_pixel_values"), visual_inputs.get("tail_features")
@@ -214,7 +266,7 @@ class MREVisualModel(MREPreTrainedModel):
                 "this model was built for text tails only (config.object_tails=False) and has no layers for an "
                 "object tail: train one with object_tails=True (train_accelerate.py does on MORE)"
             )
-        if tail_mask is not None and tail_box_features is None:
+        if tail_mask is not None and visual_inputs.get("tail_box_features") is None:
             raise ValueError("object tails (tail_mask) need their tail_box_features, as MREProcessor gives them")
         precomputed = any(t is not None for t in (image_features, crop_features, tail_features))
         if precomputed and any(t is not None for t in (pixel_values, crop_pixel_values, tail_pixel_values)):
@@ -261,30 +313,4 @@ class MREVisualModel(MREPreTrainedModel):
                 group_features = features[first_feature : first_feature + num_features]
                 slot_features[:, first_slot : first_slot + num_slots][group_present] = group_features
                 first_slot, first_feature = first_slot + num_slots, first_feature + num_features
-
-        if self.visual_features == "levels":
-            return VisualSlots(states=None, mask=present, has_image=has_image, levels=self.split_levels(slot_features))
-        (tokens, _), = self.feature_shapes()
-        slot_states = self.image_projection(self.split_levels(slot_features)[0])  # (batch, slots, tokens, hidden)
-        slot_states = slot_states * present[..., None, None]
-        token_mask = present[..., None].expand(-1, -1, tokens).clone()  # (batch, slots, tokens)
-
-        # Without its whole image an example reads the learned "no image" vector in its first token,
-        # so absence is explicit and attention over the image always has a key.
-        no_image = self.no_image_embedding.weight[0].to(slot_states.dtype)
-        first_token = torch.where(has_image[:, None], slot_states[:, 0, 0], no_image)  # (batch, hidden)
-        whole_image = torch.cat([first_token[:, None], slot_states[:, 0, 1:]], dim=1)  # (batch, tokens, hidden)
-        slot_states = torch.cat([whole_image[:, None], slot_states[:, 1:]], dim=1)
-        token_mask[:, 0, 0] = True
-        if tail_mask is not None:
-            # The tail slot is real for every object tail: its box places it even without the picture.
-            box = self.tail_box_projection(tail_box_features.to(slot_states.dtype))  # (batch, hidden)
-            tail_slot = slot_states[:, 1] + box[:, None] * tail_mask[:, None, None]  # (batch, tokens, hidden)
-            slot_states = torch.cat([slot_states[:, :1], tail_slot[:, None], slot_states[:, 2:]], dim=1)
-            token_mask[:, 1] = tail_mask.bool()[:, None]
-        return VisualSlots(
-            states=slot_states.flatten(1, 2),  # (batch, slots * tokens, hidden)
-            mask=token_mask.flatten(1),
-            has_image=has_image,
-            tokens_per_slot=tokens,
-        )
+        return slot_features, present, has_image
