@@ -9,6 +9,9 @@ one process against two references:
 - the peers' input setting: every text padded to 80 tokens, as HVPNeT, MKGformer and MMIB do,
   against our per-batch (dynamic) padding.
 
+The entity recognizers (NER_METHODS) are timed the same way against their own floor, on tweets
+(Twitter-2017 validation, `--ner_data_dir`, or the embedded MNER demo set) with one synthetic JPEG each.
+
     python benchmarks/speed.py --quick          # under 3 minutes on 2 CPU cores
     python benchmarks/speed.py                  # more batches and repeats
 
@@ -42,18 +45,21 @@ import transformers  # noqa: E402
 from PIL import Image  # noqa: E402
 from transformers import pipeline  # noqa: E402
 
-from modeling_mre import METHODS, PIPELINE_TASK, MREProcessor  # noqa: E402
+from modeling_mre import METHODS, NER_METHODS, NER_TAGS, PIPELINE_TASK, MNERProcessor, MREProcessor  # noqa: E402
 from modeling_mre.data.mnre import load_mnre  # noqa: E402
-from modeling_mre.data.demo import write_demo_dataset  # noqa: E402
+from modeling_mre.data.twitter import load_twitter_mner  # noqa: E402
+from modeling_mre.data.demo import write_demo_dataset, write_mner_demo_dataset  # noqa: E402
 from modeling_mre.backbones import embedded_text_backbone, embedded_vision_backbone  # noqa: E402
 from modeling_mre.data.feature_cache import add_image_features, stack_image_features  # noqa: E402
 from modeling_mre.training import LengthGroupedSampler  # noqa: E402
+from modeling_mre.training.collate import make_ner_collate_fn  # noqa: E402
 
 from common import provenance  # noqa: E402  (benchmarks/common.py)
 
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MNRE = REPO.parent / "shared" / "data" / "mnre"
+DEFAULT_TWITTER = REPO.parent / "shared" / "data" / "twitter" / "twitter2017"
 PEER_LENGTH = 80  # HVPNeT, MKGformer and MMIB pad every text to max_seq=80
 
 
@@ -61,6 +67,9 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="64 examples per setting, 3 repeats.")
     parser.add_argument("--data_dir", type=Path, default=DEFAULT_MNRE, help="MNRE-layout folder; demo set if absent.")
+    parser.add_argument(
+        "--ner_data_dir", type=Path, default=DEFAULT_TWITTER, help="Twitter-layout MNER folder; MNER demo set if absent."
+    )
     parser.add_argument("--train_batch_size", type=int, default=32, help="As train_accelerate.py.")
     parser.add_argument("--eval_batch_size", type=int, default=64, help="As train_accelerate.py.")
     parser.add_argument(
@@ -132,8 +141,22 @@ def benchmark_rows(args, workdir: Path) -> tuple[datasets.Dataset, datasets.Data
     for i, png in enumerate(sorted((pictures / "img_org" / "train").glob("*.png"))):
         paths.append(str(workdir / f"image_{i:05d}.jpg"))
         Image.open(png).convert("RGB").resize(tuple(args.image_size)).save(paths[-1], quality=90)
-    rows = rows.remove_columns("image").add_column("image", paths).cast_column("image", datasets.Image())
-    return split, rows, paths, source
+    return split, with_pictures(rows, paths), paths, source
+
+
+def with_pictures(rows: datasets.Dataset, paths: list[str]) -> datasets.Dataset:
+    """`rows` with one of the synthetic JPEGs each."""
+    return rows.remove_columns("image").add_column("image", paths[: len(rows)]).cast_column("image", datasets.Image())
+
+
+def ner_benchmark_rows(args, workdir: Path, paths: list[str]) -> tuple[datasets.Dataset, str]:
+    """Shuffled tweets with one synthetic JPEG each (those of the relation rows), and where they come from."""
+    if (args.ner_data_dir / "valid.txt").is_file():
+        split, source = load_twitter_mner(args.ner_data_dir)["validation"], f"Twitter validation text ({args.ner_data_dir})"
+    else:
+        split, source = load_twitter_mner(write_mner_demo_dataset(workdir / "demo-mner"))["validation"], "the MNER demo set's text"
+    rows = split.shuffle(seed=args.seed).select(range(min(args.num_examples, len(split), len(paths))))
+    return with_pictures(rows, paths), source
 
 
 def autocast(device: torch.device):
@@ -186,10 +209,11 @@ def main():
         args.output_json.write_text(json.dumps({**origin, **report}, indent=2) + "\n")
 
 
-def build_models(processor, label_names, device) -> dict:
-    """Every method of METHODS on the embedded backbones, built as train_accelerate.py builds it."""
+def build_models(registry: dict, processor, label_names, device) -> dict:
+    """Every method of `registry` (METHODS or NER_METHODS) on the embedded backbones, built as train_accelerate.py builds it."""
     models = {}
-    for method, model_class in METHODS.items():
+    relations = registry is METHODS
+    for method, model_class in registry.items():
         uses_images = model_class.visual_features is not None
         model = model_class.from_backbones(
             str(embedded_text_backbone()),
@@ -197,9 +221,10 @@ def build_models(processor, label_names, device) -> dict:
             num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={name: i for i, name in enumerate(label_names)},
-            **processor.marker_config(),
+            **(processor.marker_config() if relations else {}),
         )
-        model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
+        if relations:  # the entity markers are new tokens
+            model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
         model.use_tokenizer(processor.tokenizer)
         models[method] = model.to(device)
     return models
@@ -221,7 +246,7 @@ def prepare_batches(args, processor, split, rows, cached_rows, device) -> dict:
     phases = {}
     for phase, batch_size in (("train", args.train_batch_size), ("inference", args.eval_batch_size)):
         chunks = [range(start, start + batch_size) for start in range(0, len(rows) - batch_size + 1, batch_size)]
-        batches = {"chunks": chunks, "pixels": [], "dynamic": [], "fixed": [], "grouped": []}
+        batches = {"chunks": chunks, "examples": len(chunks) * batch_size, "pixels": [], "dynamic": [], "fixed": [], "grouped": []}
         batches["features"] = {
             kind: [to_device(stack_image_features([cached[i] for i in chunk]), device) for chunk in chunks]
             for kind, cached in cached_rows.items()
@@ -245,6 +270,31 @@ def prepare_batches(args, processor, split, rows, cached_rows, device) -> dict:
             grouped = dict(processor(tokens=chunk["tokens"], head=chunk["head"], tail=chunk["tail"]))
             grouped["labels"] = torch.tensor(chunk["relation"])
             batches["grouped"].append(to_device(grouped, device))
+        phases[phase] = batches
+    return phases
+
+
+def prepare_ner_batches(args, processor, rows, cached_rows, device) -> dict:
+    """
+    Per phase, the tweets' batches as train_accelerate.py's MNER collate builds them (one row per
+    window): `pixels`, `dynamic` (the text), and per kind of cached features (`cached_rows`), each
+    window's post's (`with_features`).
+    """
+    pictures, text = make_ner_collate_fn(processor, uses_images=True), make_ner_collate_fn(processor, uses_images=False)
+    phases = {}
+    for phase, batch_size in (("train", args.train_batch_size), ("inference", args.eval_batch_size)):
+        chunks = [range(start, start + batch_size) for start in range(0, len(rows) - batch_size + 1, batch_size)]
+        batches = {"chunks": chunks, "examples": len(chunks) * batch_size, "pixels": [], "dynamic": [], "features": {}}
+        for chunk in chunks:
+            records = [rows[i] for i in chunk]
+            batches["pixels"].append(to_device(pictures(records), device))
+            batches["dynamic"].append(to_device(text(records), device))
+        for kind, cached in cached_rows.items():
+            with_cache = make_ner_collate_fn(processor, uses_images=True, cached_image_features=True)
+            batches["features"][kind] = []
+            for chunk, text_batch in zip(chunks, batches["dynamic"]):
+                batch = with_cache([cached[i] for i in chunk])
+                batches["features"][kind].append(to_device({key: batch[key] for key in batch if key not in text_batch}, device))
         phases[phase] = batches
     return phases
 
@@ -275,19 +325,12 @@ def mixed_inputs(batches: list[list[dict]]) -> list[list[dict]]:
     return [[{**example, "image": None} if i % 2 else example for i, example in enumerate(batch)] for batch in batches]
 
 
-def build_settings(args, models, processor, phases, rows, cached_rows, paths, device) -> dict:
-    """Every setting to time: name -> (function run on each batch, its batches, examples per pass)."""
+def add_floor_settings(add, prefix: str, floor_text, vision_model, phases: dict, variants, device):
+    """
+    The floor on `phases`' batches: a trainable copy of the text encoder (`floor_text`), and the
+    frozen vision encoder's forward where a method reads pictures.
+    """
     train, inference = phases["train"], phases["inference"]
-    n_train = sum(len(chunk) for chunk in train["chunks"])
-    n_inference = sum(len(chunk) for chunk in inference["chunks"])
-    variants = (("", "dynamic"), ("_80", "fixed"), ("_grouped", "grouped"))
-    settings = {}
-
-    def add(name, function, batches, examples):
-        settings[name] = (function, batches, examples)
-
-    # The floor: a trainable copy of the (marker-resized) text encoder, and the frozen vision encoder.
-    floor_text = copy.deepcopy(models["baseline"].text_encoder)
     encoder_loss = lambda encoder, batch: encoder(**text_inputs(batch)).last_hidden_state.float().mean()  # noqa: E731
     floor_step = train_step(floor_text, torch.optim.AdamW(floor_text.parameters(), lr=5e-5), device, encoder_loss)
 
@@ -297,30 +340,57 @@ def build_settings(args, models, processor, phases, rows, cached_rows, paths, de
             floor_text(**text_inputs(batch))
 
     for suffix, batches in variants:
-        add(f"floor_text_train{suffix}", floor_step, train[batches], n_train)
-        add(f"floor_text_inference{suffix}", floor_text_forward, inference[batches], n_inference)
-
-    vision_model = next((model for model in models.values() if hasattr(model, "get_image_features")), None)
+        add(f"{prefix}_text_train{suffix}", floor_step, train[batches], train["examples"])
+        add(f"{prefix}_text_inference{suffix}", floor_text_forward, inference[batches], inference["examples"])
     if vision_model is not None:
 
         def vision_forward(batch):
             with torch.no_grad(), autocast(device):
                 vision_model.get_image_features(batch["pixel_values"][batch["image_mask"]])
 
-        add("floor_vision_train", vision_forward, train["pixels"], n_train)
-        add("floor_vision_inference", vision_forward, inference["pixels"], n_inference)
+        add(f"{prefix}_vision_train", vision_forward, train["pixels"], train["examples"])
+        add(f"{prefix}_vision_inference", vision_forward, inference["pixels"], inference["examples"])
 
-    model_loss = lambda model, batch: model(**batch).loss  # noqa: E731
+
+def add_model_settings(add, prefix: str, model, phases: dict, variants, device):
+    """A method's training step and inference forward on `phases`' batches: text with cached features, and pixels."""
+    train, inference = phases["train"], phases["inference"]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-5)
+    step = train_step(model, optimizer, device, lambda model, batch: model(**batch).loss)
+
+    def forward(batch):
+        model.eval()
+        with torch.no_grad(), autocast(device):
+            model(**batch)
+
+    for suffix, batches in variants:
+        add(f"{prefix}_train{suffix}", step, with_features(train, batches, model), train["examples"])
+        add(f"{prefix}_inference{suffix}", forward, with_features(inference, batches, model), inference["examples"])
+    if hasattr(model, "get_image_features"):
+        add(f"{prefix}_train_pixels", step, train["pixels"], train["examples"])
+        add(f"{prefix}_inference_pixels", forward, inference["pixels"], inference["examples"])
+
+
+def build_settings(args, models, processor, phases, rows, cached_rows, paths, device, ner) -> dict:
+    """
+    Every setting to time: name -> (function run on each batch, its batches, examples per pass). `ner`
+    holds the entity recognizers' models and batches, timed as `ner_<method>_...` against `ner_floor_...`.
+    """
+    settings = {}
+
+    def add(name, function, batches, examples):
+        settings[name] = (function, batches, examples)
+
+    variants = (("", "dynamic"), ("_80", "fixed"), ("_grouped", "grouped"))
+    vision_model = next((model for model in models.values() if hasattr(model, "get_image_features")), None)
+    floor_text = copy.deepcopy(models["baseline"].text_encoder)  # marker-resized, as every method's
+    add_floor_settings(add, "floor", floor_text, vision_model, phases, variants, device)
+
+    inference = phases["inference"]
     user_inputs = pipeline_inputs(rows, paths, inference["chunks"])
     for method, model in models.items():
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-5)
-        step = train_step(model, optimizer, device, model_loss)
+        add_model_settings(add, method, model, phases, variants, device)
         extract = pipeline(PIPELINE_TASK, model=model, processor=processor, device=device)
-
-        def forward(batch, model=model):
-            model.eval()
-            with torch.no_grad(), autocast(device):
-                model(**batch)
 
         def run_pipeline(inputs, model=model, extract=extract):
             model.eval()
@@ -333,15 +403,16 @@ def build_settings(args, models, processor, phases, rows, cached_rows, paths, de
                 for example in inputs:
                     extract(example)
 
-        for suffix, batches in variants:
-            add(f"{method}_train{suffix}", step, with_features(train, batches, model), n_train)
-            add(f"{method}_inference{suffix}", forward, with_features(inference, batches, model), n_inference)
-        if hasattr(model, "get_image_features"):
-            add(f"{method}_train_pixels", step, train["pixels"], n_train)
-            add(f"{method}_inference_pixels", forward, inference["pixels"], n_inference)
-        add(f"{method}_pipeline", run_pipeline, user_inputs, n_inference)
-        add(f"{method}_pipeline_mixed", run_pipeline, mixed_inputs(user_inputs), n_inference)
-        add(f"{method}_pipeline_one_by_one", run_pipeline_one_by_one, mixed_inputs(user_inputs), n_inference)
+        add(f"{method}_pipeline", run_pipeline, user_inputs, inference["examples"])
+        add(f"{method}_pipeline_mixed", run_pipeline, mixed_inputs(user_inputs), inference["examples"])
+        add(f"{method}_pipeline_one_by_one", run_pipeline_one_by_one, mixed_inputs(user_inputs), inference["examples"])
+
+    ner_models, ner_phases = ner
+    ner_vision = next((model for model in ner_models.values() if hasattr(model, "get_image_features")), None)
+    ner_variants = (("", "dynamic"),)
+    add_floor_settings(add, "ner_floor", copy.deepcopy(ner_models["baseline"].text_encoder), ner_vision, ner_phases, ner_variants, device)
+    for method, model in ner_models.items():
+        add_model_settings(add, f"ner_{method}", model, ner_phases, ner_variants, device)
 
     # Data loading as train_accelerate.py's DataLoader does it: reading the rows (which decodes the
     # images) and collating them, with the pictures or with their cached features.
@@ -355,8 +426,9 @@ def build_settings(args, models, processor, phases, rows, cached_rows, paths, de
             processor(**texts, images=[r["image"] for r in records])
 
     if cached_rows:
-        add("loading_pixels", lambda chunk: load(chunk, cached=False), train["chunks"], n_train)
-        add("loading_features", lambda chunk: load(chunk, cached=True), train["chunks"], n_train)
+        train = phases["train"]
+        add("loading_pixels", lambda chunk: load(chunk, cached=False), train["chunks"], train["examples"])
+        add("loading_features", lambda chunk: load(chunk, cached=True), train["chunks"], train["examples"])
     return settings
 
 
@@ -405,7 +477,7 @@ def benchmark(args, workdir: Path) -> dict:
     load_before = os.getloadavg()[0]
     split, rows, paths, source = benchmark_rows(args, workdir)
     processor = MREProcessor.from_backbones(str(embedded_text_backbone()), str(embedded_vision_backbone()))
-    models = build_models(processor, rows.features["relation"].names, device)
+    models = build_models(METHODS, processor, rows.features["relation"].names, device)
 
     vision_model = next((model for model in models.values() if hasattr(model, "get_image_features")), None)
     # The features of each kind the methods read (pooled, patches, ...), computed once each.
@@ -430,15 +502,30 @@ def benchmark(args, workdir: Path) -> dict:
         encoding_rates = {name: len(rows) / min(times) for name, times in seconds.items()}
 
     phases = prepare_batches(args, processor, split, rows, cached_rows, device)
-    settings = build_settings(args, models, processor, phases, rows, cached_rows, paths, device)
+
+    ner_rows, ner_source = ner_benchmark_rows(args, workdir, paths)
+    ner_processor = MNERProcessor.from_backbones(str(embedded_text_backbone()), str(embedded_vision_backbone()))
+    ner_models = build_models(NER_METHODS, ner_processor, list(NER_TAGS), device)
+    ner_cached = {
+        model.visual_features: add_image_features(ner_rows, model, ner_processor, batch_size=args.eval_batch_size)
+        for model in ner_models.values()
+        if model.visual_features is not None
+    }
+    ner_phases = prepare_ner_batches(args, ner_processor, ner_rows, ner_cached, device)
+
+    settings = build_settings(args, models, processor, phases, rows, cached_rows, paths, device, (ner_models, ner_phases))
     times, memory = measure(settings, args.repeats, device)
 
     lengths = processor(**rows.select_columns(["tokens", "head", "tail"])[:])["attention_mask"].sum(dim=1)
+    ner_lengths = ner_phases["train"]["dynamic"]
     context = {
         "device": device,
         "source": source,
         "lengths": lengths.tolist(),
         "num_rows": len(rows),
+        "ner_source": ner_source,
+        "ner_lengths": [length for batch in ner_lengths for length in batch["attention_mask"].sum(dim=1).tolist()],
+        "ner_methods": list(ner_models),
         "encoding_seconds": encoding_seconds,
         "encoding_rates": encoding_rates,
         "load": (load_before, os.getloadavg()[0]),
@@ -481,30 +568,48 @@ def build_report(args, context, settings, times, memory) -> dict:
         "prepared in advance (data loading is timed apart); medians of "
         f"{args.repeats} interleaved repeats. Peak memory: above the resting process (weights and optimizer "
         "state excluded), resident set on CPU, allocated memory on GPU.",
-        "",
-        "| setting | training ex/s | time ÷ floor | peak MiB | inference ex/s | time ÷ floor | peak MiB |",
-        "|---|---|---|---|---|---|---|",
     ]
 
-    def row(label, train_name, train_floor, inference_name, inference_floor):
-        cells = [label]
-        for name, floor in ((train_name, train_floor), (inference_name, inference_floor)):
-            cells += [f"{throughput(name):.1f}", f"{ratio([name], floor):.2f}" if floor else "", mib(name)]
-        lines.append("| " + " | ".join(cells) + " |")
+    def speed_table(floor: str, methods: list[str], prefix: str = ""):
+        """The table of `methods` (settings `<prefix><method>_...`) against the floor's settings `<floor>_...`."""
+        lines.extend([
+            "",
+            "| setting | training ex/s | time ÷ floor | peak MiB | inference ex/s | time ÷ floor | peak MiB |",
+            "|---|---|---|---|---|---|---|",
+        ])
 
-    text_floor = {"train": ["floor_text_train"], "inference": ["floor_text_inference"]}
-    full_floor = {phase: [*names, f"floor_vision_{phase}"] for phase, names in text_floor.items()}
-    row("floor: text encoder", "floor_text_train", None, "floor_text_inference", None)
-    if image_methods:
-        row("floor: vision encoder forward (frozen)", "floor_vision_train", None, "floor_vision_inference", None)
-    for method in methods:
-        if method in image_methods:
-            row(f"{method}, pixels (floor: text + vision)", f"{method}_train_pixels", full_floor["train"],
-                f"{method}_inference_pixels", full_floor["inference"])
-            label = f"{method}, cached image features (floor: text)"
-        else:
-            label = f"{method} (floor: text)"
-        row(label, f"{method}_train", text_floor["train"], f"{method}_inference", text_floor["inference"])
+        def row(label, train_name, train_floor, inference_name, inference_floor):
+            cells = [label]
+            for name, floor_names in ((train_name, train_floor), (inference_name, inference_floor)):
+                cells += [f"{throughput(name):.1f}", f"{ratio([name], floor_names):.2f}" if floor_names else "", mib(name)]
+            lines.append("| " + " | ".join(cells) + " |")
+
+        text_floor = {phase: [f"{floor}_text_{phase}"] for phase in ("train", "inference")}
+        full_floor = {phase: [*names, f"{floor}_vision_{phase}"] for phase, names in text_floor.items()}
+        row("floor: text encoder", f"{floor}_text_train", None, f"{floor}_text_inference", None)
+        with_pixels = [m for m in methods if f"{prefix}{m}_train_pixels" in settings]
+        if with_pixels:
+            row("floor: vision encoder forward (frozen)", f"{floor}_vision_train", None, f"{floor}_vision_inference", None)
+        for method in methods:
+            name = f"{prefix}{method}"
+            if method in with_pixels:
+                row(f"{method}, pixels (floor: text + vision)", f"{name}_train_pixels", full_floor["train"],
+                    f"{name}_inference_pixels", full_floor["inference"])
+                label = f"{method}, cached image features (floor: text)"
+            else:
+                label = f"{method} (floor: text)"
+            row(label, f"{name}_train", text_floor["train"], f"{name}_inference", text_floor["inference"])
+
+    speed_table("floor", methods)
+    ner_lengths = context["ner_lengths"]
+    lines += [
+        "",
+        f"Entity recognition: {len(ner_lengths)} windows of {context['ner_source']} (one per tweet unless longer than "
+        f"the window), {statistics.mean(ner_lengths):.1f} tokens on average (max {max(ner_lengths)}), one synthetic "
+        "JPEG each; batches and repeats as above, ex/s counting tweets. The floor is the same text encoder (no "
+        "markers) on these batches.",
+    ]
+    speed_table("ner_floor", context["ner_methods"], prefix="ner_")
 
     lines += [
         "",
@@ -581,14 +686,15 @@ def build_report(args, context, settings, times, memory) -> dict:
         return "met" if ok else "**not met**"
 
     lines += ["", "| target | measured | |", "|---|---|---|"]
-    for method in methods:
-        steps = [("", f"{method}_train", text_floor["train"])]
-        if method in image_methods:
-            steps.append((" from pixels", f"{method}_train_pixels", full_floor["train"]))
-        for how, name, floor in steps:
-            measured = ratio([name], floor)
+    recognizers = [(f"{method} (NER)", f"ner_{method}", "ner_floor") for method in context["ner_methods"]]
+    for label, name, floor in [(method, method, "floor") for method in methods] + recognizers:
+        steps = [("", f"{name}_train", [f"{floor}_text_train"])]
+        if f"{name}_train_pixels" in settings:
+            steps.append((" from pixels", f"{name}_train_pixels", [f"{floor}_text_train", f"{floor}_vision_train"]))
+        for how, step, floor_names in steps:
+            measured = ratio([step], floor_names)
             lines.append(
-                f"| {method} training step{how} ≤ 1.3x its floor | {measured:.2f}x | {verdict(measured <= 1.3)} |"
+                f"| {label} training step{how} ≤ 1.3x its floor | {measured:.2f}x | {verdict(measured <= 1.3)} |"
             )
     for method in methods:
         for batches in ("random", "grouped"):
