@@ -63,7 +63,6 @@ from modeling_mre import (
 )
 from modeling_mre.atomic import atomic_folder
 from modeling_mre.data.feature_cache import can_cache_image_features
-from modeling_mre.hub import write_hub_folder
 from modeling_mre.models.processing_mner import merge_windows
 from modeling_mre.training import (
     LengthGroupedSampler,
@@ -252,23 +251,21 @@ def build_model_and_processor(args, label_names, object_tails, accelerator):
     processor = processor_class.from_backbones(text_backbone, vision_backbone, max_length=args.max_length)
     model_class = registry[args.method]
     uses_images = model_class.visual_features is not None
-    # What a relation extractor reads of the pair: the markers' ids, object tails, relations held out of
-    # training for a method that can leave them out of its softmax altogether (ROC).
-    pair = {} if entities else {**processor.marker_config(), "object_tails": object_tails}
+    # What a relation extractor reads beyond the markers (from the processor): object tails, relations
+    # held out of training for a method that can leave them out of its softmax altogether (ROC).
+    pair = {} if entities else {"object_tails": object_tails}
     if args.hold_out_relations and "held_out_relations" in model_class.config_class.__dataclass_fields__:
         pair["held_out_relations"] = args.hold_out_relations
     model = model_class.from_backbones(
         text_backbone,
         vision_backbone if uses_images else None,
+        processor=processor,  # the markers' ids and embeddings; the tokenizer for ROC's descriptions
         num_labels=len(label_names),
         id2label=dict(enumerate(label_names)),
         label2id={name: i for i, name in enumerate(label_names)},
         **pair,
         **parse_config_overrides(args.config_overrides, model_class.config_class),
     )
-    if not entities:  # the entity markers are new tokens; an entity recognizer adds none
-        model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
-    model.use_tokenizer(processor.tokenizer)  # for a method that tokenizes text of its own (ROC)
     return model, processor, uses_images
 
 
@@ -542,7 +539,8 @@ def main(argv=None):
                 unwrapped.peft_config["default"].base_model_name_or_path = str((output_dir / LORA_BASE_DIR).resolve())
                 unwrapped.save_pretrained(staging / LORA_ADAPTER_DIR)
                 unwrapped = unwrapped.merge_and_unload()
-            write_hub_folder(unwrapped.cpu().eval(), processor, staging)
+            unwrapped.cpu().eval().save_pretrained(staging)  # weights, config, code and pipeline
+            processor.save_pretrained(staging)
             (staging / "eval_results.json").write_text(json.dumps(results, indent=2))
             # README.md and figures/, from eval_results.json
             write_model_card(staging, repo_id=str(output_dir), training_args=vars(args))

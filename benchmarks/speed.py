@@ -212,20 +212,16 @@ def main():
 def build_models(registry: dict, processor, label_names, device) -> dict:
     """Every method of `registry` (METHODS or NER_METHODS) on the embedded backbones, built as train_accelerate.py builds it."""
     models = {}
-    relations = registry is METHODS
     for method, model_class in registry.items():
         uses_images = model_class.visual_features is not None
         model = model_class.from_backbones(
             str(embedded_text_backbone()),
             str(embedded_vision_backbone()) if uses_images else None,
+            processor=processor,
             num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={name: i for i, name in enumerate(label_names)},
-            **(processor.marker_config() if relations else {}),
         )
-        if relations:  # the entity markers are new tokens
-            model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
-        model.use_tokenizer(processor.tokenizer)
         models[method] = model.to(device)
     return models
 

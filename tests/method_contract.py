@@ -104,6 +104,36 @@ def check_lora_round_trip(model, config, batch, tmp_path):
     assert not torch.allclose(base_logits, adapted, atol=1e-4)
 
 
+def check_text_encoder_states(model, batch):
+    """
+    `output_hidden_states` / `output_attentions` give the text encoder's, on the batch's text, in the
+    tuple too; attentions where the encoder can give them (eager), a clear error where it cannot.
+    """
+    gives_attentions = model.text_encoder.config._attn_implementation == "eager"
+    wanted = {"output_hidden_states": True, "output_attentions": gives_attentions}
+    # No pictures: a method whose encoder also reads them (DFMA's prompts) reads the text alone then.
+    text = {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in batch}
+    batch = {key: value for key, value in batch.items() if key in text or key == "first_subword_mask"}
+    with torch.no_grad():
+        plain = model(**batch)
+        outputs = model(**batch, **wanted)
+        direct = model.text_encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **wanted)
+        as_tuple = model(**batch, output_hidden_states=True, return_dict=False)
+    assert plain.hidden_states is None and plain.attentions is None
+    assert len(outputs.hidden_states) == model.text_encoder.config.num_hidden_layers + 1
+    recorded = outputs.hidden_states + (outputs.attentions or ())
+    for ours, theirs in zip(recorded, direct.hidden_states + (direct.attentions or ()), strict=True):
+        torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(outputs.logits, plain.logits)
+    assert len(as_tuple) == len(plain.to_tuple()) + 1
+    if gives_attentions:
+        assert len(outputs.attentions) == model.text_encoder.config.num_hidden_layers
+    else:
+        with pytest.raises(ValueError, match="eager"):
+            model(**batch, output_attentions=True)
+    assert not model.text_encoder.config.output_hidden_states  # the encoder's config is as it was
+
+
 def multimodal(method_class) -> bool:
     return method_class.visual_features is not None
 
@@ -294,6 +324,9 @@ class MethodContract:
             assert len(values) == len(outputs.to_tuple())
             for value, expected in zip(values, outputs.to_tuple()):
                 torch.testing.assert_close(value, expected)
+
+    def test_output_hidden_states_and_attentions_are_the_text_encoders_on_the_input(self, method_class, processor):
+        check_text_encoder_states(build_model(method_class, processor, attn_implementation="eager").eval(), encode(processor))
 
     def test_bfloat16_forward(self, method_class, processor):
         model = build_model(method_class, processor, object_tails=multimodal(method_class)).eval().to(torch.bfloat16)

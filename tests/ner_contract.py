@@ -160,6 +160,11 @@ class NERMethodContract:
         for value, expected in zip(as_tuple, outputs.to_tuple()):
             torch.testing.assert_close(value, expected)
 
+    def test_output_hidden_states_and_attentions_are_the_text_encoders_on_the_input(self, ner_class, ner_processor):
+        from method_contract import check_text_encoder_states
+
+        check_text_encoder_states(build_tagger(ner_class, ner_processor, attn_implementation="eager").eval(), encode(ner_processor))
+
     def test_pipeline_mixed_batches_equal_one_by_one(self, ner_class, ner_processor):
         model = build_tagger(ner_class, ner_processor).eval()
         recognise = pipeline(NER_PIPELINE_TASK, model=model, processor=ner_processor)

@@ -81,7 +81,7 @@ def test_wrong_argument_types_name_the_argument(processor):
     for bad, message in (
         ({**good, "text": 42}, "text must be a str, got int"),
         ({**good, "head": None}, "head must be a string, .* got NoneType"),
-        ({**good, "image": b"png bytes"}, "image must be a path, .* got bytes"),
+        ({**good, "image": 3.5}, "image must be a file path, .* got float"),
         ("obama visits berlin", "each input must be a dict"),
     ):
         with pytest.raises(TypeError, match=message):

@@ -139,7 +139,7 @@ class TestMalformedInput:
             ),
             (
                 record(t={"name": "Ana Lima", "pos": [3, 5]}),
-                "ours_train.txt line 2, field 't.pos': the same span as the head",
+                "ours_train.txt line 2, field 't.pos': the tail is the same span as the head",
             ),
             (record(img_id="../escape.jpg"), "ours_train.txt line 2, field 'img_id': expected a file name"),
             (

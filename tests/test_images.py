@@ -71,8 +71,28 @@ def test_broken_files_name_the_file(tmp_path, content, problem):
 def test_missing_file_and_wrong_type():
     with pytest.raises(FileNotFoundError, match="image file /nowhere/x.png not found"):
         load_image("/nowhere/x.png")
-    with pytest.raises(TypeError, match="a file path, a URL, a base64 string, a PIL image, a numpy array, a torch tensor or None"):
+    with pytest.raises(TypeError, match="a file path, a URL, .* a torch tensor or None, got float"):
+        load_image(3.5)
+
+
+def test_bytes_and_datasets_undecoded_dicts_read_as_the_file(tmp_path):
+    import datasets
+
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(path)
+    expected = np.asarray(load_image(str(path)))
+    data = path.read_bytes()
+    # What a user holds, and what `datasets.Image(decode=False)` gives a row.
+    rows = datasets.Dataset.from_dict({"image": [str(path)]}).cast_column("image", datasets.Image(decode=False))
+    for given in (data, bytearray(data), memoryview(data), {"bytes": data, "path": None}, {"bytes": None, "path": str(path)},
+                  rows[0]["image"]):
+        np.testing.assert_array_equal(np.asarray(load_image(given)), expected)
+    with pytest.raises(ValueError, match="image bytes are empty"):
+        load_image(b"")
+    with pytest.raises(ValueError, match=r"image bytes \(4 bytes\) is not an image Pillow can read"):
         load_image(b"\x89PNG")
+    with pytest.raises(ValueError, match="an image dict must be datasets'"):
+        load_image({"url": "x"})
 
 
 def test_reader_falls_back_on_unreadable_images_and_strict_refuses(tmp_path, caplog):

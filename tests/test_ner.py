@@ -256,7 +256,7 @@ def test_train_accelerate_trains_and_cards_an_entity_recognizer(trained_mner):
     saved = json.loads((output / "eval_results.json").read_text())
     assert saved["test"]["num_sentences"] == 24 and saved["validation"]["num_sentences"] == 24
     card = (output / "README.md").read_text()
-    assert "pipeline_tag: token-classification" in card and "### Per entity type (validation)" in card
+    assert "pipeline_tag" not in card and "### Per entity type (validation)" in card
     assert "type: token-classification" in card and f"{100 * results['test']['micro_f1']:.2f}" in card
 
 
@@ -314,3 +314,26 @@ def test_twitter_pictures_and_mmibs_type_crops_are_found(tmp_path):
     assert rows[0]["image"] is not None and len(rows[0]["crops"]) == 2
     assert rows[1]["image"] is None and rows[1]["crops"] == []
     assert load_twitter_mner(folder)["train"][0]["crops"] == []  # crops are read only from a crop_dir
+
+
+def test_an_entity_recognizer_killed_mid_epoch_resumes_as_if_never_stopped(tmp_path):
+    from test_training import start_and_kill_after, train
+
+    # 96 tweets in batches of 16: 6 steps an epoch, a checkpoint every 4 steps, so the kill lands
+    # inside the first epoch and the resumed run must skip the batches already seen.
+    args = ["--method", "mmib", "--dataset", "demo-mner", "--num_train_epochs", "2", "--max_train_samples", "96",
+            "--max_eval_samples", "20", "--per_device_train_batch_size", "16", "--checkpointing_steps", "4"]
+    reference = train(tmp_path / "reference", *args)
+    interrupted = tmp_path / "interrupted"
+    start_and_kill_after(interrupted, args, "step_4")
+    resumed = train(interrupted, *args, "--resume_from_checkpoint", "latest")
+
+    assert resumed["best_epoch"] == reference["best_epoch"]
+    for ours, theirs in zip(resumed["log_history"], reference["log_history"], strict=True):
+        assert ours["validation_micro_f1"] == pytest.approx(theirs["validation_micro_f1"], abs=1e-6)
+    assert resumed["log_history"][-1]["train_loss"] == pytest.approx(reference["log_history"][-1]["train_loss"], rel=1e-5)
+    for split in ("validation", "test"):
+        assert resumed[split]["micro_f1"] == pytest.approx(reference[split]["micro_f1"], abs=1e-6)
+        assert resumed[split]["per_type"].keys() == reference[split]["per_type"].keys()
+        for entity_type, row in reference[split]["per_type"].items():
+            assert resumed[split]["per_type"][entity_type]["f1"] == pytest.approx(row["f1"], abs=1e-6), (split, entity_type)

@@ -1,5 +1,7 @@
 """MREProcessor: markers, spans, truncation window, dynamic padding, images and crops."""
 
+import io
+
 import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
@@ -8,7 +10,7 @@ from PIL import Image
 from transformers import AutoTokenizer, BertTokenizer, CLIPImageProcessor
 
 from modeling_mre import MREProcessor
-from modeling_mre.models.processing_mre import record_tail
+from modeling_mre.models.processing_mre import entity_pair_problem, record_tail
 
 def tokens_of(processor, input_ids):
     return [t for t in processor.tokenizer.convert_ids_to_tokens(input_ids) if t != "[PAD]"]
@@ -36,18 +38,13 @@ def test_closing_marker_kept_when_span_ends_the_sentence(processor):
     assert tokens_of(processor, encoding["input_ids"][0])[-3:] == ["berlin", "</o>", "[SEP]"]
 
 
-@pytest.mark.parametrize(
-    "head, tail, expected",
-    [
-        ((0, 2), (1, 3), ["<s>", "a", "<o>", "b", "</s>", "c", "</o>", "d"]),  # overlapping
-        ((0, 3), (1, 2), ["<s>", "a", "<o>", "b", "</o>", "c", "</s>", "d"]),  # nested
-    ],
-)
-def test_overlapping_spans_nest_markers(processor, head, tail, expected):
-    encoding = processor(
-        tokens=["a", "b", "c", "d"], head={"start": head[0], "end": head[1]}, tail={"start": tail[0], "end": tail[1]}
-    )
-    assert tokens_of(processor, encoding["input_ids"][0])[1:-1] == expected
+def test_a_span_inside_the_other_nests_its_markers_and_crossing_spans_are_refused(processor):
+    encoding = processor(tokens=["a", "b", "c", "d"], head={"start": 0, "end": 3}, tail={"start": 1, "end": 2})
+    assert tokens_of(processor, encoding["input_ids"][0])[1:-1] == ["<s>", "a", "<o>", "b", "</o>", "c", "</s>", "d"]
+    with pytest.raises(ValueError, match=r"example 0: the head \(0, 3\) and the tail \(2, 5\) overlap without one containing"):
+        processor(tokens=["a", "b", "c", "d"], head={"start": 0, "end": 2}, tail={"start": 1, "end": 3})
+    with pytest.raises(ValueError, match="overlap without one containing"):
+        processor(text="New York City Hall", head=(0, 8), tail=(4, 13))
 
 
 def test_identical_head_and_tail_is_an_error(processor):
@@ -144,7 +141,7 @@ def test_images_absent_present_and_crops(processor, tmp_path):
     assert torch.count_nonzero(encoding["pixel_values"][0]) == 0
     assert encoding["crop_pixel_values"].shape == (3, 3, 3, 32, 32)  # at most max_object_crops
     assert encoding["crop_mask"].tolist() == [[True, False, False], [False, False, False], [True, True, True]]
-    with pytest.raises(TypeError, match="a file path, a URL, a base64 string, a PIL image, a numpy array, a torch tensor or None"):
+    with pytest.raises(TypeError, match="an image must be a file path, a URL, .* a torch tensor or None, got int"):
         processor(text="a b", head="a", tail="b", images=123)
 
 
@@ -171,7 +168,7 @@ def test_markers_and_entities_always_survive(processor, data):
     tail_start = data.draw(st.integers(max(0, head_start - 3), min(len(words) - 1, head_start + 3)))
     head = {"start": head_start, "end": min(head_start + length, len(words))}
     tail = {"start": tail_start, "end": min(tail_start + length, len(words))}
-    assume(head != tail)
+    assume(entity_pair_problem((head["start"], head["end"]), (tail["start"], tail["end"])) is None)
     tokens = tokens_of(processor, processor(tokens=words, head=head, tail=tail)["input_ids"][0])
     assert len(tokens) <= processor.max_length
     for marker in ("<s>", "</s>", "<o>", "</o>"):
@@ -319,3 +316,28 @@ def test_record_tail_turns_the_schema_into_processor_tails():
     row = {"tail": {"name": "dog", "start": None, "end": None}, "tail_box": [0.5, 0.5, 0.2, 0.4], "tail_caption": None}
     assert record_tail(row) == {"name": "dog", "box": pytest.approx([0.4, 0.3, 0.6, 0.7])}
     assert record_tail({**row, "tail_caption": "a brown dog"})["caption"] == "a brown dog"
+
+
+def test_tokenizer_options_mean_what_they_do_or_are_refused_by_name(processor, ner_processor):
+    example = dict(text="Obama visits Berlin", head="Obama", tail="Berlin")
+    default = processor(**example)
+    # What the processor does anyway is accepted: padding to the longest, truncation, its own max_length.
+    same = processor(**example, padding=True, truncation=True, max_length=processor.max_length, return_tensors="pt")
+    assert torch.equal(same["input_ids"], default["input_ids"])
+    for option, value in (("padding", "max_length"), ("padding", False), ("truncation", False), ("max_length", 512)):
+        with pytest.raises(ValueError, match=f"{option}={value!r} is not supported per call"):
+            processor(**example, **{option: value})
+        with pytest.raises(ValueError, match=f"{option}={value!r} is not supported per call"):
+            ner_processor(text="Obama visits Berlin", **{option: value})
+    with pytest.raises(ValueError, match="return_tensors must be 'pt', got 'np'"):
+        processor(**example, return_tensors="np")
+    with pytest.raises(TypeError, match="unexpected argument 'stride'"):
+        processor(**example, stride=4)
+    # Bytes and datasets' undecoded dict are images like any other.
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), "red").save(buffer, format="PNG")
+    from_bytes = processor(**example, images=buffer.getvalue())
+    from_dict = processor(**example, images={"bytes": buffer.getvalue(), "path": None})
+    from_pil = processor(**example, images=Image.new("RGB", (40, 30), "red"))
+    torch.testing.assert_close(from_bytes["pixel_values"], from_pil["pixel_values"])
+    torch.testing.assert_close(from_dict["pixel_values"], from_pil["pixel_values"])

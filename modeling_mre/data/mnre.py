@@ -7,6 +7,7 @@ from typing import Any
 import datasets
 import torch
 
+from ..models.processing_mre import entity_pair_problem
 from .schema import (
     build_split,
     check_record_fields,
@@ -118,8 +119,9 @@ def _read_split_file(path: Path, rel2id: dict[str, int]) -> list[tuple[int, dict
         tokens = check_record_fields(record, _RECORD_KEYS, rel2id, where)
         check_text_entity(record, "h", tokens, where)
         check_text_entity(record, "t", tokens, where)
-        if list(record["h"]["pos"]) == list(record["t"]["pos"]):
-            raise ValueError(f"{where}, field 't.pos': the same span as the head; a relation needs two entities")
+        problem = entity_pair_problem(record["h"]["pos"], record["t"]["pos"])  # the processor's rule
+        if problem is not None:
+            raise ValueError(f"{where}, field 't.pos': {problem}")
         records.append((index, record))
     return records
 

@@ -4,7 +4,7 @@ templates in `templates/`), uploads, and datasets as parquet shards with their i
 Nothing here ships with a model: no model, config or processor file imports it.
 """
 
-from .folders import save_hub_folder, write_hub_folder
+from .folders import save_hub_folder
 from .publishing import (
     export_dataset,
     model_repo_files,
@@ -19,6 +19,5 @@ __all__ = [
     "push_dataset_folder",
     "push_model_folder",
     "save_hub_folder",
-    "write_hub_folder",
     "write_model_card",
 ]

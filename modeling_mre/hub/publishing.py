@@ -20,6 +20,7 @@ This module is not remote code: no model, config or processor file imports it.
 import fnmatch
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +61,14 @@ TRAINING_ARGS_FILE = "training_args.json"
 # level is what loads). Entries whose name starts with "." (staging folders) are never uploaded.
 MODEL_FOLDER_EXCLUDES = ("epoch_*", "step_*", "best_model", "demo_data", "lora_base", "lora_adapter")
 
-# The Hub has no relation-extraction pipeline tag; a relation is a class given the text and its
-# entity pair, so text-classification is the closest known one. The real task goes into the tags.
-PIPELINE_TAG = "text-classification"
+# The Hub has no relation-extraction task: a dataset card names the closest one (a relation is a class
+# of the text given its entity pair). A model card names no pipeline_tag: the Hub's "Use this model"
+# snippet and widget call that task's transformers pipeline, which reads neither an entity pair nor an
+# image, nor our recognizer's word mask (and a folder naming two custom pipelines could no longer be
+# loaded as `pipeline(model=...)`). The task goes into the tags and model-index; the card shows the call.
+DATASET_TASK_CATEGORY = "text-classification"
+# What the remote code needs, as the card's install line says it (pyproject.toml's pins).
+REMOTE_CODE_REQUIREMENTS = ("torch", "transformers>=5.24,<6", "pillow")
 TASK_TYPE, TASK_NAME = "relation-extraction", "Multimodal relation extraction"
 # metrics key in eval_results.json -> (model-index metric type, metric name)
 _MODEL_INDEX_METRICS = {
@@ -74,18 +80,18 @@ _MODEL_INDEX_METRICS = {
 _METRIC_CONFIG = "micro over relations other than None; accuracy over all"
 _TAGS = ("multimodal-relation-extraction", "relation-extraction", "multimodal", "modeling_mre", "custom_code")
 # An entity recognizer's card: the Hub's token-classification task, entity-level seqeval metrics.
-NER_PIPELINE_TAG = NER_TASK_TYPE = "token-classification"
+NER_TASK_TYPE = "token-classification"
 NER_TASK_NAME = "Multimodal named entity recognition"
 _NER_METRIC_CONFIG = "seqeval, default mode: entity-level micro over exact span and type"
 _NER_TAGS = ("multimodal-named-entity-recognition", "named-entity-recognition", "multimodal", "modeling_mre", "custom_code")
 # What a card says of its task, by the `task` the method declares.
 _CARD_TASKS = {
     "relation-extraction": {
-        "template": "model_card.md", "pipeline_tag": PIPELINE_TAG, "task_type": TASK_TYPE, "task_name": TASK_NAME,
+        "template": "model_card.md", "task_type": TASK_TYPE, "task_name": TASK_NAME,
         "metric_config": _METRIC_CONFIG, "tags": _TAGS,
     },
     "token-classification": {
-        "template": "entity_card.md", "pipeline_tag": NER_PIPELINE_TAG, "task_type": NER_TASK_TYPE,
+        "template": "entity_card.md", "task_type": NER_TASK_TYPE,
         "task_name": NER_TASK_NAME, "metric_config": _NER_METRIC_CONFIG, "tags": _NER_TAGS,
     },
 }
@@ -485,7 +491,6 @@ def write_model_card(
         language="en",
         license=license,
         library_name="transformers",
-        pipeline_tag=facts["pipeline_tag"],
         tags=[*facts["tags"], method],
         datasets=[dataset_id or dataset_facts["type"]],
         base_model=[hub_id for hub_id in (text_hub_id, vision_hub_id) if hub_id is not None] or None,
@@ -550,6 +555,7 @@ def write_model_card(
         implementation_notes=implementation_notes,
         dataset_description=read_template_text("datasets", f"{dataset}.md"),
         repo_id=repo_id,
+        install=shlex.join(REMOTE_CODE_REQUIREMENTS),
         best_epoch=results.get("best_epoch"),
         num_epochs=len(results["log_history"]),
         results=[{"split": split, **results[split]} for split in evaluated],
@@ -727,7 +733,7 @@ def export_dataset(
         language=["en"],
         license=facts["license"],
         pretty_name=facts["title"],
-        task_categories=[PIPELINE_TAG],
+        task_categories=[DATASET_TASK_CATEGORY],
         tags=["relation-extraction", "multimodal", "image", "modeling_mre"],
         size_categories=[_size_category(sum(len(split_dataset) for split_dataset in dataset.values()))],
     )

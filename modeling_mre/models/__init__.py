@@ -27,13 +27,12 @@ from .modeling_ner import EntityRecognitionMixin, EntityRecognitionOutput
 from .modeling_roc import ROCForRelationExtraction, ROCOutput
 from .modeling_wmajl import WMAJLForRelationExtraction, WMAJLOutput
 from .pipeline_mner import MultimodalEntityRecognitionPipeline
-from .pipeline_mre import NER_PIPELINE_TASK, MultimodalRelationExtractionPipeline
+from .pipeline_mre import NER_PIPELINE_TASK, PIPELINE_TASK, MultimodalRelationExtractionPipeline
 from .processing_mner import MNERProcessor
 from .processing_mre import MREProcessor
 from .visual_mre import MREVisualModel, VisualSlots
 
 
-PIPELINE_TASK = "multimodal-relation-extraction"
 
 # method name (`train_accelerate.py --method`) -> model class, filled by `register_method`: relation
 # extractors in METHODS, entity recognizers (MNER) in NER_METHODS.
@@ -43,8 +42,6 @@ _TASKS = {
     "relation-extraction": (METHODS, MREProcessor, AutoModel),
     "token-classification": (NER_METHODS, MNERProcessor, AutoModelForTokenClassification),
 }
-# Each task's pipeline, by the `task` a method declares.
-TASK_PIPELINES = {"relation-extraction": PIPELINE_TASK, "token-classification": NER_PIPELINE_TASK}
 
 
 def register_method(model_class: type[MREPreTrainedModel]) -> type[MREPreTrainedModel]:

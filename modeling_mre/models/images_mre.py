@@ -1,5 +1,6 @@
 """Opening images of any mode and size as RGB, with errors that name the file."""
 
+import io
 import os
 import re
 
@@ -14,6 +15,12 @@ from transformers.image_utils import load_image as transformers_load_image
 # photo would otherwise cost seconds and hundreds of MB before that.
 MAX_IMAGE_SIDE = 2048
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+# What `load_image` reads, as errors name it.
+IMAGE_TYPES = (str, os.PathLike, bytes, bytearray, memoryview, dict, Image.Image, np.ndarray, torch.Tensor)
+IMAGE_TYPES_TEXT = (
+    "a file path, a URL, a base64 string, the file's bytes, a datasets image dict ({'bytes', 'path'}), a PIL image, "
+    "a numpy array, a torch tensor or None"
+)
 _WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 
 
@@ -71,15 +78,33 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise FileNotFoundError(f"image file {os.fspath(path)} not found")
     if os.path.getsize(path) == 0:
         raise ValueError(f"image file {os.fspath(path)} is empty")
+    return _decode(path, f"image file {os.fspath(path)}")
+
+
+def _decode(source, name: str) -> Image.Image:
+    """A file path or a binary stream decoded as `open_image` does; errors start with `name`."""
     try:
-        with Image.open(path) as opened:
+        with Image.open(source) as opened:
             opened.draft("RGB", (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))  # JPEG: decode at a reduced scale
             opened.load()
             image = ImageOps.exif_transpose(opened)
     except _DECODING_ERRORS as err:
-        raise ValueError(f"image file {os.fspath(path)} {_decoding_problem(err)}") from None
+        raise ValueError(f"{name} {_decoding_problem(err)}") from None
     image.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
     return to_rgb(image)
+
+
+def _image_of_record(image: dict):
+    """
+    `{"bytes": ..., "path": ...}`, as `datasets.Image(decode=False)` gives an image: its bytes when
+    present, else its path.
+    """
+    unknown = set(image) - {"bytes", "path"}
+    if unknown or (image.get("bytes") is None and image.get("path") is None):
+        raise ValueError(
+            f"an image dict must be datasets' {{'bytes': ..., 'path': ...}} with bytes or a path, got keys {sorted(image)}"
+        )
+    return image["bytes"] if image.get("bytes") is not None else image["path"]
 
 
 # EXIF orientations 5 to 8 turn the picture by 90 degrees: the upright image swaps width and height.
@@ -138,11 +163,18 @@ def _load_with_transformers(image: str) -> Image.Image:
 
 def load_image(image) -> Image.Image | None:
     """
-    RGB image from a file path, a URL, a base64 string (or data URI), a PIL image, or a numpy array or
-    torch tensor (channels first or last; floats in [0, 1] or 0-255 integers); None stays None ("no image").
+    RGB image from a file path, a URL, a base64 string (or data URI), the file's bytes, `datasets`'
+    undecoded `{"bytes": ..., "path": ...}`, a PIL image, or a numpy array or torch tensor (channels
+    first or last; floats in [0, 1] or 0-255 integers); None stays None ("no image").
     """
     if image is None:
         return None
+    if isinstance(image, dict):
+        image = _image_of_record(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        if len(image) == 0:
+            raise ValueError("image bytes are empty")
+        return _decode(io.BytesIO(image), f"image bytes ({len(image)} bytes)")
     if isinstance(image, Image.Image):
         return to_rgb(image)
     if isinstance(image, str) and _is_remote_or_inline(image):
@@ -155,7 +187,4 @@ def load_image(image) -> Image.Image | None:
         if image.ndim != 3 or 3 not in (image.shape[0], image.shape[-1]):
             raise ValueError(f"an image array must be (height, width, 3) or (3, height, width), got shape {image.shape}")
         return to_rgb(to_pil_image(image))
-    raise TypeError(
-        "an image must be a file path, a URL, a base64 string, a PIL image, a numpy array, a torch tensor or None, "
-        f"got {type(image).__name__}"
-    )
+    raise TypeError(f"an image must be {IMAGE_TYPES_TEXT}, got {type(image).__name__}")

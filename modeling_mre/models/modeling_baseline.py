@@ -5,7 +5,14 @@ from torch import nn
 from transformers.utils import can_return_tuple
 
 from .configuration_baseline import BaselineConfig
-from .modeling_mre import MethodPaper, MREPreTrainedModel, RelationExtractionOutput, build_text_encoder, pool_entity_pair
+from .modeling_mre import (
+    MethodPaper,
+    MREPreTrainedModel,
+    RelationExtractionOutput,
+    build_text_encoder,
+    pool_entity_pair,
+    returns_text_encoder_states,
+)
 
 
 class BaselineForRelationExtraction(MREPreTrainedModel):
@@ -27,6 +34,7 @@ class BaselineForRelationExtraction(MREPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @returns_text_encoder_states
     def forward(
         self,
         input_ids: torch.LongTensor,

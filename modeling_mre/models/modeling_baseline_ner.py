@@ -5,7 +5,7 @@ from torch import nn
 from transformers.utils import can_return_tuple
 
 from .configuration_baseline import BaselineNERConfig
-from .modeling_mre import MethodPaper, MREPreTrainedModel, build_text_encoder
+from .modeling_mre import MethodPaper, MREPreTrainedModel, build_text_encoder, returns_text_encoder_states
 from .modeling_ner import EntityRecognitionMixin, EntityRecognitionOutput
 
 
@@ -28,6 +28,7 @@ class BaselineForTokenClassification(EntityRecognitionMixin, MREPreTrainedModel)
         self.post_init()
 
     @can_return_tuple
+    @returns_text_encoder_states
     def forward(
         self,
         input_ids: torch.LongTensor,

@@ -36,6 +36,7 @@ from .modeling_mre import (
     entity_span_mask,
     masked_mean,
     pool_entity_pair,
+    returns_text_encoder_states,
     width_projection,
 )
 from .visual_mre import MREVisualModel, VisualInputs
@@ -267,6 +268,7 @@ class DFMAForRelationExtraction(MREVisualModel):
         return torch.cat([masked_mean(embeddings, span) for span in spans], dim=-1)
 
     @can_return_tuple
+    @returns_text_encoder_states
     def forward(
         self,
         input_ids: torch.LongTensor,

@@ -24,6 +24,7 @@ from .modeling_mre import (
     build_text_encoder,
     gaussian_sample_and_kl,
     pool_entity_pair,
+    returns_text_encoder_states,
     width_projection,
 )
 from .visual_mre import MREVisualModel, VisualInputs
@@ -207,6 +208,7 @@ class MMIBForRelationExtraction(MMIBPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @returns_text_encoder_states
     def forward(
         self,
         input_ids: torch.LongTensor,

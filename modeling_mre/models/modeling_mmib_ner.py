@@ -12,6 +12,7 @@ from transformers.utils import can_return_tuple
 
 from .configuration_mmib import MMIBNERConfig
 from .modeling_mmib import MMIBPreTrainedModel
+from .modeling_mre import returns_text_encoder_states
 from .modeling_ner import EntityRecognitionMixin, EntityRecognitionOutput
 from .visual_mre import VisualInputs
 
@@ -49,6 +50,7 @@ class MMIBForTokenClassification(EntityRecognitionMixin, MMIBPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @returns_text_encoder_states
     def forward(
         self,
         input_ids: torch.LongTensor,

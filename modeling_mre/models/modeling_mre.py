@@ -1,5 +1,6 @@
 """The base every relation-extraction method subclasses: its contract, backbones, pair pooling, outputs."""
 
+import functools
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -11,7 +12,8 @@ from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput
 
 from .configuration_mre import MREConfig
-from .pipeline_mre import MultimodalRelationExtractionPipeline
+from .pipeline_mre import PIPELINE_TASK, MultimodalRelationExtractionPipeline
+from .processing_mre import MREProcessor
 
 
 # How a pretrained submodule trains: fine-tuned at the encoder learning rate (and the target of
@@ -42,12 +44,73 @@ class RelationExtractionOutput(ModelOutput):
             Relation scores before softmax.
         pair_representation (`torch.FloatTensor` of shape `(batch_size, 2 * hidden_size)`):
             Concatenated hidden states at the `<s>` and `<o>` markers, the input of the classifier.
+        hidden_states, attentions (`tuple(torch.FloatTensor)`, *optional*):
+            The text encoder's, on this input, with `output_hidden_states=True` / `output_attentions=True`
+            (see `returns_text_encoder_states`).
     """
 
     loss: torch.FloatTensor | None = None
     classification_loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     pair_representation: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+def returns_text_encoder_states(forward):
+    """
+    Decorates a method's `forward` (under `@can_return_tuple`) to take transformers'
+    `output_hidden_states` and `output_attentions` (default: the config's): the output's
+    `hidden_states` and `attentions` are the text encoder's on the forward's `input_ids`, whatever
+    else the method runs through it. Attentions need an encoder that gives them (`attn_implementation="eager"`).
+    """
+
+    @functools.wraps(forward)
+    def wrapper(self, input_ids, *args, output_hidden_states=None, output_attentions=None, **kwargs):
+        wanted = {
+            "output_hidden_states": self.config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+            "output_attentions": self.config.output_attentions if output_attentions is None else output_attentions,
+        }
+        if not any(wanted.values()):
+            return forward(self, input_ids, *args, **kwargs)
+        encoder_config, recorded = self.text_encoder.config, []
+        previous = {name: getattr(encoder_config, name) for name in wanted}
+
+        def record(module, module_args, module_kwargs, output):
+            if module_kwargs.get("input_ids") is input_ids and not recorded:
+                recorded.append(output)
+
+        handle = self.text_encoder.register_forward_hook(record, with_kwargs=True)
+        try:
+            for name, value in wanted.items():
+                setattr(encoder_config, name, value)
+            output = forward(self, input_ids, *args, **kwargs)
+        finally:
+            handle.remove()
+            for name, value in previous.items():
+                setattr(encoder_config, name, value)
+        if not recorded:
+            raise RuntimeError(f"{type(self).__name__}'s forward never ran its text encoder on input_ids (keyword input_ids=)")
+        # Item assignment, so that the tuple of `return_dict=False` holds them too.
+        if wanted["output_hidden_states"]:
+            output["hidden_states"] = recorded[0].hidden_states
+        if wanted["output_attentions"] and recorded[0].attentions is not None:
+            output["attentions"] = recorded[0].attentions
+        return output
+
+    return wrapper
+
+
+# `from_pretrained`'s arguments that `from_backbones` passes on to loading the backbones.
+BACKBONE_LOADING_ARGUMENTS = (
+    "revision", "token", "cache_dir", "local_files_only", "force_download", "subfolder", "trust_remote_code",
+    "attn_implementation", "dtype",
+)
+
+
+def class_reference(cls: type) -> str:
+    """`module.Class` as `auto_map` and `custom_pipelines` name a class of a saved folder's code."""
+    return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
 
 
 def build_text_encoder(text_config) -> PreTrainedModel:
@@ -227,8 +290,10 @@ class MREPreTrainedModel(PreTrainedModel):
     auxiliary_losses: ClassVar[dict[str, str]] = {}
     ablations: ClassVar[dict[str, str]] = {}
     task: ClassVar[str] = "relation-extraction"
-    # The pipeline a saved folder names in `custom_pipelines` (see `save_pretrained`).
+    # What a saved folder names for `pipeline(folder)` and `AutoProcessor` (see `save_pretrained`).
+    pipeline_task: ClassVar[str] = PIPELINE_TASK
     pipeline_class: ClassVar[type] = MultimodalRelationExtractionPipeline
+    processor_class: ClassVar[type] = MREProcessor
 
     def pretrained_submodules(self) -> dict[str, TrainingRole]:
         """The children that start from pretrained weights (`from_backbones`), and how each trains."""
@@ -258,11 +323,21 @@ class MREPreTrainedModel(PreTrainedModel):
         return loss
 
     def save_pretrained(self, save_directory, *args, **kwargs):
+        """
+        `PreTrainedModel.save_pretrained` (and so `push_to_hub`), plus what makes the folder load where
+        modeling_mre is not installed: `config.custom_pipelines` naming the task's pipeline, whose
+        module is copied with the model's code, and `auto_map`'s `AutoProcessor` entry. A model trained
+        in any loop and saved with `model.save_pretrained` and `processor.save_pretrained` is a folder
+        that `pipeline(folder, trust_remote_code=True)` runs.
+        """
+        auto_map = getattr(self.config, "auto_map", None) or {}
+        self.config.auto_map = {**auto_map, "AutoProcessor": class_reference(self.processor_class)}
+        # One task only: with several, `pipeline(folder)` cannot infer which to run.
+        self.config.custom_pipelines = {
+            self.pipeline_task: {"impl": class_reference(self.pipeline_class), "pt": [self._auto_class], "type": "multimodal"}
+        }
         super().save_pretrained(save_directory, *args, **kwargs)
-        # `config.custom_pipelines` names the pipeline's module, which the model's code does not import
-        # otherwise: copy it too, so `pipeline(folder, trust_remote_code=True)` keeps working.
-        if getattr(self.config, "custom_pipelines", None):
-            custom_object_save(self.pipeline_class, save_directory)
+        custom_object_save(self.pipeline_class, save_directory)
 
     def encode_text(
         self,
@@ -288,17 +363,37 @@ class MREPreTrainedModel(PreTrainedModel):
         self.text_encoder.set_input_embeddings(value)
 
     @classmethod
-    def from_backbones(cls, text_backbone: str, vision_backbone: str | None = None, **config_kwargs):
+    def from_backbones(
+        cls, text_backbone: str, vision_backbone: str | None = None, *, processor=None, **kwargs
+    ) -> "MREPreTrainedModel":
         """
         A new model whose encoders start from pretrained checkpoints (Hub ids or local folders) and
         whose method layers are freshly initialised, as `VisionEncoderDecoderModel.from_encoder_decoder_pretrained`.
+
+        Args:
+            text_backbone, vision_backbone (`str`):
+                The encoders' checkpoints; no vision backbone for a text-only method.
+            processor (`MREProcessor` or `MNERProcessor`, *optional*):
+                The processor the model will read: a relation extractor takes its entity markers' ids
+                and grows its embeddings for them; a method that tokenizes text of its own gets its
+                tokenizer. Without it, pass the markers' ids and resize the embeddings yourself.
+            kwargs:
+                `from_pretrained`'s loading arguments (`revision`, `token`, `cache_dir`,
+                `local_files_only`, `force_download`, `subfolder`, `trust_remote_code`,
+                `attn_implementation`, `dtype`), applied to both backbones; every other one is a field
+                of the method's config.
         """
-        text_encoder = AutoModel.from_pretrained(text_backbone)
-        vision_encoder = AutoModel.from_pretrained(vision_backbone) if vision_backbone is not None else None
+        loading = {key: kwargs.pop(key) for key in BACKBONE_LOADING_ARGUMENTS if key in kwargs}
+        text_encoder = AutoModel.from_pretrained(text_backbone, **loading)
+        vision_encoder = AutoModel.from_pretrained(vision_backbone, **loading) if vision_backbone is not None else None
+        if processor is not None and cls.task == "relation-extraction":
+            kwargs = {**processor.marker_config(), **kwargs}
+        if "attn_implementation" in loading:  # the config passes it on to the encoders' configs
+            kwargs["attn_implementation"] = loading["attn_implementation"]
         config = cls.config_class(
             text_config=text_encoder.config,
             vision_config=vision_encoder.config if vision_encoder is not None else None,
-            **config_kwargs,
+            **kwargs,
         )
         model = cls(config)
         # Pretrained weights replace the random ones; the dropped pooler is the only key left out.
@@ -307,4 +402,10 @@ class MREPreTrainedModel(PreTrainedModel):
             raise ValueError(f"{text_backbone}: weights do not fit the text encoder (missing {missing}, unexpected {unexpected})")
         if vision_encoder is not None:
             model.vision_encoder.load_state_dict(vision_encoder.state_dict())
+        if processor is not None:
+            if cls.task == "relation-extraction":  # the markers are new tokens
+                model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
+            model.use_tokenizer(processor.tokenizer)
+        if "dtype" in loading:  # the dtype the text backbone was loaded in ("auto": its checkpoint's)
+            model = model.to(text_encoder.dtype)
         return model

@@ -13,7 +13,10 @@ from torch.nn import functional as F
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from .modeling_mre import class_reference
 from .pipeline_mner import MultimodalEntityRecognitionPipeline
+from .pipeline_mre import NER_PIPELINE_TASK
+from .processing_mner import MNERProcessor
 
 
 @dataclass
@@ -29,11 +32,15 @@ class EntityRecognitionOutput(ModelOutput):
         logits (`torch.FloatTensor` of shape `(batch_size, seq_len, num_labels)`):
             Each token's tag scores (the CRF's emissions). Only the first subword of each word is read,
             where `first_subword_mask` is True; `decode` turns them into the words' tags.
+        hidden_states, attentions (`tuple(torch.FloatTensor)`, *optional*):
+            The text encoder's, with `output_hidden_states=True` / `output_attentions=True`.
     """
 
     loss: torch.FloatTensor | None = None
     classification_loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 def gather_words(states: torch.Tensor, first_subword_mask: torch.BoolTensor) -> tuple[torch.Tensor, torch.BoolTensor]:
@@ -123,14 +130,15 @@ class EntityRecognitionMixin:
     """
 
     task: ClassVar[str] = "token-classification"
+    pipeline_task: ClassVar[str] = NER_PIPELINE_TASK
     pipeline_class: ClassVar[type] = MultimodalEntityRecognitionPipeline
+    processor_class: ClassVar[type] = MNERProcessor
     # Saved with its code for AutoModelForTokenClassification, and for AutoModel (`save_pretrained`).
     _auto_class = "AutoModelForTokenClassification"
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        module = type(self).__module__.rsplit(".", 1)[-1]
         auto_map = getattr(self.config, "auto_map", None) or {}
-        self.config.auto_map = {**auto_map, "AutoModel": f"{module}.{type(self).__name__}"}
+        self.config.auto_map = {**auto_map, "AutoModel": class_reference(type(self))}
         super().save_pretrained(save_directory, *args, **kwargs)
 
     def build_tagger(self, hidden_size: int):

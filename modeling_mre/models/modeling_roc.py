@@ -28,6 +28,7 @@ from .modeling_mre import (
     entity_markers,
     marker_positions,
     masked_mean,
+    returns_text_encoder_states,
 )
 from .processing_mre import DESCRIPTION_TOKENS, names_the_pair
 from .visual_mre import MREVisualModel, VisualInputs
@@ -326,6 +327,7 @@ class ROCForRelationExtraction(MREVisualModel):
         return masked_mean(states, keep)
 
     @can_return_tuple
+    @returns_text_encoder_states
     def forward(
         self,
         input_ids: torch.LongTensor,

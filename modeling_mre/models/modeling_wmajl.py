@@ -35,6 +35,7 @@ from .modeling_mre import (
     info_nce,
     masked_mean,
     pool_entity_pair,
+    returns_text_encoder_states,
     width_projection,
 )
 from .visual_mre import MREVisualModel, VisualInputs
@@ -260,6 +261,7 @@ class WMAJLForRelationExtraction(MREVisualModel):
         return (token_losses * unmarked_mask).sum() / unmarked_mask.sum()
 
     @can_return_tuple
+    @returns_text_encoder_states
     def forward(
         self,
         input_ids: torch.LongTensor,
@@ -280,11 +282,10 @@ class WMAJLForRelationExtraction(MREVisualModel):
         text_mask = attention_mask.bool()  # (batch, seq_len)
         supervise_layers = labels is not None and config.use_position_supervision and bool(config.supervised_layers)
 
+        # Unless the supervision needs them, the encoder's hidden states are what the caller asked for.
+        supervision = {"output_hidden_states": True} if supervise_layers else {}
         text_outputs = self.text_encoder(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            output_hidden_states=supervise_layers,
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **supervision
         )
         text = self.text_projection(text_outputs.last_hidden_state)  # (batch, seq_len, hidden)
         visual = self.encode_images(batch_size, config.num_object_crops, **visual_inputs)

@@ -1,19 +1,19 @@
 """The `multimodal-relation-extraction` pipeline: raw text, two entities and an image in, relations out."""
 
-import os
 from collections.abc import Sized
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 from transformers import Pipeline
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
+from .images_mre import IMAGE_TYPES, IMAGE_TYPES_TEXT
 from .processing_mre import character_span, is_object_tail
 
 
-# The task name under which a modeling_mre entity recognizer's folder saves its pipeline.
+# The task names under which a saved folder names its pipeline (`config.custom_pipelines`): a relation
+# extractor's, and a modeling_mre entity recognizer's.
+PIPELINE_TASK = "multimodal-relation-extraction"
 NER_PIPELINE_TASK = "multimodal-token-classification"
 
 
@@ -47,11 +47,8 @@ class ExampleBatchesPipeline(Pipeline):
 
 def check_image(image):
     """Refuse an image of a type no loader reads, naming the type."""
-    if image is not None and not isinstance(image, (str, os.PathLike, Image.Image, np.ndarray, torch.Tensor)):
-        raise TypeError(
-            "image must be a path, a URL, a base64 string, a PIL image, a numpy array, a torch tensor or None, "
-            f"got {type(image).__name__}"
-        )
+    if image is not None and not isinstance(image, IMAGE_TYPES):
+        raise TypeError(f"image must be {IMAGE_TYPES_TEXT}, got {type(image).__name__}")
 
 
 class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
@@ -63,7 +60,8 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
     ```
     Each input is a dict (or keyword arguments) with `text`, `head` and `tail` (entity strings that
     occur once in the text, or `(start, end)` character offsets) and an optional `image` (a path, a
-    URL, a base64 string, a PIL image, a numpy array or a torch tensor; None for "no image"); a list
+    URL, a base64 string, the file's bytes, `datasets`' `{"bytes", "path"}` dict, a PIL image, a numpy
+    array or a torch tensor; None for "no image"); a list
     of such dicts gives a list of results. With `batch_size`, one batch may mix inputs with and
     without an image, and text tails with object tails: each result equals the input's alone.
 

@@ -10,7 +10,7 @@ import torch
 from transformers import BatchFeature, ProcessorMixin
 
 from .images_mre import decode_unless_file
-from .processing_mre import picture_inputs, processor_from_backbones, special_tokens_around
+from .processing_mre import check_call_options, picture_inputs, processor_from_backbones, special_tokens_around
 
 
 _WORD = re.compile(r"\S+")
@@ -143,6 +143,7 @@ class MNERProcessor(ProcessorMixin):
             `first_subword_mask`, `labels` with `word_labels`, and the pictures as `MREProcessor` gives
             them (`pixel_values`, `image_mask`, `crop_pixel_values`, `crop_mask`), repeated per window.
         """
+        check_call_options(self, return_tensors, kwargs, fitting="overlapping windows of whole words")
         if (text is None) == (tokens is None):
             raise ValueError("give exactly one of `text` (raw strings) or `tokens` (pre-tokenized words)")
         is_single = isinstance(text, str) or (tokens is not None and (not tokens or isinstance(tokens[0], str)))
