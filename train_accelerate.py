@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -36,10 +35,9 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from huggingface_hub import is_offline_mode
-from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_scheduler
+from transformers import SchedulerType, get_scheduler
 
 from modeling_mre import (
     METHODS,
@@ -70,11 +68,13 @@ from modeling_mre.training import (
     encoder_parameter_ids,
     example_lengths,
     find_checkpoint,
+    load_saved_weights,
     lora_config,
     loss_terms,
     make_collate_fn,
     make_ner_collate_fn,
     parameter_groups,
+    parse_config_overrides,
     save_checkpoint,
 )
 
@@ -113,11 +113,13 @@ def parse_args(argv=None):
     parser.add_argument(
         "--head_learning_rate", type=float, default=1e-3, help="Learning rate of the freshly initialised method layers."
     )
-    parser.add_argument("--weight_decay", type=float, default=0.01)
+    parser.add_argument(
+        "--weight_decay", type=float, default=0.01, help="AdamW decay of weight matrices (none on biases and norms)."
+    )
     parser.add_argument("--num_train_epochs", type=int, default=3)
     parser.add_argument("--max_train_steps", type=int, default=None, help="Overrides --num_train_epochs when set.")
     parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    parser.add_argument("--lr_scheduler_type", type=str, default="linear")
+    parser.add_argument("--lr_scheduler_type", choices=[kind.value for kind in SchedulerType], default="linear")
     parser.add_argument("--num_warmup_steps", type=int, default=None, help="Default: 6%% of the training steps.")
     parser.add_argument("--max_train_samples", type=int, default=None, help="Truncate train (for quick runs).")
     parser.add_argument(
@@ -219,29 +221,6 @@ def load_data(args, accelerator):
     return dataset
 
 
-def parse_config_overrides(overrides: str | None, config_class) -> dict:
-    """`"a=1,b=false,c=[2,4]"` -> {"a": 1, "b": False, "c": [2, 4]}, for fields of `config_class` only."""
-    if not overrides:
-        return {}
-    fields = config_class.__dataclass_fields__
-    parsed = {}
-    for item in re.split(r",(?=\s*\w+\s*=)", overrides):
-        name, separator, value = item.partition("=")
-        name = name.strip()
-        if not separator or name not in fields:
-            raise ValueError(
-                f"--config_overrides: {item.strip()!r} is not <field>=<value> for a field of {config_class.__name__} "
-                f"(its fields: {', '.join(sorted(fields))})"
-            )
-        try:
-            parsed[name] = json.loads(value)
-        except json.JSONDecodeError:
-            parsed[name] = value.strip()
-        if type(parsed[name]) is int and fields[name].type in (float, float | None):
-            parsed[name] = float(parsed[name])  # "temperature=1": the strict config takes no int for a float
-    return parsed
-
-
 def build_model_and_processor(args, label_names, object_tails, accelerator):
     with accelerator.main_process_first():  # converts the embedded MobileNetV2 once, on the main process
         text_backbone = args.text_backbone or str(embedded_text_backbone())
@@ -277,7 +256,7 @@ def use_feature_cache(args, model) -> bool:
     return possible if args.cache_image_features is None else args.cache_image_features
 
 
-def evaluate(model, dataloader, accelerator, label_names, description):
+def evaluate_model(model, dataloader, accelerator, label_names, description):
     if accelerator.unwrap_model(model).task == "token-classification":
         return evaluate_entities(model, dataloader, accelerator, label_names, description)
     model.eval()
@@ -386,7 +365,7 @@ def main(argv=None):
 
     # The pretrained encoders are fine-tuned gently; the method's new layers start from scratch.
     optimizer = torch.optim.AdamW(
-        parameter_groups(model, encoder_ids, args.learning_rate, args.head_learning_rate), weight_decay=args.weight_decay
+        parameter_groups(model, encoder_ids, args.learning_rate, args.head_learning_rate, args.weight_decay)
     )
 
     steps_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
@@ -470,7 +449,7 @@ def main(argv=None):
                 break
         epoch_seconds = time.perf_counter() - epoch_start
 
-        metrics = evaluate(model, eval_dataloaders["validation"], accelerator, label_names, "validation")
+        metrics = evaluate_model(model, eval_dataloaders["validation"], accelerator, label_names, "validation")
         record = {
             "epoch": epoch + 1,
             "step": state["completed_steps"],
@@ -505,7 +484,7 @@ def main(argv=None):
     # Test once, with the epoch chosen on validation.
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
-    unwrapped.load_state_dict(load_file(output_dir / BEST_MODEL_DIR / "model.safetensors"))
+    load_saved_weights(unwrapped, output_dir / BEST_MODEL_DIR)
     results = {
         "method": args.method,
         "task": unwrapped.task,
@@ -515,12 +494,12 @@ def main(argv=None):
         "validation_from_train": args.validation_from_train,
         "seed": args.seed,
         "num_processes": accelerator.num_processes,
-        "validation": evaluate(model, eval_dataloaders["validation"], accelerator, label_names, "validation"),
+        "validation": evaluate_model(model, eval_dataloaders["validation"], accelerator, label_names, "validation"),
         "seconds_per_epoch": sum(r["epoch_seconds"] for r in state["log_history"]) / len(state["log_history"]),
         "log_history": state["log_history"],
     }
     if "test" in eval_dataloaders:
-        results["test"] = evaluate(model, eval_dataloaders["test"], accelerator, label_names, "test")
+        results["test"] = evaluate_model(model, eval_dataloaders["test"], accelerator, label_names, "test")
     for split in ("validation", "test"):
         if split in results:
             m = results[split]

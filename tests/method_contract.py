@@ -346,18 +346,24 @@ class MethodContract:
         model = build_model(method_class, processor).train()
         roles = model.pretrained_submodules()
         encoder_ids = encoder_parameter_ids(model)
-        encoder_group, new_group = parameter_groups(model, encoder_ids, 5e-5, 1e-3)
+        groups = parameter_groups(model, encoder_ids, 5e-5, 1e-3, weight_decay=0.01)
+        at_rate = {rate: {id(p) for g in groups if g["lr"] == rate for p in g["params"]} for rate in (5e-5, 1e-3)}
         for name, role in roles.items():
             submodule = getattr(model, name)
             parameters = {id(p) for p in submodule.parameters()}
             if role == "frozen":
                 assert not any(p.requires_grad for p in submodule.parameters()) and not submodule.training
-            group = encoder_group if role == "encoder" else new_group
             if role != "frozen":
-                assert parameters <= {id(p) for p in group["params"]}, name
+                assert parameters <= at_rate[5e-5 if role == "encoder" else 1e-3], name
         new_layers = [name for name, child in model.named_children() if name not in roles]
         for name in new_layers:
-            assert {id(p) for p in getattr(model, name).parameters()} <= {id(p) for p in new_group["params"]}, name
+            assert {id(p) for p in getattr(model, name).parameters()} <= at_rate[1e-3], name
+        # Weight decay on weight matrices only: never on a bias or a normalisation weight.
+        for group in groups:
+            assert all((p.dim() >= 2) == (group["weight_decay"] == 0.01) for p in group["params"])
+        decayed = {id(p) for g in groups if g["weight_decay"] for p in g["params"]}
+        layer_norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+        assert layer_norms and not {id(p) for m in layer_norms for p in m.parameters()} & decayed
 
     def test_each_ablation_removes_its_part_and_still_trains(self, method_class, processor):
         full = build_model(method_class, processor, object_tails=multimodal(method_class))

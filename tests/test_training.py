@@ -579,3 +579,28 @@ def test_a_new_user_on_the_demo_folder(mmib_run, tmp_path):
         assert half[0]["relation"] == reference[0]["relation"] and half[0]["score"] == pytest.approx(reference[0]["score"], abs=0.03)
     assert len(found["post"]) == 12 and {p["head"] for p in found["post"]} == {"Obama", "Berlin", "Merkel", "Paris"}
     assert found["again"][0]["relation"] == found["alone"][0][0]["relation"]
+
+
+def test_the_best_epoch_reloads_from_one_file_or_from_shards(processor, tmp_path):
+    from accelerate import Accelerator
+
+    from method_contract import build_model
+    from modeling_mre import METHODS
+    from modeling_mre.training import load_saved_weights
+
+    accelerator = Accelerator(cpu=True)
+    trained = build_model(METHODS["mmib"], processor)
+    for name, shard_size in (("whole", "10GB"), ("sharded", "100KB")):
+        accelerator.save_model(trained, tmp_path / name, max_shard_size=shard_size)
+        fresh = build_model(METHODS["mmib"], processor)
+        torch.nn.init.zeros_(fresh.classifier.weight)
+        load_saved_weights(fresh, tmp_path / name)
+        for (key, value), expected in zip(fresh.state_dict().items(), trained.state_dict().values(), strict=True):
+            torch.testing.assert_close(value, expected, msg=key)
+    assert len(list((tmp_path / "sharded").glob("model-*.safetensors"))) > 1
+
+
+def test_an_unknown_scheduler_is_refused_by_the_command_line(train_script, capsys):
+    with pytest.raises(SystemExit):
+        train_script.parse_args(["--lr_scheduler_type", "linearr"])
+    assert "invalid choice: 'linearr'" in capsys.readouterr().err

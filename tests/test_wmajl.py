@@ -137,15 +137,16 @@ def test_output_supervision_reads_the_chosen_intermediate_layers(processor):
         wmajl(processor, text_config=text_config, supervised_layers=[4])
 
 
-def test_train_script_sets_the_switches_and_rejects_unknown_fields(train_script):
+def test_config_overrides_set_the_switches_and_reject_unknown_fields():
     from modeling_mre import WMAJLConfig
+    from modeling_mre.training import parse_config_overrides
 
-    parsed = train_script.parse_config_overrides(
+    parsed = parse_config_overrides(
         "use_watcher_fusion=false, num_watchers=4,supervised_layers=[2, 4],kl_weight=1e-2", WMAJLConfig
     )
     assert parsed == {"use_watcher_fusion": False, "num_watchers": 4, "supervised_layers": [2, 4], "kl_weight": 0.01}
-    parsed = train_script.parse_config_overrides("kl_weight=1,num_watchers=2", WMAJLConfig)
+    parsed = parse_config_overrides("kl_weight=1,num_watchers=2", WMAJLConfig)
     assert parsed == {"kl_weight": 1.0, "num_watchers": 2} and type(parsed["kl_weight"]) is float  # the strict config's types
     WMAJLConfig(**parsed)
     with pytest.raises(ValueError, match="'num_watcher=4' is not <field>=<value> for a field of WMAJLConfig"):
-        train_script.parse_config_overrides("num_watcher=4", WMAJLConfig)
+        parse_config_overrides("num_watcher=4", WMAJLConfig)

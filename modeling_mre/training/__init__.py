@@ -1,6 +1,14 @@
-"""What `train_accelerate.py` needs beside Accelerate: parameter groups, LoRA, checkpoints, batches, sampling."""
+"""What `train_accelerate.py` needs beside Accelerate: parameter groups, LoRA, checkpoints, batches, sampling, config overrides."""
 
-from .checkpoints import check_finite, complete_checkpoints, find_checkpoint, rotate_checkpoints, save_checkpoint
+from .checkpoints import (
+    check_finite,
+    complete_checkpoints,
+    find_checkpoint,
+    load_saved_weights,
+    rotate_checkpoints,
+    save_checkpoint,
+)
+from .config_overrides import parse_config_overrides
 from .collate import make_collate_fn, make_ner_collate_fn
 from .optimization import encoder_parameter_ids, lora_config, loss_terms, parameter_groups
 from .sampling import LengthGroupedSampler, example_lengths
@@ -12,11 +20,13 @@ __all__ = [
     "encoder_parameter_ids",
     "example_lengths",
     "find_checkpoint",
+    "load_saved_weights",
     "lora_config",
     "loss_terms",
     "make_collate_fn",
     "make_ner_collate_fn",
     "parameter_groups",
+    "parse_config_overrides",
     "rotate_checkpoints",
     "save_checkpoint",
 ]

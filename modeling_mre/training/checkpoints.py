@@ -5,6 +5,9 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
+from transformers.trainer_utils import load_sharded_checkpoint
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from ..atomic import atomic_folder, recover_folder
 
@@ -70,3 +73,14 @@ def check_finite(accelerator, loss: torch.Tensor, state: dict, output_dir: Path)
             f"training stopped before updating the weights; {kept}. Lower --learning_rate/--head_learning_rate "
             "or check the inputs of this batch."
         )
+
+
+def load_saved_weights(model: torch.nn.Module, folder: Path) -> None:
+    """
+    Load into `model` the weights `accelerator.save_model` wrote to `folder`: one `model.safetensors`,
+    or the shards its index names (a model over `max_shard_size`), safetensors only.
+    """
+    if (folder / SAFE_WEIGHTS_INDEX_NAME).is_file():
+        load_sharded_checkpoint(model, folder, strict=True, prefer_safe=True)
+    else:
+        model.load_state_dict(load_file(folder / SAFE_WEIGHTS_NAME))

@@ -21,19 +21,23 @@ def encoder_parameter_ids(model: MREPreTrainedModel) -> set[int]:
 
 
 def parameter_groups(
-    model: nn.Module, encoder_ids: set[int], learning_rate: float, new_layer_learning_rate: float
+    model: nn.Module, encoder_ids: set[int], learning_rate: float, new_layer_learning_rate: float, weight_decay: float = 0.0
 ) -> list[dict]:
     """
-    Two AdamW groups of `model`'s trainable parameters: the pretrained encoders' (`encoder_ids`, from
+    AdamW groups of `model`'s trainable parameters: the pretrained encoders' (`encoder_ids`, from
     `encoder_parameter_ids` on the model before any PEFT wrapping) at `learning_rate`, everything
     else at `new_layer_learning_rate`: method layers, submodules of role "new", and what PEFT adds
-    (LoRA matrices, trainable marker rows), which are new parameters.
+    (LoRA matrices, trainable marker rows), which are new parameters. Each is split in two, as
+    `run_glue_no_trainer.py` does: `weight_decay` on weight matrices, none on biases, normalisation
+    weights and other vectors (a CRF's start and end scores), which decay would only pull to zero.
     """
-    encoder, new = [], []
+    groups = {}
     for parameter in model.parameters():
         if parameter.requires_grad:
-            (encoder if id(parameter) in encoder_ids else new).append(parameter)
-    return [{"params": encoder, "lr": learning_rate}, {"params": new, "lr": new_layer_learning_rate}]
+            rate = learning_rate if id(parameter) in encoder_ids else new_layer_learning_rate
+            decay = weight_decay if parameter.dim() >= 2 else 0.0
+            groups.setdefault((rate, decay), []).append(parameter)
+    return [{"params": params, "lr": rate, "weight_decay": decay} for (rate, decay), params in groups.items()]
 
 
 def lora_config(model: MREPreTrainedModel, marker_ids: list[int], r: int = 8, alpha: int = 16, dropout: float = 0.1):
