@@ -6,8 +6,11 @@ modeling_mre: multimodal relation extraction methods as HuggingFace models.
 Layout: `models/` holds what a saved model folder needs (it ships as remote code), `data/` the
 readers and the feature cache, `training/` what `train_accelerate.py` needs, `hub/` model folders,
 cards and uploads. Everything users call is importable from here, so moving a module never breaks
-an import.
+an import. `hub/` is imported when one of its names is first used: the models need none of it (nor
+its figures' matplotlib), so `import modeling_mre` stays what a model needs.
 """
+
+import importlib
 
 from .atomic import atomic_folder
 from .backbones import embedded_text_backbone, embedded_vision_backbone
@@ -23,14 +26,6 @@ from .data import (
     write_demo_dataset,
     write_mner_demo_dataset,
     write_more_demo_dataset,
-)
-from .hub import (
-    export_dataset,
-    model_repo_files,
-    push_dataset_folder,
-    push_model_folder,
-    save_hub_folder,
-    write_model_card,
 )
 from .metrics import compute_mre_metrics
 from .models import (
@@ -131,3 +126,16 @@ __all__ = [
     "write_model_card",
     "write_more_demo_dataset",
 ]
+
+# Names of `modeling_mre.hub`, imported on first use (PEP 562).
+_HUB_NAMES = ("export_dataset", "model_repo_files", "push_dataset_folder", "push_model_folder", "save_hub_folder", "write_model_card")
+
+
+def __getattr__(name: str):
+    if name in _HUB_NAMES:
+        return getattr(importlib.import_module(".hub", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HUB_NAMES])

@@ -45,8 +45,6 @@ from huggingface_hub import (
 )
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from ..models import METHODS, NER_METHODS
 
@@ -287,6 +285,9 @@ def _public_training_args(training_args: dict[str, Any]) -> dict[str, Any]:
 
 def _plot_training_curve(log_history: list[dict[str, Any]], best_epoch: int | None, path: Path) -> None:
     epochs = [record["epoch"] for record in log_history]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(9, 3.5), layout="constrained")
     FigureCanvasAgg(figure)
     loss_axes, metric_axes = figure.subplots(1, 2)
@@ -316,6 +317,9 @@ def _plot_training_curve(log_history: list[dict[str, Any]], best_epoch: int | No
 
 def _plot_confusion_matrix(matrix: np.ndarray, label_names: list[str], split: str, path: Path) -> None:
     size = 2.5 + 0.45 * len(label_names)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(size + 1.5, size), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots()
