@@ -134,6 +134,22 @@ def check_text_encoder_states(model, batch):
     assert not model.text_encoder.config.output_hidden_states  # the encoder's config is as it was
 
 
+def check_attention_implementations(model, batch):
+    """The fusion layers attend through transformers' interface: sdpa by default, eager after set_attn_implementation, the same outputs."""
+    assert model.config._attn_implementation == "sdpa"
+    calls = []
+    for module in model.modules():
+        if type(module).__module__.startswith("modeling_mre") and hasattr(module, "is_causal"):  # a fusion layer's
+            module.register_forward_hook(lambda layer, *_: calls.append(layer.config._attn_implementation))
+    with torch.no_grad():
+        sdpa = model(**batch).logits
+        model.set_attn_implementation("eager")
+        eager = model(**batch).logits
+    torch.testing.assert_close(eager, sdpa, atol=1e-5, rtol=1e-4)
+    if calls:  # a method with fusion layers ran them under each implementation
+        assert set(calls) == {"sdpa", "eager"}
+
+
 def multimodal(method_class) -> bool:
     return method_class.visual_features is not None
 
@@ -327,6 +343,10 @@ class MethodContract:
 
     def test_output_hidden_states_and_attentions_are_the_text_encoders_on_the_input(self, method_class, processor):
         check_text_encoder_states(build_model(method_class, processor, attn_implementation="eager").eval(), encode(processor))
+
+    def test_fusion_attention_follows_the_attention_implementation(self, method_class, processor):
+        model = build_model(method_class, processor, object_tails=multimodal(method_class)).eval()
+        check_attention_implementations(model, encode(processor, object_tails=multimodal(method_class)))
 
     def test_bfloat16_forward(self, method_class, processor):
         model = build_model(method_class, processor, object_tails=multimodal(method_class)).eval().to(torch.bfloat16)

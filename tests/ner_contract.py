@@ -165,6 +165,11 @@ class NERMethodContract:
 
         check_text_encoder_states(build_tagger(ner_class, ner_processor, attn_implementation="eager").eval(), encode(ner_processor))
 
+    def test_fusion_attention_follows_the_attention_implementation(self, ner_class, ner_processor):
+        from method_contract import check_attention_implementations
+
+        check_attention_implementations(build_tagger(ner_class, ner_processor).eval(), encode(ner_processor))
+
     def test_pipeline_mixed_batches_equal_one_by_one(self, ner_class, ner_processor):
         model = build_tagger(ner_class, ner_processor).eval()
         recognise = pipeline(NER_PIPELINE_TASK, model=model, processor=ner_processor)

@@ -157,7 +157,7 @@ class DFMAMutualFusionLayer(nn.Module):
 
     def __init__(self, config: DFMAConfig, update_image: bool):
         super().__init__()
-        arguments = (config.hidden_size, config.num_attention_heads, config.fusion_dropout)
+        arguments = (config, config.hidden_size, config.num_attention_heads, config.fusion_dropout)
         self.text_reads_image = CrossAttentionLayer(*arguments)
         self.image_reads_text = CrossAttentionLayer(*arguments) if update_image else None
 
@@ -231,6 +231,12 @@ class DFMAForRelationExtraction(MREVisualModel):
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(2 * classifier_width, config.num_labels)
         self.post_init()
+
+    def set_attn_implementation(self, attn_implementation):
+        """transformers' switch for the fusion layers; with PFE the text encoder keeps the prefix attention its prompts need."""
+        super().set_attn_implementation(attn_implementation)
+        if self.config.use_pyramid_prompts:
+            self.text_encoder.set_attn_implementation(PREFIX_ATTENTION)
 
     def project_pictures(self, levels: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """

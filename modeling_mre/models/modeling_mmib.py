@@ -15,6 +15,7 @@ from typing import Unpack
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import can_return_tuple
 
 from .configuration_mmib import MMIBConfig
@@ -22,6 +23,7 @@ from .modeling_mre import (
     MethodPaper,
     RelationExtractionOutput,
     build_text_encoder,
+    eager_cross_attention,
     gaussian_sample_and_kl,
     pool_entity_pair,
     returns_text_encoder_states,
@@ -53,8 +55,11 @@ class MMIBAttentionBlock(nn.Module):
     then `LN(query + attention)` and `LN(x + Linear(x))`.
     """
 
+    is_causal = False  # read by transformers' attention functions
+
     def __init__(self, config: MMIBConfig):
         super().__init__()
+        self.config = config  # its attention implementation, read at each call
         self.num_heads = config.num_attention_heads
         self.dropout = config.attention_dropout
         self.query = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
@@ -74,14 +79,17 @@ class MMIBAttentionBlock(nn.Module):
         # The released code builds its mask as (batch, 1, len, 1), which blanks padded *query* rows
         # and lets every query attend to padding; masking padded keys makes the output independent
         # of how much a batch is padded.
-        attention = F.scaled_dot_product_attention(
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_cross_attention)
+        attention, _ = attention_interface(
+            self,
             self._split_heads(self.query(query)),
             self._split_heads(self.key(key_value)),
             self._split_heads(self.value(key_value)),
-            attn_mask=key_mask[:, None, None, :],
-            dropout_p=self.dropout if self.training else 0.0,
-        )  # (batch, heads, q_len, head_dim)
-        attention = attention.transpose(1, 2).flatten(2)  # (batch, q_len, hidden)
+            key_mask[:, None, None, :],
+            dropout=self.dropout if self.training else 0.0,
+            scaling=(self.query.out_features // self.num_heads) ** -0.5,
+        )  # (batch, q_len, heads, head_dim)
+        attention = attention.flatten(2)  # (batch, q_len, hidden)
         states = self.attention_norm(query + self.output(attention))
         return self.output_norm(states + self.dense(states))
 

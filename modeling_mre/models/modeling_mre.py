@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModel, PreTrainedModel
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput
 
@@ -212,6 +213,41 @@ def info_nce(
     return F.cross_entropy(similarities / temperature, targets)
 
 
+def eager_cross_attention(module, query, key, value, attention_mask, scaling: float, dropout: float = 0.0, **kwargs):
+    """Attention written out, as transformers' models define their `eager_attention_forward`; `attention_mask` is boolean (True: attend)."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # (batch, heads, q_len, kv_len)
+    weights = weights.masked_fill(~attention_mask, torch.finfo(weights.dtype).min)
+    weights = F.dropout(weights.softmax(-1, dtype=torch.float32).to(query.dtype), p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights  # (batch, q_len, heads, head_dim)
+
+
+class CrossAttention(nn.MultiheadAttention):
+    """
+    Multi-head attention of queries over a context through transformers' attention interface: the
+    implementation is the config's `_attn_implementation` ("sdpa" by default; "eager"; or any
+    registered one that takes a boolean 4-D mask), read at each call, so `model.set_attn_implementation`
+    applies. It keeps `nn.MultiheadAttention`'s parameters and initialisation, so folders saved when the
+    fusion layers were `nn.MultiheadAttention` load unchanged.
+    """
+
+    is_causal = False  # read by transformers' attention functions
+
+    def __init__(self, config: MREConfig, hidden_size: int, num_heads: int):
+        super().__init__(hidden_size, num_heads, batch_first=True)
+        self.config = config
+
+    def forward(self, queries: torch.Tensor, context: torch.Tensor, context_mask: torch.BoolTensor) -> torch.Tensor:
+        # queries (batch, q_len, hidden) read context (batch, kv_len, hidden) where context_mask (batch, kv_len)
+        projections = zip((queries, context, context), self.in_proj_weight.chunk(3), self.in_proj_bias.chunk(3))
+        query, key, value = (
+            F.linear(states, weight, bias).unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+            for states, weight, bias in projections
+        )  # (batch, heads, length, head_dim) each
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_cross_attention)
+        read, _ = attention_interface(self, query, key, value, context_mask[:, None, None, :], scaling=self.head_dim**-0.5)
+        return self.out_proj(read.flatten(2))  # (batch, q_len, hidden)
+
+
 class CrossAttentionLayer(nn.Module):
     """
     Pre-norm residual cross-attention, `x + Dropout(Attn(LN(x), LN(y)))`, without a feed-forward block:
@@ -220,21 +256,18 @@ class CrossAttentionLayer(nn.Module):
     fusion needs. Padded keys are masked, so an output never depends on how a batch is padded.
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, dropout: float):
+    def __init__(self, config: MREConfig, hidden_size: int, num_heads: int, dropout: float):
         super().__init__()
         self.query_norm = nn.LayerNorm(hidden_size)
         self.key_value_norm = nn.LayerNorm(hidden_size)
         # No dropout on the attention weights: the contexts are short (a few watchers, prompts, or only
         # the "no image" token), where dropping a weight drops a whole read and eval sees another model.
-        self.attention = nn.MultiheadAttention(hidden_size, num_heads, batch_first=True)
+        self.attention = CrossAttention(config, hidden_size, num_heads)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, states: torch.Tensor, context: torch.Tensor, context_mask: torch.BoolTensor) -> torch.Tensor:
         # states (batch, q_len, hidden) read context (batch, kv_len, hidden) where context_mask (batch, kv_len)
-        key_value = self.key_value_norm(context)
-        read, _ = self.attention(
-            self.query_norm(states), key_value, key_value, key_padding_mask=~context_mask, need_weights=False
-        )
+        read = self.attention(self.query_norm(states), self.key_value_norm(context), context_mask)
         return states + self.dropout(read)
 
 

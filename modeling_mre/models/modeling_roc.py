@@ -131,7 +131,7 @@ class ROCForRelationExtraction(MREVisualModel):
         if not config.share_relation_encoder:
             self.relation_encoder = build_text_encoder(config.text_config)
         self.build_visual_path(hidden_size)
-        self.text_reads_image = CrossAttentionLayer(hidden_size, config.text_config.num_attention_heads, config.fusion_dropout)
+        self.text_reads_image = CrossAttentionLayer(config, hidden_size, config.text_config.num_attention_heads, config.fusion_dropout)
         if config.entity_types:
             self.type_head = nn.Linear(hidden_size, len(config.entity_types))
             self.type_embeddings = nn.Linear(len(config.entity_types), hidden_size, bias=False)

@@ -94,7 +94,7 @@ class WMAJLWatcherLayer(nn.Module):
 
     def __init__(self, config: WMAJLConfig, update_image: bool):
         super().__init__()
-        arguments = (config.hidden_size, config.num_attention_heads, config.fusion_dropout)
+        arguments = (config, config.hidden_size, config.num_attention_heads, config.fusion_dropout)
         self.watchers_read = CrossAttentionLayer(*arguments)
         self.text_reads_watchers = CrossAttentionLayer(*arguments)
         self.image_reads_watchers = CrossAttentionLayer(*arguments) if update_image else None
@@ -159,7 +159,7 @@ class WMAJLForRelationExtraction(MREVisualModel):
                 for layer in range(config.num_fusion_layers)
             )
         else:
-            arguments = (hidden_size, config.num_attention_heads, config.fusion_dropout)
+            arguments = (config, hidden_size, config.num_attention_heads, config.fusion_dropout)
             self.fusion_layers = nn.ModuleList(
                 CrossAttentionLayer(*arguments) for _ in range(config.num_fusion_layers)
             )
