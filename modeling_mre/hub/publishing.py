@@ -17,7 +17,6 @@ token from `token=`, else `HF_TOKEN`, else the saved login, as transformers does
 This module is not remote code: no model, config or processor file imports it.
 """
 
-import fnmatch
 import json
 import os
 import shlex
@@ -35,7 +34,6 @@ from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import (
     CommitInfo,
     CommitOperationAdd,
-    CommitOperationDelete,
     DatasetCard,
     DatasetCardData,
     EvalResult,
@@ -44,7 +42,7 @@ from huggingface_hub import (
     ModelCardData,
 )
 from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
 from ..models import METHODS, NER_METHODS
 
@@ -58,6 +56,10 @@ TRAINING_ARGS_FILE = "training_args.json"
 # starting model (its adapter_config.json points at a local folder; the merged model at the top
 # level is what loads). Entries whose name starts with "." (staging folders) are never uploaded.
 MODEL_FOLDER_EXCLUDES = ("epoch_*", "step_*", "best_model", "demo_data", "lora_base", "lora_adapter")
+# `upload_folder`'s patterns (fnmatch on repository paths, where `*` also matches `/`): hidden entries
+# at any depth, and those folders at the top level.
+HIDDEN_PATTERNS = [".*", "*/.*"]
+MODEL_REPO_IGNORE_PATTERNS = [*HIDDEN_PATTERNS, *(f"{name}/*" for name in MODEL_FOLDER_EXCLUDES)]
 
 # The Hub has no relation-extraction task: a dataset card names the closest one (a relation is a class
 # of the text given its entity pair). A model card names no pipeline_tag: the Hub's "Use this model"
@@ -574,20 +576,10 @@ def write_model_card(
 
 
 def model_repo_files(folder: str | os.PathLike) -> list[str]:
-    """The repository paths `push_model_folder` uploads from `folder`, sorted."""
+    """The repository paths `push_model_folder` uploads from `folder`, sorted: `upload_folder`'s own filter."""
     folder = Path(folder)
-    files = []
-    for root, directories, names in os.walk(folder):
-        relative_root = Path(root).relative_to(folder)
-        top_level = relative_root == Path(".")
-        directories[:] = [
-            name
-            for name in directories
-            if not name.startswith(".")
-            and not (top_level and any(fnmatch.fnmatch(name, pattern) for pattern in MODEL_FOLDER_EXCLUDES))
-        ]
-        files += [(relative_root / name).as_posix() for name in names if not name.startswith(".")]
-    return sorted(files)
+    paths = [path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()]
+    return sorted(filter_repo_objects(paths, ignore_patterns=MODEL_REPO_IGNORE_PATTERNS))
 
 
 def push_model_folder(
@@ -634,8 +626,9 @@ def push_model_folder(
     if commit_message is None:
         results = _read_json(folder / "eval_results.json", "")
         commit_message = f"Upload {results['method']} trained on {results['dataset']} with modeling_mre"
-    files = model_repo_files(folder)
-    operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=folder / path) for path in files]
+    # One commit, not `upload_folder`'s: with hf_xet it may commit a folder in several parts, and a
+    # repository whose weights and config come from two runs must never be seen.
+    operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=folder / path) for path in model_repo_files(folder)]
     return api.create_commit(repo_id, operations, commit_message=commit_message, repo_type="model")
 
 
@@ -789,13 +782,7 @@ def push_dataset_folder(
         raise FileNotFoundError(f"{folder} has no README.md and data/: write it with export_dataset first")
     api = HfApi(token=token, library_name="modeling_mre")
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="dataset").repo_id
-    paths = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
-    paths = [path for path in paths if not any(part.startswith(".") for part in path.split("/"))]
-    stale = [
-        path
-        for path in api.list_repo_files(repo_id, repo_type="dataset")
-        if path.startswith("data/") and path not in paths
-    ]
-    operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=folder / path) for path in paths]
-    operations += [CommitOperationDelete(path_in_repo=path) for path in stale]
-    return api.create_commit(repo_id, operations, commit_message=commit_message, repo_type="dataset")
+    return api.upload_folder(
+        repo_id=repo_id, folder_path=folder, ignore_patterns=HIDDEN_PATTERNS, delete_patterns=["data/*"],
+        commit_message=commit_message, repo_type="dataset",
+    )
