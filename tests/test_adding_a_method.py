@@ -37,10 +37,12 @@ def package_with_late_fusion(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("kit")
     package = root / "modeling_mre"
     shutil.copytree(Path(modeling_mre.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    # The card templates as the wheel installs them: the repository's hub_cards/ as modeling_mre.hub_cards.
+    shutil.copytree(REPO / "hub_cards", package / "hub_cards", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("configuration_late_fusion.py", "modeling_late_fusion.py"):
         shutil.copy(FIXTURE / name, package / "models" / name)
     for name in ("late_fusion.md", "late_fusion_notes.md"):
-        shutil.copy(FIXTURE / name, package / "hub" / "templates" / "methods" / name)
+        shutil.copy(FIXTURE / name, package / "hub_cards" / "methods" / name)
     with open(package / "models" / "__init__.py", "a") as init:
         init.write(REGISTRATION)
     return root

@@ -83,3 +83,26 @@ def test_the_models_and_the_pipeline_run_without_any_extra(tmp_path):
                                env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"})
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.strip().splitlines()[-1] == "loaded: []"
+
+
+def test_the_wheel_ships_the_card_templates_and_the_package(tmp_path):
+    import shutil
+    import zipfile
+
+    # Built from a copy of what the wheel is made of, so that the build leaves nothing in the repository.
+    source = tmp_path / "source"
+    for name in ("modeling_mre", "hub_cards"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    completed = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    (wheel,) = tmp_path.glob("modeling_mre-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    templates = {f"modeling_mre/hub_cards/{path.relative_to(REPO / 'hub_cards').as_posix()}" for path in (REPO / "hub_cards").rglob("*.md")}
+    assert templates and templates <= names
+    modules = {f"modeling_mre/{path.relative_to(REPO / 'modeling_mre').as_posix()}" for path in (REPO / "modeling_mre").rglob("*.py")}
+    assert modules <= names

@@ -1,6 +1,6 @@
 """
 Publishing on the Hugging Face Hub: model folders, cards rendered from a run's own results (their
-templates in `templates/`), uploads, and datasets as parquet shards with their images embedded.
+templates in the repository's `hub_cards/`), uploads, and datasets as parquet shards with their images embedded.
 Nothing here ships with a model: no model, config or processor file imports it.
 """
 

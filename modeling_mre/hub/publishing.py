@@ -10,13 +10,14 @@ trained model folder, and datasets as parquet shards with their images embedded.
     push_dataset_folder("mnre-hub", "org/mnre")               # private unless private=False
 
 Every number and figure on a model card comes from the folder's `eval_results.json` (written by
-`train_accelerate.py`); none is typed by hand. The card templates live in `templates/` beside this module. Uploads go
+`train_accelerate.py`); none is typed by hand. The card templates live in `hub_cards/` at the top of the repository. Uploads go
 through huggingface_hub's own `HfApi` (`create_repo`, then one `create_commit`), which reads the
 token from `token=`, else `HF_TOKEN`, else the saved login, as transformers does.
 
 This module is not remote code: no model, config or processor file imports it.
 """
 
+import importlib.resources
 import json
 import os
 import shlex
@@ -220,11 +221,12 @@ _COLUMN_CONTENT = {
 }
 
 
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+# hub_cards/ at the top of the repository, installed as the package modeling_mre.hub_cards.
+TEMPLATES_DIR = Path(str(importlib.resources.files("modeling_mre.hub_cards")))
 
 
 def read_template_text(*parts: str) -> str:
-    """A card text of `templates/`, with an error naming the file a method or dataset must add."""
+    """A card text of `hub_cards/`, with an error naming the file a method or dataset must add."""
     path = TEMPLATES_DIR.joinpath(*parts)
     if not path.is_file():
         raise FileNotFoundError(f"no card text {path}: add it to publish this method or dataset")
@@ -596,7 +598,7 @@ def push_model_folder(
     other run artifacts stay local (`MODEL_FOLDER_EXCLUDES`); `model_repo_files(folder)` lists what goes.
 
     The card is rendered again first, so that its usage snippet names the repository (`repo_id`
-    without a namespace is created under the token's user); edit the templates in `modeling_mre/hub/templates/`,
+    without a namespace is created under the token's user); edit the templates in `hub_cards/`,
     not README.md.
 
     Args:

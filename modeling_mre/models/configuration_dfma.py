@@ -10,7 +10,7 @@ class DFMAConfig(MREConfig):
     r"""
     Configuration of [`DFMAForRelationExtraction`]. No code or full text of the paper is public: the
     pyramid prompts follow HVPNeT's hierarchical visual prefix (zjunlp/HVPNeT, `models/bert_model.py`),
-    and the rest is our reading of the abstract (`hub/templates/methods/dfma_notes.md` says which).
+    and the rest is our reading of the abstract (`hub_cards/methods/dfma_notes.md` says which).
 
     Args:
         hidden_size (`int`, *optional*):

@@ -137,7 +137,7 @@ def relation_name_description(name: str) -> str:
 class ROCConfig(MREConfig):
     r"""
     Configuration of [`ROCForRelationExtraction`]. No code or full text of the paper is public: the
-    defaults are our reading of its abstract (`hub/templates/methods/roc_notes.md` says which).
+    defaults are our reading of its abstract (`hub_cards/methods/roc_notes.md` says which).
 
     Scores:
         A relation's *similarity* to a pair is a cosine. In `sentence_space` (the default), a relation

@@ -9,7 +9,7 @@ from .configuration_mre import MREConfig, entity_types_of
 class WMAJLConfig(MREConfig):
     r"""
     Configuration of [`WMAJLForRelationExtraction`]. No code or full text of the paper is public: the
-    defaults are our reading of its abstract (`hub/templates/methods/wmajl_notes.md` says which).
+    defaults are our reading of its abstract (`hub_cards/methods/wmajl_notes.md` says which).
 
     Args:
         hidden_size (`int`, *optional*):

@@ -282,7 +282,7 @@ class MREPreTrainedModel(PreTrainedModel):
     A method subclass declares, on the class:
 
         - **method_name** (`str`): its name as users write it (`--method`, the registry, card files
-          `hub/templates/methods/<method_name>.md` and `<method_name>_notes.md`).
+          `hub_cards/methods/<method_name>.md` and `<method_name>_notes.md`).
         - **paper** (`MethodPaper` or `None`): the title, citation and code link its card cites.
         - **config_class**: its `MREConfig` subclass, with its own `model_type` (`mre-<name>`).
         - **visual_features** (`"pooled"`, `"patches"`, `"levels"` or `None`): what it reads of each
