@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from modeling_mre.data.feature_cache import can_cache_image_features
 from modeling_mre.hub import save_hub_folder
-from modeling_mre.hub.publishing import method_card_texts
+from modeling_mre.hub.cards import method_card_texts
 from modeling_mre.models import MREVisualModel
 from modeling_mre.training import encoder_parameter_ids, lora_config, parameter_groups
 

@@ -17,7 +17,7 @@ from transformers import AutoModelForTokenClassification, pipeline
 from method_contract import TINY_TEXT, TINY_VISION, check_lora_round_trip, multimodal, picture
 from modeling_mre import NER_PIPELINE_TASK, NER_TAGS
 from modeling_mre.hub import save_hub_folder
-from modeling_mre.hub.publishing import method_card_texts
+from modeling_mre.hub.cards import method_card_texts
 from modeling_mre.training import encoder_parameter_ids, lora_config, parameter_groups
 
 POSTS = [

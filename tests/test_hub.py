@@ -31,7 +31,7 @@ from huggingface_hub import ModelCard, constants
 from modeling_mre.data.mnre import load_mnre
 from modeling_mre.data.more import load_more
 from modeling_mre.data.demo import write_demo_dataset, write_more_demo_dataset
-from modeling_mre.hub.publishing import CONFUSION_MATRIX_FIGURE, TRAINING_CURVE_FIGURE
+from modeling_mre.hub.figures import CONFUSION_MATRIX_FIGURE, TRAINING_CURVE_FIGURE
 from modeling_mre.hub import (
     export_dataset,
     model_repo_files,
@@ -374,7 +374,7 @@ def test_the_cards_install_line_is_what_the_remote_code_needs_as_pyproject_pins_
     import shlex
     import tomllib
 
-    from modeling_mre.hub.publishing import REMOTE_CODE_REQUIREMENTS
+    from modeling_mre.hub.cards import REMOTE_CODE_REQUIREMENTS
 
     downloaded = recorder.checkout(f"models/{MODEL_REPO}", tmp_path / "repo")
     install = re.search(r"## How to use\n\n```bash\npip install (.*)\n```", (downloaded / "README.md").read_text())[1]
