@@ -23,6 +23,7 @@ PARTS = {
     "modeling_mre/training": ("train",),
     "modeling_mre/hub": ("hub",),
     "train_accelerate.py": ("train", "hub"),
+    "predict_accelerate.py": ("train",),
     "space/app.py": ("space",),
 }
 # The embedded offline backbones are installed apart (--no-deps, reference/backbones.md), and found at run time.
