@@ -29,7 +29,6 @@ run launched again only merges; they are refused for other arguments.
 
 import argparse
 import json
-import logging
 import os
 import time
 from pathlib import Path
@@ -42,7 +41,6 @@ from transformers import pipeline
 
 PARTS_SUFFIX, REJECTS_SUFFIX = ".parts", ".rejects.jsonl"
 INPUT_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-logger = logging.getLogger(__name__)
 
 
 def parse_args(argv=None):
@@ -184,7 +182,6 @@ def merge(args, parts: Path, num_rows: int) -> dict:
 def main(argv=None):
     args = parse_args(argv)
     accelerator = Accelerator()
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(message)s", level=logging.INFO)
     rows = load_rows(args)
     ids = rows[args.id_column] if args.id_column in rows.column_names else list(range(len(rows)))
     parts = args.output.with_name(args.output.name + PARTS_SUFFIX)

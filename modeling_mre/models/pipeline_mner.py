@@ -17,7 +17,8 @@ class MultimodalEntityRecognitionPipeline(ExampleBatchesPipeline):
     #  {"entity_group": "LOC", "score": 0.95, "word": "Berlin", "start": 13, "end": 19}]
     ```
     Each input is a text, or a dict (or keyword arguments) with `text` and an optional `image` (a path, a
-    URL, a base64 string, a PIL image, a numpy array or a torch tensor; None for "no image"); a list of
+    URL, a base64 string, the file's bytes, `datasets`' `{"bytes", "path"}` dict, a PIL image, a numpy
+    array or a torch tensor; None for "no image"); a list of
     them gives a list of results. With `batch_size`, one batch may mix posts with and without an image:
     each result equals the post's alone.
 
