@@ -63,21 +63,40 @@ def parse_args(argv=None):
     return args
 
 
-def load_rows(args) -> datasets.Dataset:
-    """The input as one `Dataset`, with `__index`, each row's position."""
+def load_rows(args) -> list[dict] | datasets.Dataset:
+    """
+    The input rows, indexable in order. JSON Lines are read line by line, so rows may differ in shape (a
+    head as a string in one, as offsets in the next; an object tail); CSV, parquet and datasets by name
+    through `datasets.load_dataset`.
+    """
     suffixes = {Path(name).suffix for name in args.input}
     if all(Path(name).is_file() for name in args.input):
         if len(suffixes) != 1 or next(iter(suffixes)) not in INPUT_FORMATS:
             raise ValueError(f"--input files must all be one of {sorted(INPUT_FORMATS)}, got {sorted(suffixes)}")
-        rows = datasets.load_dataset(INPUT_FORMATS[suffixes.pop()], data_files=list(args.input), split="train")
-    elif len(args.input) == 1 and not any(Path(name).suffix in INPUT_FORMATS for name in args.input):
-        rows = datasets.load_dataset(args.input[0], split=args.input_split)
-    else:
-        missing = [name for name in args.input if not Path(name).is_file()]
-        raise FileNotFoundError(f"--input files not found: {', '.join(missing)}")
-    if "text" not in rows.column_names:
-        raise ValueError(f"the input has no `text` column (its columns: {', '.join(rows.column_names)})")
-    return rows.add_column("__index", list(range(len(rows))))
+        if INPUT_FORMATS[next(iter(suffixes))] == "json":
+            return [row for name in args.input for row in read_json_lines(Path(name))]
+        return datasets.load_dataset(INPUT_FORMATS[suffixes.pop()], data_files=list(args.input), split="train")
+    if len(args.input) == 1 and not any(Path(name).suffix in INPUT_FORMATS for name in args.input):
+        return datasets.load_dataset(args.input[0], split=args.input_split)
+    missing = [name for name in args.input if not Path(name).is_file()]
+    raise FileNotFoundError(f"--input files not found: {', '.join(missing)}")
+
+
+def read_json_lines(path: Path) -> list[dict]:
+    """One JSON object per non-empty line; a line that is not one is refused with the file and line."""
+    rows = []
+    with open(path, encoding="utf-8-sig") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} line {number}: not JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path} line {number}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
 
 
 def pipeline_input(row: dict, args) -> dict:
@@ -183,7 +202,10 @@ def main(argv=None):
     args = parse_args(argv)
     accelerator = Accelerator()
     rows = load_rows(args)
-    ids = rows[args.id_column] if args.id_column in rows.column_names else list(range(len(rows)))
+    if isinstance(rows, datasets.Dataset):  # a column read, not every row decoded
+        ids = rows[args.id_column] if args.id_column in rows.column_names else list(range(len(rows)))
+    else:
+        ids = [row.get(args.id_column, index) for index, row in enumerate(rows)]
     parts = args.output.with_name(args.output.name + PARTS_SUFFIX)
     if accelerator.is_main_process:
         claim_parts(parts, args, len(rows))

@@ -37,6 +37,8 @@ def write_posts(path: Path, count: int, bad: set[int] = frozenset()) -> None:
         for i in range(count):
             post = {"id": f"post-{i}", "text": "obama visits berlin today", "head": "obama", "tail": "berlin",
                     "image": str(image) if i % 2 else None}
+            if i % 5 == 3:
+                post["head"] = [0, 5]  # offsets in some rows, strings in others: JSON Lines rows may differ
             if i in bad:
                 post["tail"] = "paris"  # not in the text: the pipeline refuses it
             posts.write(json.dumps(post) + "\n")
@@ -70,6 +72,12 @@ def test_each_row_once_in_order_with_rejects_apart(model_folder, tmp_path):
     strict = predict("--model", str(model_folder), "--input", str(tmp_path / "posts.jsonl"),
                      "--output", str(tmp_path / "strict.jsonl"), "--strict")
     assert strict.returncode != 0 and "row 4 (id 'post-4')" in strict.stderr
+
+    with open(tmp_path / "posts.jsonl", "a") as posts:
+        posts.write('{"id": "cut", "text": "obama vis\n')
+    broken = predict("--model", str(model_folder), "--input", str(tmp_path / "posts.jsonl"),
+                     "--output", str(tmp_path / "broken.jsonl"))
+    assert broken.returncode != 0 and f"{tmp_path / 'posts.jsonl'} line 31: not JSON" in broken.stderr
 
 
 def test_a_run_killed_midway_and_launched_again_gives_each_row_exactly_once(model_folder, tmp_path):
