@@ -51,15 +51,16 @@ def parse_args():
 
 
 def demo_rows(workdir: Path, num_rows: int) -> list[dict]:
-    """Posts of the demo set as a user has them: text, entity strings, an image file (or none)."""
+    """Posts of the demo set as a user has them: text, the entities' character offsets, an image file (or none)."""
     split = load_mnre(write_demo_dataset(workdir / "demo", num_train=num_rows, num_validation=0, num_test=0))["train"]
     rows = []
     for i, record in enumerate(split.cast_column("image", datasets.Image(decode=False))):
-        tokens = record["tokens"]
-        head = " ".join(tokens[record["head"]["start"] : record["head"]["end"]])
-        tail = " ".join(tokens[record["tail"]["start"] : record["tail"]["end"]])
+        tokens, spans = record["tokens"], []
+        for entity in (record["head"], record["tail"]):  # character offsets: a name may occur twice
+            start = len(" ".join(tokens[: entity["start"]])) + (entity["start"] > 0)
+            spans.append([start, start + len(" ".join(tokens[entity["start"] : entity["end"]]))])
         image = record["image"]["path"] if record["image"] is not None and i % 3 else None
-        rows.append({"id": record["id"], "text": " ".join(tokens), "head": head, "tail": tail, "image": image})
+        rows.append({"id": record["id"], "text": " ".join(tokens), "head": spans[0], "tail": spans[1], "image": image})
     return rows
 
 
