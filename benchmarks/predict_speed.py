@@ -9,8 +9,9 @@ of the same rows (what no way of calling the model can beat).
 The model is MMIB on the embedded backbones (MiniLM, MobileNetV2), saved as a folder; the rows are
 posts of the embedded demo set with their pictures, every third without one. predict_accelerate.py
 runs in subprocesses with 1 and 2 processes (CPU: `accelerate launch --multi_gpu` with
-ACCELERATE_USE_CPU) and reports its own rows/s, timed from its first batch to its last (model
-loading excluded, as for the references). Settings run in turn, repeat after repeat; every ratio is the
+ACCELERATE_USE_CPU, the cores shared out with --num_cpu_threads_per_process, since accelerate launch
+gives a CPU process one thread by default) and reports its own rows/s, timed from its first batch to its
+last (model loading excluded, as for the references). Settings run in turn, repeat after repeat; every ratio is the
 median of per-repeat ratios, so load on the machine shifts both sides alike.
 """
 
@@ -69,8 +70,12 @@ def predict_rows_per_second(folder: Path, input_path: Path, output: Path, batch_
     for stale in (output, output.with_name(output.name + ".parts")):
         subprocess.run(["rm", "-rf", str(stale)], check=True)
     accelerate = str(Path(sys.executable).with_name("accelerate"))
+    # accelerate launch gives each CPU process 1 thread unless told: the cores are shared out instead, so
+    # every setting uses the whole machine, as the in-process references do.
+    threads = max(1, torch.get_num_threads() // processes)
     launch = [accelerate, "launch", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--num_processes", str(processes), *(["--multi_gpu"] if processes > 1 else [])]
+              "--num_processes", str(processes), "--num_cpu_threads_per_process", str(threads),
+              *(["--multi_gpu"] if processes > 1 else [])]
     environment = {**os.environ, "ACCELERATE_USE_CPU": "true"} if not torch.cuda.is_available() else dict(os.environ)
     completed = subprocess.run(
         [*launch, str(REPO / "predict_accelerate.py"), "--model", str(folder), "--input", str(input_path),
@@ -141,7 +146,8 @@ def main():
         f"## predict_accelerate.py against a plain loop and the bare forward ({origin['device']})",
         "",
         f"MMIB on the embedded backbones, {args.num_rows} demo posts (every third without its picture), batches of "
-        f"{args.batch_size}; medians of {args.repeats} repeats; predict_accelerate.py's rows/s exclude its model loading.",
+        f"{args.batch_size}; medians of {args.repeats} repeats; {torch.get_num_threads()} torch threads in all, shared out "
+        "among predict_accelerate.py's processes (--num_cpu_threads_per_process); its rows/s exclude its model loading.",
         "",
         "| setting | rows/s | ÷ bare forward | ÷ plain loop |",
         "|---|---|---|---|",
