@@ -102,11 +102,10 @@ def returns_text_encoder_states(forward):
     return wrapper
 
 
-# `from_pretrained`'s arguments that `from_backbones` passes on to loading the backbones.
-BACKBONE_LOADING_ARGUMENTS = (
-    "revision", "token", "cache_dir", "local_files_only", "force_download", "subfolder", "trust_remote_code",
-    "attn_implementation", "dtype",
-)
+# `from_pretrained`'s arguments that say where a checkpoint's files come from, and those that
+# `from_backbones` also passes on to loading the backbones.
+HUB_ARGUMENTS = ("revision", "token", "cache_dir", "local_files_only", "subfolder", "force_download", "proxies")
+BACKBONE_LOADING_ARGUMENTS = (*HUB_ARGUMENTS, "trust_remote_code", "attn_implementation", "dtype")
 
 
 def class_reference(cls: type) -> str:
@@ -412,7 +411,7 @@ class MREPreTrainedModel(PreTrainedModel):
                 tokenizer. Without it, pass the markers' ids and resize the embeddings yourself.
             kwargs:
                 `from_pretrained`'s loading arguments (`revision`, `token`, `cache_dir`,
-                `local_files_only`, `force_download`, `subfolder`, `trust_remote_code`,
+                `local_files_only`, `subfolder`, `force_download`, `proxies`, `trust_remote_code`,
                 `attn_implementation`, `dtype`), applied to both backbones; every other one is a field
                 of the method's config.
         """

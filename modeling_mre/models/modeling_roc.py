@@ -22,6 +22,7 @@ from .configuration_mre import relation_type_indices
 from .configuration_roc import ROCConfig, complete_descriptions
 from .modeling_mre import (
     CrossAttentionLayer,
+    HUB_ARGUMENTS,
     MethodPaper,
     RelationExtractionOutput,
     build_text_encoder,
@@ -37,8 +38,6 @@ from .visual_mre import MREVisualModel, VisualInputs
 # Signed distance from <s> to <o> in log-spaced buckets of its magnitude (0, 1, 2, 3-4, 5-8, 9-16, 17-32,
 # over 32), one set per direction.
 DISTANCE_BUCKETS = 8
-# The `from_pretrained` arguments that say where a folder's files come from: its tokenizer comes from there too.
-HUB_ARGUMENTS = ("revision", "token", "cache_dir", "local_files_only", "subfolder", "force_download", "proxies")
 
 
 @dataclass
@@ -161,7 +160,7 @@ class ROCForRelationExtraction(MREVisualModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        # The saved relations are tokenized with the folder's own tokenizer, from the same revision.
+        # The saved relations are tokenized with the folder's own tokenizer, from where its files came.
         model._tokenizer_source = (pretrained_model_name_or_path, {k: kwargs[k] for k in HUB_ARGUMENTS if k in kwargs})
         return model
 
