@@ -66,14 +66,14 @@ def parse_args(argv=None):
 def load_rows(args) -> list[dict] | datasets.Dataset:
     """
     The input rows, indexable in order. JSON Lines are read line by line, so rows may differ in shape (a
-    head as a string in one, as offsets in the next; an object tail); CSV, parquet and datasets by name
-    through `datasets.load_dataset`.
+    head as a string in one, as offsets in the next; an object tail); JSON arrays, CSV, parquet and
+    datasets by name through `datasets.load_dataset`.
     """
     suffixes = {Path(name).suffix for name in args.input}
     if all(Path(name).is_file() for name in args.input):
         if len(suffixes) != 1 or next(iter(suffixes)) not in INPUT_FORMATS:
             raise ValueError(f"--input files must all be one of {sorted(INPUT_FORMATS)}, got {sorted(suffixes)}")
-        if INPUT_FORMATS[next(iter(suffixes))] == "json":
+        if suffixes == {".jsonl"}:
             return [row for name in args.input for row in read_json_lines(Path(name))]
         return datasets.load_dataset(INPUT_FORMATS[suffixes.pop()], data_files=list(args.input), split="train")
     if len(args.input) == 1 and not any(Path(name).suffix in INPUT_FORMATS for name in args.input):

@@ -73,6 +73,13 @@ def test_each_row_once_in_order_with_rejects_apart(model_folder, tmp_path):
                      "--output", str(tmp_path / "strict.jsonl"), "--strict")
     assert strict.returncode != 0 and "row 4 (id 'post-4')" in strict.stderr
 
+    # A JSON array of the same posts (offsets in all, as a JSON file holds one schema) reads as well.
+    as_array = [{**post, "head": [0, 5]} for post in read_jsonl(tmp_path / "posts.jsonl")[:3]]
+    (tmp_path / "posts.json").write_text(json.dumps(as_array))
+    array = predict("--model", str(model_folder), "--input", str(tmp_path / "posts.json"), "--output", str(tmp_path / "array.jsonl"))
+    assert array.returncode == 0, array.stderr[-3000:]
+    assert [r["id"] for r in read_jsonl(tmp_path / "array.jsonl")] == ["post-0", "post-1", "post-2"]
+
     with open(tmp_path / "posts.jsonl", "a") as posts:
         posts.write('{"id": "cut", "text": "obama vis\n')
     broken = predict("--model", str(model_folder), "--input", str(tmp_path / "posts.jsonl"),
