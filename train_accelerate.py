@@ -84,6 +84,7 @@ logger = get_logger(__name__)
 BEST_MODEL_DIR = "best_model"
 # Datasets of entity recognition (MNER), read by load_twitter_mner; the others are relation extraction.
 NER_DATASETS = ("twitter2015", "twitter2017", "demo-mner")
+FEATURE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 LORA_BASE_DIR, LORA_ADAPTER_DIR = "lora_base", "lora_adapter"
 
 
@@ -161,12 +162,17 @@ def parse_args(argv=None):
         action="store_const",
         const=True,
         default=None,
-        help="Encode every image once with the frozen vision encoder and train on the stored features (same "
-        "logits, no image decoding or vision forward per step). Default: on when the vision encoder is frozen.",
+        help="Encode every distinct picture once with the frozen vision encoder and train on the stored features "
+        "(no image decoding or vision forward per step). Default: on when the vision encoder is frozen.",
     )
     parser.add_argument(
         "--no_cache_image_features", dest="cache_image_features", action="store_const", const=False,
         help="Read the pictures at every step instead.",
+    )
+    parser.add_argument(
+        "--image_feature_dtype", choices=sorted(FEATURE_DTYPES), default="float16",
+        help="How the cache stores features: float16 (half the disk; logits within 1e-3 of float32's) or float32 "
+        "(the logits of the pixels exactly).",
     )
     parser.add_argument("--push_to_hub", action="store_true", help="Upload the model and its card at the end.")
     parser.add_argument("--hub_model_id", type=str, default=None, help="Hub repository; default: output folder name.")
@@ -249,7 +255,7 @@ def build_model_and_processor(args, label_names, object_tails, accelerator):
 
 
 def use_feature_cache(args, model) -> bool:
-    """Whether to train on cached image features: --cache_image_features, else whenever it is exact."""
+    """Whether to train on cached image features: --cache_image_features, else whenever the vision encoder is frozen."""
     possible = can_cache_image_features(model)
     if args.cache_image_features and not possible:
         raise ValueError(f"--cache_image_features needs a frozen vision encoder, which --method {args.method} lacks")
@@ -325,16 +331,19 @@ def main(argv=None):
         if accelerator.is_main_process:
             model.print_trainable_parameters()
 
-    cached_image_features = use_feature_cache(args, model.get_base_model() if args.lora else model)
-    if cached_image_features:
+    feature_cache, base_model = None, model.get_base_model() if args.lora else model
+    if use_feature_cache(args, base_model):
         model.to(accelerator.device)  # encode on the training device; prepare() would move it there anyway
         with accelerator.main_process_first():  # the main process writes the cache, the others read it
-            dataset = add_image_features(dataset, model, processor, batch_size=args.per_device_eval_batch_size)
+            dataset, feature_cache = add_image_features(
+                dataset, base_model, processor, batch_size=args.per_device_eval_batch_size,
+                dtype=FEATURE_DTYPES[args.image_feature_dtype],
+            )
     if entities:
-        collate = make_ner_collate_fn(processor, uses_images, cached_image_features)
-        eval_collate = make_ner_collate_fn(processor, uses_images, cached_image_features, for_evaluation=True)
+        collate = make_ner_collate_fn(processor, uses_images, feature_cache)
+        eval_collate = make_ner_collate_fn(processor, uses_images, feature_cache, for_evaluation=True)
     else:
-        collate = eval_collate = make_collate_fn(processor, uses_images, cached_image_features)
+        collate = eval_collate = make_collate_fn(processor, uses_images, feature_cache)
     loader_kwargs = {"collate_fn": collate, "num_workers": args.dataloader_num_workers}
     # A loader's own generator: creating an iterator would otherwise draw from the global RNG, so a
     # resumed run (which creates one more) would see different dropout and sampling noise.

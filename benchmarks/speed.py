@@ -50,7 +50,7 @@ from modeling_mre.data.mnre import load_mnre  # noqa: E402
 from modeling_mre.data.twitter import load_twitter_mner  # noqa: E402
 from modeling_mre.data.demo import write_demo_dataset, write_mner_demo_dataset  # noqa: E402
 from modeling_mre.backbones import embedded_text_backbone, embedded_vision_backbone  # noqa: E402
-from modeling_mre.data.feature_cache import add_image_features, stack_image_features  # noqa: E402
+from modeling_mre.data.feature_cache import add_image_features  # noqa: E402
 from modeling_mre.training import LengthGroupedSampler  # noqa: E402
 from modeling_mre.training.collate import make_ner_collate_fn  # noqa: E402
 
@@ -244,8 +244,8 @@ def prepare_batches(args, processor, split, rows, cached_rows, device) -> dict:
         chunks = [range(start, start + batch_size) for start in range(0, len(rows) - batch_size + 1, batch_size)]
         batches = {"chunks": chunks, "examples": len(chunks) * batch_size, "pixels": [], "dynamic": [], "fixed": [], "grouped": []}
         batches["features"] = {
-            kind: [to_device(stack_image_features([cached[i] for i in chunk]), device) for chunk in chunks]
-            for kind, cached in cached_rows.items()
+            kind: [to_device(cache.stack([cached[i] for i in chunk]), device) for chunk in chunks]
+            for kind, (cached, cache) in cached_rows.items()
         }
         for chunk in chunks:
             records = rows.select(chunk)[:]
@@ -285,8 +285,8 @@ def prepare_ner_batches(args, processor, rows, cached_rows, device) -> dict:
             records = [rows[i] for i in chunk]
             batches["pixels"].append(to_device(pictures(records), device))
             batches["dynamic"].append(to_device(text(records), device))
-        for kind, cached in cached_rows.items():
-            with_cache = make_ner_collate_fn(processor, uses_images=True, cached_image_features=True)
+        for kind, (cached, cache) in cached_rows.items():
+            with_cache = make_ner_collate_fn(processor, uses_images=True, image_feature_cache=cache)
             batches["features"][kind] = []
             for chunk, text_batch in zip(chunks, batches["dynamic"]):
                 batch = with_cache([cached[i] for i in chunk])
@@ -413,11 +413,12 @@ def build_settings(args, models, processor, phases, rows, cached_rows, paths, de
     # Data loading as train_accelerate.py's DataLoader does it: reading the rows (which decodes the
     # images) and collating them, with the pictures or with their cached features.
     def load(chunk, cached):
-        records = [(next(iter(cached_rows.values())) if cached else rows)[i] for i in chunk]
+        cached_split, cache = next(iter(cached_rows.values())) if cached else (rows, None)
+        records = [cached_split[i] for i in chunk]
         texts = {key: [r[key] for r in records] for key in ("tokens", "head", "tail")}
         if cached:
             processor(**texts)
-            stack_image_features(records)
+            cache.stack(records)
         else:
             processor(**texts, images=[r["image"] for r in records])
 
@@ -481,7 +482,9 @@ def benchmark(args, workdir: Path) -> dict:
     for model in models.values():
         if model.visual_features is not None and model.visual_features not in cached_rows:
             started = time.perf_counter()
-            cached_rows[model.visual_features] = add_image_features(rows, model, processor, batch_size=args.eval_batch_size)
+            cached_rows[model.visual_features] = add_image_features(
+                rows, model, processor, batch_size=args.eval_batch_size, cache_dir=workdir / "features"
+            )
             if model is vision_model:
                 encoding_seconds = time.perf_counter() - started
     encoding_rates = {}
@@ -493,7 +496,11 @@ def benchmark(args, workdir: Path) -> dict:
         for _ in range(2):
             for name, chunk_size in chunk_sizes.items():
                 started = time.perf_counter()
-                add_image_features(rows, vision_model, processor, args.eval_batch_size, encoding_batch_size=chunk_size)
+                # An empty cache each time, or the pictures would be read back rather than encoded.
+                add_image_features(
+                    rows, vision_model, processor, args.eval_batch_size, encoding_batch_size=chunk_size,
+                    cache_dir=Path(tempfile.mkdtemp(dir=workdir)),
+                )
                 seconds[name].append(time.perf_counter() - started)
         encoding_rates = {name: len(rows) / min(times) for name, times in seconds.items()}
 
@@ -503,7 +510,9 @@ def benchmark(args, workdir: Path) -> dict:
     ner_processor = MNERProcessor.from_backbones(str(embedded_text_backbone()), str(embedded_vision_backbone()))
     ner_models = build_models(NER_METHODS, ner_processor, list(NER_TAGS), device)
     ner_cached = {
-        model.visual_features: add_image_features(ner_rows, model, ner_processor, batch_size=args.eval_batch_size)
+        model.visual_features: add_image_features(
+            ner_rows, model, ner_processor, batch_size=args.eval_batch_size, cache_dir=workdir / "features"
+        )
         for model in ner_models.values()
         if model.visual_features is not None
     }

@@ -13,17 +13,19 @@ import subprocess
 import sys
 import textwrap
 
+import datasets
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from modeling_mre.data.feature_cache import can_cache_image_features
+from modeling_mre.data.feature_cache import add_image_features, can_cache_image_features
+from modeling_mre.data.schema import record_features
 from modeling_mre.hub import save_hub_folder
 from modeling_mre.hub.cards import method_card_texts
 from modeling_mre.models import MREVisualModel
-from modeling_mre.training import encoder_parameter_ids, lora_config, parameter_groups
+from modeling_mre.training import encoder_parameter_ids, lora_config, make_collate_fn, parameter_groups
 
 # 48 wide: divisible by the head counts methods default to (12 for MMIB) and by the tiny ones.
 TINY_TEXT = dict(model_type="bert", hidden_size=48, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
@@ -70,6 +72,33 @@ def encode(processor, object_tails: bool = False, crops: bool = True):
         text=texts, head=heads, tail=tails, images=[picture(0), None, picture(1)],
         crops=[[picture(2), picture(3)], [], [picture(4)]] if crops else None,
     )
+
+
+# What float16 storage of cached image features costs the logits, against float32 (exact).
+FLOAT16_FEATURE_TOLERANCE = dict(atol=1e-3, rtol=1e-3)
+
+
+def dataset_rows() -> datasets.Dataset:
+    """The posts of `encode(object_tails=True)` as dataset rows (MORE's record schema; boxes as centres)."""
+    def span(name, start):
+        return {"name": name, "start": start, "end": start + 1}
+
+    def box_tail(name):
+        return {"name": name, "start": None, "end": None}
+
+    rows = {
+        "id": ["0", "1", "2"],
+        "tokens": [text.split() for text in ("obama visits berlin today with merkel", "merkel with obama", "the berlin visits today a b c d")],
+        "head": [span("obama", 0), span("merkel", 0), span("berlin", 1)],
+        "tail": [box_tail("w"), span("obama", 2), box_tail("x")],
+        "tail_box": [[0.35, 0.55, 0.5, 0.7], None, [0.6, 0.3, 0.3, 0.4]],
+        "tail_caption": [None] * 3,
+        "image": [picture(0), None, picture(1)],
+        "image_id": ["a.jpg", "", "b.jpg"],
+        "crops": [[picture(2), picture(3)], [], [picture(4)]],
+        "relation": [1, 0, 2],
+    }
+    return datasets.Dataset.from_dict(rows, features=record_features(RELATIONS, object_tails=True))
 
 
 def row(batch, index: int) -> dict:
@@ -286,22 +315,20 @@ class MethodContract:
                 alone = model(**row(batch, index)).logits
                 torch.testing.assert_close(alone[0], together[index], atol=1e-5, rtol=1e-5)
 
-    def test_cached_features_equal_pixels(self, method_class, processor):
+    def test_the_feature_cache_gives_the_logits_of_pixels(self, method_class, processor, tmp_path):
         model = build_model(method_class, processor, object_tails=multimodal(method_class)).eval()
         if not multimodal(method_class):
             assert not can_cache_image_features(model)
             return
         assert can_cache_image_features(model)
-        batch = dict(encode(processor, object_tails=True))
-        pixels = {key: batch.pop(key) for key in ("pixel_values", "crop_pixel_values", "tail_pixel_values")}
+        rows = dataset_rows()
         with torch.no_grad():
-            features = {
-                "image_features": model.get_image_features(pixels["pixel_values"]),
-                "crop_features": model.get_image_features(pixels["crop_pixel_values"].flatten(0, 1)).unflatten(0, (3, -1)),
-                "tail_features": model.get_image_features(pixels["tail_pixel_values"]),
-            }
-            assert features["image_features"].shape == (3, model.image_feature_size)
-            torch.testing.assert_close(model(**batch, **features).logits, model(**batch, **pixels).logits)
+            from_pixels = model(**make_collate_fn(processor, uses_images=True)(list(rows))).logits
+            for dtype, tolerance in ((torch.float32, {}), (torch.float16, FLOAT16_FEATURE_TOLERANCE)):
+                keyed, cache = add_image_features(rows, model, processor, dtype=dtype, cache_dir=tmp_path)
+                batch = make_collate_fn(processor, uses_images=True, image_feature_cache=cache)(list(keyed))
+                assert "pixel_values" not in batch and batch["tail_features"].shape == (3, model.image_feature_size)
+                torch.testing.assert_close(model(**batch).logits, from_pixels, **tolerance)
         assert not can_cache_image_features(build_model(method_class, processor, freeze_vision_encoder=False))
 
     def test_lora_adapter_reload_equals_merged_model(self, method_class, processor, tmp_path):

@@ -14,7 +14,7 @@ VISION_CONFIGS = {
     "vit": dict(model_type="vit", hidden_size=24, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
                 image_size=32, patch_size=8),
     "resnet": dict(model_type="resnet", embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1]),
-    "mobilenet_v2": dict(model_type="mobilenet_v2", image_size=32, depth_multiplier=0.35),
+    "mobilenet_v2": dict(model_type="mobilenet_v2", image_size=32, depth_multiplier=0.35, initializer_range=0.3),  # O(1) features
 }
 TEXT_CONFIG = dict(model_type="bert", vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                    intermediate_size=37)
@@ -133,17 +133,17 @@ def test_precomputed_features_of_the_wrong_kind_are_refused():
 
 
 @pytest.mark.parametrize("kind", ["patches", "levels"])
-def test_the_feature_cache_stores_what_the_method_reads(kind, processor):
+def test_the_feature_cache_stores_what_the_method_reads(kind, processor, tmp_path):
     # The cache holds each picture's flat features of the declared kind; batched back, they give the
     # slots that the pixels give.
     from test_feature_cache import make_dataset
 
-    from modeling_mre import add_image_features, stack_image_features
+    from modeling_mre import add_image_features
 
     model = probe(kind, "mobilenet_v2", vision_grid_size=2)
     dataset = make_dataset()
-    cached = add_image_features(dataset, model, processor)
-    assert len(cached[0]["image_features"]) == model.image_feature_size
+    cached, cache = add_image_features(dataset, model, processor, dtype=torch.float32, cache_dir=tmp_path)
+    assert cache.feature_size == model.image_feature_size
     records = list(dataset)
     pixels = processor(
         tokens=[r["tokens"] for r in records], head=[r["head"] for r in records], tail=[r["tail"] for r in records],
@@ -152,7 +152,7 @@ def test_the_feature_cache_stores_what_the_method_reads(kind, processor):
     visual_keys = ("pixel_values", "image_mask", "crop_pixel_values", "crop_mask")
     with torch.no_grad():
         from_pixels = model.encode_images(len(records), **{key: pixels[key] for key in visual_keys})
-        from_cache = model.encode_images(len(records), **stack_image_features(list(cached)))
+        from_cache = model.encode_images(len(records), **cache.stack(list(cached)))
     torch.testing.assert_close(from_pixels.mask, from_cache.mask)
     torch.testing.assert_close(from_pixels.states, from_cache.states, atol=1e-5, rtol=1e-5)
 

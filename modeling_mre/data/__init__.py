@@ -1,7 +1,7 @@
 """Dataset readers (MNRE, MORE; Twitter-2015/2017 for MNER) into their record schemas, the synthetic demo sets, and the frozen-vision feature cache."""
 
 from .demo import write_demo_dataset, write_mner_demo_dataset, write_more_demo_dataset
-from .feature_cache import add_image_features, can_cache_image_features, stack_image_features
+from .feature_cache import ImageFeatureCache, add_image_features, can_cache_image_features
 from .mnre import load_mnre
 from .more import load_more
 from .schema import record_features
@@ -9,6 +9,7 @@ from .splits import carve_validation_from_train
 from .twitter import NER_TAGS, load_twitter_mner
 
 __all__ = [
+    "ImageFeatureCache",
     "NER_TAGS",
     "add_image_features",
     "can_cache_image_features",
@@ -17,7 +18,6 @@ __all__ = [
     "load_more",
     "load_twitter_mner",
     "record_features",
-    "stack_image_features",
     "write_demo_dataset",
     "write_mner_demo_dataset",
     "write_more_demo_dataset",

@@ -238,16 +238,19 @@ class DFMAForRelationExtraction(MREVisualModel):
         if self.config.use_pyramid_prompts:
             self.text_encoder.set_attn_implementation(PREFIX_ATTENTION)
 
+    def pool_feature_tokens(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each level's tokens averaged to `prompt_length`, `(num_pictures, prompt_len, channels_l)`: the cache stores these."""
+        prompt_length = self.config.prompt_length
+        return [F.adaptive_avg_pool1d(level.transpose(1, 2), prompt_length).transpose(1, 2) for level in levels]
+
     def project_pictures(self, levels: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """
-        Each level pooled to `prompt_length` tokens, normalised and mapped to the prompt MLP's hidden
-        layer by its own layers: per level `(batch, slots, tokens_l, channels_l)` in,
-        `(batch, slots, levels * prompt_len, bottleneck)` out, level after level.
+        Each level (pooled to `prompt_length` tokens by `pool_feature_tokens`) normalised and mapped to
+        the prompt MLP's hidden layer by its own layers: per level `(batch, slots, prompt_len,
+        channels_l)` in, `(batch, slots, levels * prompt_len, bottleneck)` out, level after level.
         """
-        prompt_length = self.config.prompt_length
         return torch.cat([
-            down(norm(F.adaptive_avg_pool1d(level.flatten(0, 1).transpose(1, 2), prompt_length).transpose(1, 2).to(norm.weight.dtype)))
-            .unflatten(0, level.shape[:2])  # (batch, slots, prompt_len, bottleneck)
+            down(norm(level.to(norm.weight.dtype)))  # (batch, slots, prompt_len, bottleneck)
             for norm, down, level in zip(self.level_norms, self.level_down, levels)
         ], dim=2)
 

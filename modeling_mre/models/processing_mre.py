@@ -151,7 +151,7 @@ def record_tail(record: dict):
     }
 
 
-def _normalised_box(tail: dict, image, role: str) -> list[float]:
+def normalised_box(tail: dict, image, role: str) -> list[float]:
     """
     The corners (x0, y0, x1, y1) of an object tail as fractions of the image's width and height. Four
     values within [0, 1] are read as normalised already; otherwise they are pixels of the upright image.
@@ -192,6 +192,11 @@ def box_features(corners: Sequence[float]) -> list[float]:
     return [x0 + width / 2, y0 + height / 2, width, height, width * height]
 
 
+def crop_to_box(image, box: Sequence[float]):
+    """The part of a PIL `image` inside normalised corners `box` (x0, y0, x1, y1): an object tail's crop."""
+    return image.crop((box[0] * image.width, box[1] * image.height, box[2] * image.width, box[3] * image.height))
+
+
 def picture_inputs(
     image_processor, images: list, crops: list | None, tail_boxes: list, max_object_crops: int
 ) -> dict[str, torch.Tensor]:
@@ -207,9 +212,7 @@ def picture_inputs(
     ]
     # An object tail's crop exists where its image does; boxes are normalised corners here.
     tail_crops = [
-        image.crop((box[0] * image.width, box[1] * image.height, box[2] * image.width, box[3] * image.height))
-        if image is not None and box is not None
-        else None
+        crop_to_box(image, box) if image is not None and box is not None else None
         for image, box in zip(images, tail_boxes)
     ]
     pictures = [image for image in images if image is not None] + [crop for cs in crops for crop in cs]
@@ -507,7 +510,7 @@ class MREProcessor(ProcessorMixin):
             marked_texts.append(self.mark_entities(example_text, spans["head"], spans.get("tail")))
             if object_tail:
                 try:
-                    tail_boxes.append(_normalised_box(tail[i], images[i], "tail"))
+                    tail_boxes.append(normalised_box(tail[i], images[i], "tail"))
                 except (ValueError, FileNotFoundError) as err:
                     raise type(err)(f"example {i}: {err}") from None
                 description = tail[i].get("caption") or tail[i].get("name") or ""

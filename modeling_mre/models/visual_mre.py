@@ -154,7 +154,16 @@ class MREVisualModel(MREPreTrainedModel):
             maps = [outputs.last_hidden_state]
         else:
             maps = [outputs.hidden_states[layer] for layer in self.config.vision_feature_layers]
-        return [feature_map_tokens(level, self.config.vision_grid_size) for level in maps]
+        return self.pool_feature_tokens([feature_map_tokens(level, self.config.vision_grid_size) for level in maps])
+
+    def pool_feature_tokens(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
+        """
+        What a method reduces each level's tokens `(num_pictures, tokens, channels)` to before anything
+        learned reads them: nothing here. A method that pools first (DFMA averages each level to
+        `prompt_length` tokens) overrides it, so that `get_image_features`, and the feature cache with
+        it, hold the pooled form. It must be parameter-free, as cached features never change.
+        """
+        return levels
 
     def get_image_features(self, pixel_values: torch.FloatTensor) -> torch.FloatTensor:
         """

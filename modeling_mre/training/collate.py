@@ -2,15 +2,15 @@
 
 import torch
 
-from ..data.feature_cache import stack_image_features
+from ..data.feature_cache import ImageFeatureCache
 from ..models import MNERProcessor, MREProcessor
 from ..models.processing_mre import record_tail
 
 
-def make_collate_fn(processor: MREProcessor, uses_images: bool, cached_image_features: bool = False):
-    """A `collate_fn` giving the processor's tensors and `labels`; with cached features, the rows'
-    `image_features`/`crop_features` instead of pictures."""
-    read_pictures = uses_images and not cached_image_features
+def make_collate_fn(processor: MREProcessor, uses_images: bool, image_feature_cache: ImageFeatureCache | None = None):
+    """A `collate_fn` giving the processor's tensors and `labels`; with a feature cache (rows of
+    `add_image_features`), the features of the rows' pictures instead of their pixels."""
+    read_pictures = uses_images and image_feature_cache is None
 
     def collate(records):
         batch = processor(
@@ -20,8 +20,8 @@ def make_collate_fn(processor: MREProcessor, uses_images: bool, cached_image_fea
             images=[r["image"] for r in records] if read_pictures else None,
             crops=[r["crops"] for r in records] if read_pictures else None,
         )
-        if cached_image_features:
-            batch.update(stack_image_features(records))
+        if image_feature_cache is not None:
+            batch.update(image_feature_cache.stack(records))
         batch["labels"] = torch.tensor([r["relation"] for r in records])
         return batch
 
@@ -29,14 +29,17 @@ def make_collate_fn(processor: MREProcessor, uses_images: bool, cached_image_fea
 
 
 def make_ner_collate_fn(
-    processor: MNERProcessor, uses_images: bool, cached_image_features: bool = False, for_evaluation: bool = False
+    processor: MNERProcessor,
+    uses_images: bool,
+    image_feature_cache: ImageFeatureCache | None = None,
+    for_evaluation: bool = False,
 ):
     """
-    A `collate_fn` for MNER rows (`load_twitter_mner`'s): the processor's windows with `labels`; with cached
-    features, each window gets its post's. `for_evaluation` also keeps what scoring the posts needs:
+    A `collate_fn` for MNER rows (`load_twitter_mner`'s): the processor's windows with `labels`; with a
+    feature cache, each window gets its post's picture features. `for_evaluation` also keeps what scoring the posts needs:
     `word_ids`, `overflow_to_sample_mapping` and `word_tags` (each post's gold tag ids, a list per post).
     """
-    read_pictures = uses_images and not cached_image_features
+    read_pictures = uses_images and image_feature_cache is None
 
     def collate(records):
         batch = processor(
@@ -47,8 +50,8 @@ def make_ner_collate_fn(
             return_word_ids=True,
         )
         windows = batch["overflow_to_sample_mapping"]
-        if cached_image_features:
-            batch.update({name: value[windows] for name, value in stack_image_features(records).items()})
+        if image_feature_cache is not None:
+            batch.update({name: value[windows] for name, value in image_feature_cache.stack(records).items()})
         if for_evaluation:
             batch["word_tags"] = [r["ner_tags"] for r in records]
         else:
