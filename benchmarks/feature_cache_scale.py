@@ -17,8 +17,8 @@ MobileNetV2 (ImageNet weights) and a ViT-B/32-shaped ViT (768 wide, 12 layers, 3
 random weights: sizes and times only). Kinds: `pooled` (MMIB), `patches` (WMAJL), `levels` (DFMA,
 which pools each level to 4 tokens before fusing and declares it, so its cache holds the pooled form).
 
-Each pass runs in a subprocess of its own (peak RSS is per process): RAM is the pass's peak resident
-memory above what the process held before it; disk is what the pass wrote (the cache's folder, and
+Each pass runs in a subprocess of its own: RAM is the pass's peak resident memory (VmHWM, reset when
+the pass starts) above what the process held before it; disk is what the pass wrote (the cache's folder, and
 the `datasets` cache files beside the rows). Figures at a fraction are measured at that fraction; the
 `full scale` columns multiply disk and time by 1 / fraction (both grow with the pictures) and are
 labelled as projections. float16's effect on logits is measured on 64 rows with the embedded encoder.
@@ -29,7 +29,6 @@ import ast
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -104,10 +103,10 @@ def write_rows(rows: list[dict], folder: Path, seed: int):
             y, x = np.mgrid[0:768, 0:1024]
             phase = rng.random() * 6.28
             array = np.stack([127 + 120 * np.sin(x / (40 + 30 * c) + y / 90 + phase + c) for c in range(3)], axis=-1)
-            image = Image.fromarray(array.astype(np.uint8))
-            images[image_id] = (image, str(pictures / image_id))
-            image.save(images[image_id][1], quality=90)
-        image, path = images[image_id]
+            images[image_id] = str(pictures / image_id)
+            Image.fromarray(array.astype(np.uint8)).save(images[image_id], quality=90)
+        path = images[image_id]
+        image = Image.open(path) if row["crops"] else None
         crop_paths = []
         for name in row["crops"]:
             width, height = rng.randint(80, 400), rng.randint(80, 400)
@@ -155,9 +154,11 @@ def processor_for_benchmark():
     return MREProcessor.from_backbones(str(embedded_text_backbone()), str(embedded_vision_backbone()))
 
 
-def resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def memory_status(field: str) -> int:
+    """A size from /proc/self/status, in bytes: VmRSS (resident now), VmHWM (its peak)."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(f"{field}:"))
+    return int(line.split()[1]) * 1024
 
 
 def worker(args):
@@ -176,14 +177,17 @@ def worker(args):
     model.vision_encoder.register_forward_pre_hook(
         lambda module, args, kwargs: encoded.append(len(kwargs["pixel_values"])), with_kwargs=True
     )
-    before = resident_bytes()
+    before = memory_status("VmRSS")
+    # The peak from here on: ru_maxrss would also count the parent's pages at fork.
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
     started = time.perf_counter()
     if args.layout == "per-row":
         add_image_features(rows, model, processor, batch_size=64)
     else:
         add_image_features(rows, model, processor, batch_size=64, cache_dir=args.cache_dir)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = memory_status("VmHWM")
     print(json.dumps({
         "pictures_encoded": sum(encoded), "seconds": seconds, "feature_size": model.image_feature_size,
         "peak_rss_bytes": peak, "pass_ram_bytes": max(0, peak - before),
