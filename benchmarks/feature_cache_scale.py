@@ -293,7 +293,7 @@ def main():
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old_checkout)], capture_output=True)
     results["markdown"] = markdown(results, args.fraction)
-    results["provenance"] = provenance()
+    results.update(provenance())
     print(results["markdown"])
     if args.output_json:
         args.output_json.parent.mkdir(parents=True, exist_ok=True)
