@@ -185,9 +185,7 @@ class ImageFeatureCache:
         tails = [record.get("tail_key") for record in records]
         if not any(wholes) and not any(crops) and not any(tails):
             return {}
-        image_mask = torch.tensor([key is not None for key in wholes])
-        image_features = torch.zeros(len(records), self.feature_size)
-        image_features[image_mask] = torch.from_numpy(self.features([key for key in wholes if key is not None]))
+        image_features, image_mask = self._one_per_row(wholes)
         batch = {"image_features": image_features, "image_mask": image_mask}
         num_crops = max(len(keys) for keys in crops)
         if num_crops:
@@ -197,10 +195,15 @@ class ImageFeatureCache:
             batch.update(crop_features=crop_features, crop_mask=crop_mask)
         if any(tails):
             # Which rows' crop is real follows from tail_mask and image_mask, as with pixels.
-            tail_mask = torch.tensor([key is not None for key in tails])
-            batch["tail_features"] = torch.zeros(len(records), self.feature_size)
-            batch["tail_features"][tail_mask] = torch.from_numpy(self.features([key for key in tails if key is not None]))
+            batch["tail_features"] = self._one_per_row(tails)[0]
         return batch
+
+    def _one_per_row(self, keys: list[str | None]) -> tuple[torch.Tensor, torch.BoolTensor]:
+        """Each row's picture features `(rows, feature)`, zeros where its key is None, and which rows have one."""
+        present = torch.tensor([key is not None for key in keys])
+        features = torch.zeros(len(keys), self.feature_size)
+        features[present] = torch.from_numpy(self.features([key for key in keys if key is not None]))
+        return features, present
 
     def _write_shard(self, pictures):
         """
@@ -318,9 +321,12 @@ def _encode_new_pictures(keys, pictures, model, processor, cache, batch_size: in
     for start in range(0, len(keys), batch_size):
         rows = keys[start : start + batch_size]
         tail_keys = rows.get("tail_key", [None] * len(rows["image_key"]))
+        def is_new(key):
+            return key is not None and key not in cache and key not in queued
+
         needed = [
-            row for row, row_keys in enumerate(zip(rows["image_key"], rows["crop_keys"], tail_keys))
-            if any(key is not None and key not in cache and key not in queued for key in (row_keys[0], *row_keys[1], row_keys[2]))
+            row for row, (image_key, crop_keys, tail_key) in enumerate(zip(rows["image_key"], rows["crop_keys"], tail_keys))
+            if any(map(is_new, (image_key, *crop_keys, tail_key)))
         ]
         if not needed:
             continue
@@ -333,7 +339,7 @@ def _encode_new_pictures(keys, pictures, model, processor, cache, batch_size: in
             if tail_keys[row] is not None:
                 named.append((tail_keys[row], image, {"box": center_box_to_corners(refs["tail_box"][i])}))
             for key, picture, tail in named:
-                if key is not None and key not in cache and key not in queued:
+                if is_new(key):
                     queued.add(key)
                     pending.append((key, picture, tail))
             while len(pending) >= chunk_size:
