@@ -109,14 +109,14 @@ __all__ = [
     "carve_validation_from_train",
     "compute_mre_metrics",
     "compute_ner_metrics",
+    "dataset_card",
     "embedded_text_backbone",
     "embedded_vision_backbone",
-    "export_dataset",
     "load_mnre",
     "load_more",
     "load_twitter_mner",
     "model_repo_files",
-    "push_dataset_folder",
+    "push_dataset",
     "push_model_folder",
     "record_features",
     "register_method",
@@ -128,7 +128,9 @@ __all__ = [
 ]
 
 # Names of `modeling_mre.hub`, imported on first use (PEP 562).
-_HUB_NAMES = ("export_dataset", "model_repo_files", "push_dataset_folder", "push_model_folder", "save_hub_folder", "write_model_card")
+_HUB_NAMES = (
+    "dataset_card", "model_repo_files", "push_dataset", "push_model_folder", "save_hub_folder", "write_model_card",
+)
 
 
 def __getattr__(name: str):

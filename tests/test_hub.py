@@ -1,13 +1,14 @@
 """
 Publishing on the Hub, offline: model cards from eval_results.json, the model push from
-train_accelerate.py, and the dataset export and push, each checked by loading back what was uploaded.
+train_accelerate.py, and the dataset push, each checked by loading back what was uploaded.
 
 Nothing reaches the network. `HubRecorder` answers huggingface_hub's HTTP calls on 127.0.0.1
-(create repo, validate YAML, preupload, commit, list files) and keeps every committed file. It is
-reached through `HF_ENDPOINT`, so the very same client code runs as against the Hub, in this process
-and in a `train_accelerate.py` subprocess alike, without patching anything there. The recorder
-answers every preupload with "regular" (bytes inline in the commit), so the LFS/Xet transfer, which
-the Hub would use for weights and images, is the one part of an upload not exercised here.
+(create repo, repo info, validate YAML, preupload, the LFS batch and upload, commit, list and
+download files) and keeps every commit. It is reached through `HF_ENDPOINT`, so the very same client
+code runs as against the Hub: `train_accelerate.py --push_to_hub` in a subprocess, and in this
+process `DatasetDict.push_to_hub` and `load_dataset("org/name")` as a user types them. It keeps in
+LFS what the Hub's default .gitattributes does among our files (parquet shards, safetensors weights);
+Xet, the Hub's newer transfer, is the one part of an upload not exercised here.
 """
 
 import base64
@@ -22,54 +23,82 @@ import textwrap
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 import datasets
 import numpy as np
 import pytest
-from huggingface_hub import ModelCard, constants
+from huggingface_hub import DatasetCard, HfApi, ModelCard, constants
+from huggingface_hub.errors import HfHubHTTPError
 
 from modeling_mre.data.mnre import load_mnre
 from modeling_mre.data.more import load_more
 from modeling_mre.data.demo import write_demo_dataset, write_more_demo_dataset
 from modeling_mre.hub.figures import CONFUSION_MATRIX_FIGURE, TRAINING_CURVE_FIGURE
-from modeling_mre.hub import (
-    export_dataset,
-    model_repo_files,
-    push_dataset_folder,
-    push_model_folder,
-    write_model_card,
-)
+from modeling_mre.hub import model_repo_files, push_dataset, push_model_folder, write_model_card
+from modeling_mre.hub import pushes
 
 REPO = Path(__file__).parents[1]
 TOKEN = "hf_recorder_test_token"
 MODEL_REPO = "org/mre-mmib-demo"
 QUICK = ["--num_train_epochs", "2", "--max_train_samples", "32", "--max_eval_samples", "16",
          "--per_device_train_batch_size", "16"]
+# What the Hub keeps in LFS by its default .gitattributes, among what we upload.
+LFS_SUFFIXES = (".parquet", ".safetensors")
 METRICS = {"micro_f1": "f1", "micro_precision": "precision", "micro_recall": "recall", "accuracy": "accuracy"}
 
 
 class HubRecorder:
-    """The Hub's HTTP API as far as one upload needs it, recording what huggingface_hub sends."""
+    """The Hub's HTTP API as far as our uploads need it, recording what huggingface_hub sends."""
 
     def __init__(self):
         self.requests = []  # (method, path, authorization header), in arrival order
         self.created = []  # create-repo payloads
-        self.commits = []  # {"repo", "summary", "added": {path: bytes}, "deleted": [path]}
+        # {"repo", "summary", "parent", "oid", "added": {path: bytes}, "lfs": [path], "deleted": [path]}
+        self.commits = []
         self.trees = {}  # "models/org/name" -> {path: bytes}: the repository after its commits
+        self.heads = {}  # "models/org/name" -> the oid of its last commit
+        self.snapshots = {}  # commit oid -> the repository's files at that commit
+        self.lfs = {}  # sha256 -> bytes uploaded through the LFS batch API
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
+            def do_HEAD(self):
+                self.do_GET(body=False)
+
+            def do_GET(self, body=True):
                 recorder._record(self)
-                match = re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/tree/[^/?]+(\?.*)?", self.path)
-                if match is None:
-                    return self._reply(404, {"error": f"the recorder does not serve GET {self.path}"})
-                tree = recorder.trees.get(f"{match[1]}/{match[2]}", {})
-                entries = [
-                    {"type": "file", "path": path, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
-                    for path, data in sorted(tree.items())
-                ]
-                self._reply(200, entries)
+                path, _, query = self.path.partition("?")
+                if match := re.fullmatch(r"/(?:(datasets)/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
+                    return self._file(f"{match[1] or 'models'}/{match[2]}", match[3], unquote(match[4]), body)
+                if match := re.fullmatch(r"/api/(models|datasets)/([^/]+(?:/[^/]+)?)(?:/revision/([^/]+))?", path):
+                    repo = f"{match[1]}/{match[2]}"
+                    if repo not in recorder.heads:
+                        return self._reply(404, {"error": "Repository not found"}, error_code="RepoNotFound")
+                    oid = recorder._resolve(repo, match[3])
+                    if oid is None:
+                        return self._reply(404, {"error": "Revision not found"}, error_code="RevisionNotFound")
+                    return self._reply(200, {"id": match[2], "sha": oid, "private": True, "siblings": [
+                        {"rfilename": name} for name in sorted(recorder.snapshots[oid])
+                    ]})
+                if match := re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/tree/([^/]+)/?(.*)", path):
+                    oid = recorder._resolve(f"{match[1]}/{match[2]}", match[3])
+                    if oid is None:
+                        return self._reply(404, {"error": "Revision not found"}, error_code="RevisionNotFound")
+                    entries = recorder._tree(oid, unquote(match[4]).strip("/"), "recursive=true" in query.lower())
+                    if entries is None:
+                        return self._reply(404, {"error": "Entry not found"}, error_code="EntryNotFound")
+                    return self._reply(200, entries)
+                self._reply(404, {"error": f"the recorder does not serve GET {self.path}"})
+
+            def do_PUT(self):
+                recorder._record(self)
+                data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                match = re.fullmatch(r"/lfs-upload/([0-9a-f]{64})", self.path)
+                if match is None or hashlib.sha256(data).hexdigest() != match[1]:
+                    return self._reply(400, {"error": f"bad LFS upload to {self.path}"})
+                recorder.lfs[match[1]] = data
+                self._reply(200, {})
 
             def do_POST(self):
                 recorder._record(self)
@@ -79,9 +108,18 @@ class HubRecorder:
                     recorder.created.append(payload)
                     prefix = "" if payload.get("type", "model") == "model" else f"{payload['type']}s/"
                     namespace = payload["organization"] or "recorded-user"
+                    repo = f"{payload.get('type', 'model')}s/{namespace}/{payload['name']}"
+                    if repo not in recorder.heads:
+                        recorder._snapshot(repo, recorder.trees.setdefault(repo, {}))
                     return self._reply(200, {"url": f"{recorder.endpoint}/{prefix}{namespace}/{payload['name']}"})
                 if self.path == "/api/validate-yaml":
                     return self._reply(200, {"errors": [], "warnings": []})
+                if re.fullmatch(r"/(?:datasets/)?[^/]+/[^/]+\.git/info/lfs/objects/batch", self.path):
+                    return self._reply(200, {"transfer": "basic", "objects": [
+                        {"oid": o["oid"], "size": o["size"], "actions": {"upload": {
+                            "href": f"{recorder.endpoint}/lfs-upload/{o['oid']}"}}}
+                        for o in json.loads(body)["objects"]
+                    ]})
                 match = re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/(preupload|commit)/[^/?]+", self.path)
                 if match is None:
                     return self._reply(404, {"error": f"the recorder does not serve POST {self.path}"})
@@ -89,33 +127,59 @@ class HubRecorder:
                 if match[3] == "preupload":
                     files = json.loads(body)["files"]
                     return self._reply(200, {"files": [
-                        {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None} for f in files
+                        {"path": f["path"], "uploadMode": "lfs" if f["path"].endswith(LFS_SUFFIXES) else "regular",
+                         "shouldIgnore": False, "oid": None}
+                        for f in files
                     ]})
-                commit = {"repo": repo, "added": {}, "deleted": []}
+                commit = {"repo": repo, "parent": None, "added": {}, "lfs": [], "deleted": []}
                 for line in body.splitlines():
                     item = json.loads(line)
                     if item["key"] == "header":
                         commit["summary"] = item["value"]["summary"]
+                        commit["parent"] = item["value"].get("parentCommit")
                     elif item["key"] == "file":
                         commit["added"][item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                    elif item["key"] == "lfsFile":
+                        commit["added"][item["value"]["path"]] = recorder.lfs[item["value"]["oid"]]
+                        commit["lfs"].append(item["value"]["path"])
                     elif item["key"] == "deletedFile":
                         commit["deleted"].append(item["value"]["path"])
                     else:
                         return self._reply(400, {"error": f"unexpected commit operation {item['key']}"})
-                recorder.commits.append(commit)
+                if commit["parent"] not in (None, recorder.heads.get(repo)):
+                    return self._reply(412, {"error": "parent commit is not the head"})
                 tree = recorder.trees.setdefault(repo, {})
                 for path in commit["deleted"]:
                     del tree[path]
                 tree.update(commit["added"])
-                oid = f"{len(recorder.commits):040x}"
-                self._reply(200, {"commitUrl": f"{recorder.endpoint}/{repo}/commit/{oid}", "commitOid": oid,
-                                  "pullRequestUrl": None})
+                commit["oid"] = recorder._snapshot(repo, tree)
+                recorder.commits.append(commit)
+                self._reply(200, {"commitUrl": f"{recorder.endpoint}/{repo}/commit/{commit['oid']}",
+                                  "commitOid": commit["oid"], "pullRequestUrl": None})
 
-            def _reply(self, status, payload):
+            def _file(self, repo, revision, path, body):
+                oid = recorder._resolve(repo, revision)
+                data = recorder.snapshots.get(oid, {}).get(path)
+                if data is None:
+                    return self._reply(404, {"error": "Entry not found"}, error_code="EntryNotFound")
+                start, end = 0, len(data) - 1
+                if match := re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "")):
+                    start, end = int(match[1]), min(int(match[2] or end), end)
+                self.send_response(206 if "Range" in self.headers else 200)
+                self.send_header("Content-Length", str(end + 1 - start))
+                self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
+                self.send_header("X-Repo-Commit", oid)
+                self.end_headers()
+                if body:
+                    self.wfile.write(data[start:end + 1])
+
+            def _reply(self, status, payload, error_code=None):
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                if error_code is not None:
+                    self.send_header("X-Error-Code", error_code)
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -126,8 +190,40 @@ class HubRecorder:
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def environment(self) -> dict:
+        """A subprocess's environment that sends its huggingface_hub here (over LFS: no Xet here)."""
+        return environment(HF_HUB_OFFLINE="0", HF_ENDPOINT=self.endpoint, NO_PROXY="127.0.0.1",
+                           HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_XET="1")
+
     def _record(self, handler):
         self.requests.append((handler.command, handler.path.split("?")[0], handler.headers.get("Authorization")))
+
+    def _snapshot(self, repo: str, tree: dict) -> str:
+        # Random oids: huggingface_hub's cache trusts a commit hash it has seen, across test runs too.
+        oid = os.urandom(20).hex()
+        self.snapshots[oid], self.heads[repo] = dict(tree), oid
+        return oid
+
+    def _resolve(self, repo: str, revision: str | None) -> str | None:
+        """The commit a revision names: a branch name is the head, an oid itself."""
+        if revision in self.snapshots:
+            return revision
+        return self.heads.get(repo) if revision in (None, "main") else None
+
+    def _tree(self, oid: str, folder: str, recursive: bool) -> list[dict] | None:
+        """`list_repo_tree`'s entries under `folder` at `oid`, or None when there is no such folder."""
+        prefix = f"{folder}/" if folder else ""
+        files, folders = [], set()
+        for path, data in sorted(self.snapshots[oid].items()):
+            if not path.startswith(prefix):
+                continue
+            parts = path[len(prefix):].split("/")
+            folders.update(prefix + "/".join(parts[:depth]) for depth in range(1, len(parts) if recursive else min(2, len(parts))))
+            if recursive or len(parts) == 1:
+                files.append({"type": "file", "path": path, "size": len(data), "oid": hashlib.sha1(data).hexdigest()})
+        if folder and not files and not folders:
+            return None
+        return [{"type": "directory", "path": path, "oid": "0" * 40} for path in sorted(folders)] + files
 
     def commits_to(self, repo: str) -> list[dict]:
         return [commit for commit in self.commits if commit["repo"] == repo]
@@ -154,10 +250,18 @@ def recorder():
 
 
 @pytest.fixture
-def hub(recorder, monkeypatch):
-    """Point this process's huggingface_hub at the recorder (HfApi reads these when it is created)."""
+def hub(recorder, monkeypatch, tmp_path):
+    """
+    Point this process's huggingface_hub and datasets at the recorder: what `HF_ENDPOINT` and
+    `HF_HUB_OFFLINE=0` set at import, set again here (HfApi reads them when it is created).
+    """
     monkeypatch.setattr(constants, "ENDPOINT", recorder.endpoint)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", recorder.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the recorder speaks LFS, not Xet
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setattr(datasets.config, "HF_ENDPOINT", recorder.endpoint)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     return recorder
 
 
@@ -167,8 +271,7 @@ def pushed_run(recorder, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("run") / "mmib-demo"
     command = [sys.executable, str(REPO / "train_accelerate.py"), "--output_dir", str(output_dir), "--method", "mmib",
                *QUICK, "--push_to_hub", "--hub_model_id", MODEL_REPO, "--hub_token", TOKEN, "--hub_private_repo"]
-    env = environment(HF_HUB_OFFLINE="0", HF_ENDPOINT=recorder.endpoint, NO_PROXY="127.0.0.1",
-                      HF_HUB_DISABLE_TELEMETRY="1")
+    env = recorder.environment()
     env.pop("HF_TOKEN", None)  # the token must come from --hub_token
     first_request = len(recorder.requests)
     completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
@@ -180,20 +283,24 @@ def pushed_run(recorder, tmp_path_factory):
 def test_train_accelerate_pushes_the_model_in_one_commit(pushed_run, recorder):
     output_dir, _, run_requests = pushed_run
     repo = f"models/{MODEL_REPO}"
-    # The whole run made exactly these requests, all with the token of --hub_token: training and
-    # saving asked the Hub for nothing, and the push is one repository creation and one commit.
-    assert [(method, path) for method, path, _ in run_requests] == [
-        ("POST", "/api/repos/create"),
-        ("POST", "/api/validate-yaml"),
-        ("POST", f"/api/{repo}/preupload/main"),
-        ("POST", f"/api/{repo}/commit/main"),
+    # The whole run made exactly these requests: training and saving asked the Hub for nothing, and
+    # the push is one repository creation, the weights through LFS, and one commit. The Hub's calls
+    # carry the token of --hub_token; the upload to the storage URL that the LFS batch returned, none.
+    weights_oid = hashlib.sha256((output_dir / "model.safetensors").read_bytes()).hexdigest()
+    assert [(method, path, auth) for method, path, auth in run_requests] == [
+        ("POST", "/api/repos/create", f"Bearer {TOKEN}"),
+        ("POST", "/api/validate-yaml", f"Bearer {TOKEN}"),
+        ("POST", f"/api/{repo}/preupload/main", f"Bearer {TOKEN}"),
+        ("POST", f"/{MODEL_REPO}.git/info/lfs/objects/batch", f"Bearer {TOKEN}"),
+        ("PUT", f"/lfs-upload/{weights_oid}", None),
+        ("POST", f"/api/{repo}/commit/main", f"Bearer {TOKEN}"),
     ]
-    assert {auth for _, _, auth in run_requests} == {f"Bearer {TOKEN}"}
     assert {"name": "mre-mmib-demo", "organization": "org", "type": "model", "visibility": "private"}.items() <= \
         recorder.created[0].items()
 
     (commit,) = recorder.commits_to(repo)
     assert commit["summary"] == "Upload mmib trained on demo with modeling_mre"
+    assert commit["lfs"] == ["model.safetensors"]
     assert commit["deleted"] == []
     # Exactly the folder's top-level files and the figures: no checkpoint, demo data or staging folder.
     top_level = sorted(path.name for path in output_dir.iterdir() if path.is_file() and not path.name.startswith("."))
@@ -331,8 +438,7 @@ def test_an_entity_recognizer_trained_with_lora_is_pushed_and_runs_from_the_down
     command = [sys.executable, str(REPO / "train_accelerate.py"), "--output_dir", str(output_dir), "--method", "mmib",
                "--dataset", "demo-mner", "--lora", *QUICK, "--push_to_hub", "--hub_model_id", repo_id,
                "--hub_token", TOKEN]
-    env = environment(HF_HUB_OFFLINE="0", HF_ENDPOINT=recorder.endpoint, NO_PROXY="127.0.0.1",
-                      HF_HUB_DISABLE_TELEMETRY="1")
+    env = recorder.environment()
     completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
     results = json.loads((output_dir / "eval_results.json").read_text())
@@ -433,43 +539,68 @@ def assert_same_dataset(loaded: datasets.DatasetDict, local: datasets.DatasetDic
 
 def test_demo_dataset_round_trip_through_the_hub(hub, tmp_path, monkeypatch):
     local = load_mnre(write_demo_dataset(tmp_path / "demo", seed=0))
-    written = export_dataset(local, tmp_path / "export", name="demo", repo_id="org/mre-demo", max_shard_size="300KB")
-    assert "data/train-00000-of-00014.parquet" in written and "data/test-00003-of-00004.parquet" in written
-
     monkeypatch.setenv("HF_TOKEN", TOKEN)  # no token= argument: huggingface_hub reads it from the environment
-    push_dataset_folder(tmp_path / "export", "org/mre-demo")
-    (commit,) = hub.commits_to("datasets/org/mre-demo")
-    assert commit["summary"] == "Upload dataset with modeling_mre"
-    assert sorted(commit["added"]) == written and commit["deleted"] == []
+    card_commit = push_dataset(local, "org/mre-demo", name="demo", max_shard_size="300KB")
+
+    data, card = hub.commits_to("datasets/org/mre-demo")
+    shards = sorted(path for path in data["added"] if path.startswith("data/"))
+    assert "data/train-00000-of-00014.parquet" in shards and "data/test-00003-of-00004.parquet" in shards
+    assert data["summary"] == "Upload dataset with modeling_mre" and data["deleted"] == []
+    assert sorted(data["added"]) == ["README.md", *shards] and sorted(data["lfs"]) == shards
+    # Our card goes on top of exactly the data commit, and replaces only the card.
+    assert (card["summary"], card["parent"], list(card["added"])) == (
+        "Dataset card from modeling_mre", data["oid"], ["README.md"])
+    assert card_commit.oid == card["oid"] == hub.heads["datasets/org/mre-demo"]
     assert {"name": "mre-demo", "organization": "org", "type": "dataset", "visibility": "private"}.items() <= \
         hub.created[-1].items()
     assert all(auth == f"Bearer {TOKEN}" for _, path, auth in hub.requests if "org/mre-demo" in path)
 
-    # load_dataset("org/mre-demo") reads the repository as it stands; here, a download of it.
-    downloaded = hub.checkout("datasets/org/mre-demo", tmp_path / "download")
-    assert_same_dataset(datasets.load_dataset(str(downloaded)), local)
-    card = (downloaded / "README.md").read_text()
-    assert 'load_dataset("org/mre-demo")' in card and "| train | 600 | 600 | 0 |" in card
+    # What the card tells a user to type, against the repository.
+    assert_same_dataset(datasets.load_dataset("org/mre-demo", cache_dir=str(tmp_path / "cache")), local)
+    text = hub.trees["datasets/org/mre-demo"]["README.md"].decode()
+    assert 'load_dataset("org/mre-demo")' in text and "| train | 600 | 600 | 0 |" in text
+    metadata = DatasetCard(text).data
+    assert metadata.license == "apache-2.0" and "relation-extraction" in metadata.tags
+    assert [split["name"] for split in metadata.dataset_info["splits"]] == ["train", "validation", "test"]
+    assert metadata.configs == DatasetCard(data["added"]["README.md"].decode()).data.configs
 
-    # A second export with fewer shards: the push deletes the stale ones, or load_dataset would read them too.
-    export_dataset(local, tmp_path / "export-2", name="demo", repo_id="org/mre-demo")
-    push_dataset_folder(tmp_path / "export-2", "org/mre-demo", token=TOKEN, commit_message="Re-shard")
-    second = hub.commits_to("datasets/org/mre-demo")[-1]
-    assert second["summary"] == "Re-shard"
-    assert sorted(second["deleted"]) == sorted(path for path in written if path.startswith("data/"))
-    downloaded = hub.checkout("datasets/org/mre-demo", tmp_path / "download-2")
-    assert sorted(p.name for p in (downloaded / "data").iterdir()) == [
-        "test-00000-of-00001.parquet", "train-00000-of-00001.parquet", "validation-00000-of-00001.parquet",
+    # A second push with fewer shards deletes the stale ones, or load_dataset would read them too.
+    push_dataset(local, "org/mre-demo", name="demo", token=TOKEN, commit_message="Re-shard")
+    second = hub.commits_to("datasets/org/mre-demo")[2]
+    assert second["summary"] == "Re-shard" and sorted(second["deleted"]) == shards
+    assert sorted(path for path in hub.trees["datasets/org/mre-demo"] if path.startswith("data/")) == [
+        "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet",
+        "data/validation-00000-of-00001.parquet",
     ]
-    assert_same_dataset(datasets.load_dataset(str(downloaded)), local)
+    assert_same_dataset(datasets.load_dataset("org/mre-demo", cache_dir=str(tmp_path / "cache-2")), local)
 
 
-def test_real_mnre_validation_round_trip(mnre_dir, tmp_path):
+def test_a_commit_between_the_data_and_the_card_fails_the_card(hub, tmp_path, monkeypatch):
+    # Another writer commits while push_dataset reads back the card of its data commit: our card,
+    # computed from our data, must not land on top of theirs.
+    local = load_more(write_more_demo_dataset(tmp_path / "more", num_train=4, num_validation=2, num_test=2))
+
+    class LoadedDuringAConcurrentCommit(DatasetCard):
+        @classmethod
+        def load(cls, *args, **kwargs):
+            HfApi(token=TOKEN).upload_file(path_or_fileobj=b"x", path_in_repo="notes.txt", repo_id="org/more-race",
+                                           repo_type="dataset")
+            return super().load(*args, **kwargs)
+
+    monkeypatch.setattr(pushes, "DatasetCard", LoadedDuringAConcurrentCommit)
+    with pytest.raises(HfHubHTTPError, match="412"):
+        push_dataset(local, "org/more-race", name="more", token=TOKEN)
+    data, concurrent = hub.commits_to("datasets/org/more-race")
+    assert concurrent["added"] == {"notes.txt": b"x"}
+    assert hub.trees["datasets/org/more-race"]["README.md"] == data["added"]["README.md"]  # datasets' card stays
+
+
+def test_real_mnre_validation_round_trip(mnre_dir, hub, tmp_path):
     local = datasets.DatasetDict({"validation": load_mnre(mnre_dir)["validation"]})
-    export_dataset(local, tmp_path / "mnre", name="mnre", repo_id="org/mnre")
-    assert_same_dataset(datasets.load_dataset(str(tmp_path / "mnre")), local)
+    push_dataset(local, "org/mnre", name="mnre", token=TOKEN)
+    assert_same_dataset(datasets.load_dataset("org/mnre", cache_dir=str(tmp_path / "cache")), local)
 
-    card = (tmp_path / "mnre" / "README.md").read_text()
+    card = hub.trees["datasets/org/mnre"]["README.md"].decode()
     counts = np.bincount(list(local["validation"]["relation"]), minlength=23)
     names = local["validation"].features["relation"].names
     for label_id, name in enumerate(names):
@@ -478,18 +609,25 @@ def test_real_mnre_validation_round_trip(mnre_dir, tmp_path):
     assert "research-only" in card and "Zheng" in card
 
 
-def test_more_dataset_round_trip(tmp_path):
+def test_more_dataset_round_trip(hub, tmp_path):
     local = load_more(write_more_demo_dataset(tmp_path / "more", num_train=16, num_validation=8, num_test=8))
-    export_dataset(local, tmp_path / "export", name="more", repo_id="org/more")
-    loaded = datasets.load_dataset(str(tmp_path / "export"))
+    push_dataset(local, "more", name="more", token=TOKEN)  # a bare name: created under the token's user
+    loaded = datasets.load_dataset("recorded-user/more", cache_dir=str(tmp_path / "cache"))
     assert loaded["train"].features["tail_box"] == datasets.List(datasets.Value("float32"), length=4)
     assert_same_dataset(loaded, local)
-    card = (tmp_path / "export" / "README.md").read_text()
+    card = hub.trees["datasets/recorded-user/more"]["README.md"].decode()
     assert "`tail_box` | list of float32 | tail object box in the image" in card and "He, Liang" in card
+    assert 'load_dataset("recorded-user/more")' in card
 
 
-def test_export_refuses_a_folder_with_files(tmp_path):
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "train-00000-of-00002.parquet").write_text("stale")
-    with pytest.raises(FileExistsError, match="not empty"):
-        export_dataset(datasets.DatasetDict(), tmp_path)
+def test_push_dataset_refuses_bad_arguments_before_any_request(hub, tmp_path):
+    local = load_mnre(write_demo_dataset(tmp_path / "demo", seed=0))
+    before = len(hub.requests)
+    with pytest.raises(ValueError, match="no card text for dataset 'mnre-v3'"):
+        push_dataset(local, "org/refused", name="mnre-v3", token=TOKEN)
+    with pytest.raises(ValueError, match="has no split"):
+        push_dataset(datasets.DatasetDict(), "org/refused", name="mnre", token=TOKEN)
+    mixed = datasets.DatasetDict({"train": local["train"], "test": local["test"].remove_columns("crops")})
+    with pytest.raises(ValueError, match="split 'test' has other features"):
+        push_dataset(mixed, "org/refused", name="demo", token=TOKEN)
+    assert hub.requests[before:] == []

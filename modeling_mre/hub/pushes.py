@@ -2,21 +2,22 @@
 Uploads to the Hub through huggingface_hub's `HfApi`, which reads the token from `token=`, else
 `HF_TOKEN`, else the saved login, as transformers does:
 
-    from modeling_mre.hub import export_dataset, push_dataset_folder, push_model_folder, write_model_card
+    from modeling_mre.hub import push_dataset, push_model_folder, write_model_card
 
     write_model_card("outputs/mmib-mnre")                     # README.md + figures/ from eval_results.json
     push_model_folder("outputs/mmib-mnre", "org/mre-mmib-mnre")
-    export_dataset(load_mnre("MNRE/"), "mnre-hub", name="mnre", repo_id="org/mnre")
-    push_dataset_folder("mnre-hub", "org/mnre")               # private unless private=False
+    push_dataset(load_mnre("MNRE/"), "org/mnre", name="mnre")  # private unless private=False
 """
 
 import os
 from pathlib import Path
 
-from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi
+import datasets
+from huggingface_hub import CommitInfo, CommitOperationAdd, DatasetCard, DatasetCardData, HfApi
 from huggingface_hub.utils import filter_repo_objects
 
 from .cards import read_json, write_model_card
+from .dataset_card import dataset_card
 
 
 # Run artifacts that a Hub repository has no use for: Accelerate training states, the best-epoch
@@ -26,8 +27,7 @@ from .cards import read_json, write_model_card
 MODEL_FOLDER_EXCLUDES = ("epoch_*", "step_*", "best_model", "demo_data", "lora_base", "lora_adapter")
 # `upload_folder`'s patterns (fnmatch on repository paths, where `*` also matches `/`): hidden entries
 # at any depth, and those folders at the top level.
-HIDDEN_PATTERNS = [".*", "*/.*"]
-MODEL_REPO_IGNORE_PATTERNS = [*HIDDEN_PATTERNS, *(f"{name}/*" for name in MODEL_FOLDER_EXCLUDES)]
+MODEL_REPO_IGNORE_PATTERNS = [".*", "*/.*", *(f"{name}/*" for name in MODEL_FOLDER_EXCLUDES)]
 
 
 def model_repo_files(folder: str | os.PathLike) -> list[str]:
@@ -87,28 +87,54 @@ def push_model_folder(
     return api.create_commit(repo_id, operations, commit_message=commit_message, repo_type="model")
 
 
-def push_dataset_folder(
-    folder: str | os.PathLike,
+def push_dataset(
+    dataset: datasets.DatasetDict,
     repo_id: str,
+    *,
+    name: str = "mnre",
     token: str | None = None,
     private: bool = True,
+    max_shard_size: str | int = "500MB",
     commit_message: str = "Upload dataset with modeling_mre",
 ) -> CommitInfo:
     """
-    Upload a folder written by `export_dataset` to a Hub dataset repository in one commit. Parquet
-    shards already in the repository's `data/` that this export did not write are deleted in the same
-    commit: `load_dataset` would otherwise read them too.
+    Publish a `DatasetDict` of modeling_mre's record schema as a Hub dataset repository that
+    `load_dataset(repo_id)` gives back, `ClassLabel` names and image bytes included.
+
+    Two commits. `DatasetDict.push_to_hub` uploads the parquet shards (images embedded), deletes the
+    shards of an earlier push that it did not write, and writes the card's `dataset_info` and
+    `configs`, so the repository loads correctly from the first commit on. The second replaces the
+    card's text with ours (`dataset_card`, rendered before anything is uploaded), keeping that
+    metadata, on top of exactly that commit: a commit pushed in between makes it fail rather than
+    describe other data.
 
     The repository is private by default: MNRE and MORE state no licence for their data, and their
-    posts come from platforms whose terms restrict redistribution. The card's usage snippet names
-    the `repo_id` given to `export_dataset`: give both the same one.
+    posts come from platforms whose terms restrict redistribution. `private` applies only to a
+    repository this call creates.
+
+    Args:
+        dataset: The splits, as a reader of `modeling_mre` returns them (`load_mnre`).
+        repo_id: `org/name`, or `name` in the namespace of the token's user.
+        name: Which dataset this is, for the card text: `mnre`, `more`, `demo`, ... (`hub_cards/datasets/`).
+        token: Else `HF_TOKEN`, else the saved login.
+        max_shard_size: Upper size of a parquet shard, as in `push_to_hub`.
+
+    Returns:
+        The card's commit.
     """
-    folder = Path(folder)
-    if not (folder / "README.md").is_file() or not (folder / "data").is_dir():
-        raise FileNotFoundError(f"{folder} has no README.md and data/: write it with export_dataset first")
+    card = dataset_card(dataset, name=name, repo_id=repo_id)  # a dataset it cannot describe fails before any upload
+    data_commit = dataset.push_to_hub(
+        repo_id, token=token, private=private, max_shard_size=max_shard_size, commit_message=commit_message
+    )
+    if data_commit.repo_url.repo_id != repo_id:  # a bare name was created under the token's user
+        repo_id = data_commit.repo_url.repo_id
+        card = dataset_card(dataset, name=name, repo_id=repo_id)
     api = HfApi(token=token, library_name="modeling_mre")
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="dataset").repo_id
-    return api.upload_folder(
-        repo_id=repo_id, folder_path=folder, ignore_patterns=HIDDEN_PATTERNS, delete_patterns=["data/*"],
-        commit_message=commit_message, repo_type="dataset",
+    pushed = DatasetCard.load(api.hf_hub_download(
+        repo_id, datasets.config.REPOCARD_FILENAME, repo_type="dataset", revision=data_commit.oid
+    ))
+    card.data = DatasetCardData(**{**pushed.data.to_dict(), **card.data.to_dict()})
+    return api.upload_file(
+        path_or_fileobj=str(card).encode(), path_in_repo=datasets.config.REPOCARD_FILENAME, repo_id=repo_id,
+        repo_type="dataset", commit_message="Dataset card from modeling_mre", parent_commit=data_commit.oid,
     )

@@ -1,20 +1,14 @@
 """
-A `DatasetDict` of modeling_mre's record schema written as its Hub dataset repository holds it:
-parquet shards with the images embedded, and a dataset card whose metadata gives the features back.
+The dataset card of a `DatasetDict` of modeling_mre's record schema: what the columns hold, rows with
+pictures and crops, the relation distribution per split, licence and citation. The parquet shards
+and the card's `dataset_info`/`configs` metadata are `DatasetDict.push_to_hub`'s (`pushes.push_dataset`).
 """
 
-import os
-from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
 import pyarrow.compute as pc
-from datasets.info import DatasetInfo, DatasetInfosDict
-from datasets.splits import SplitDict, SplitInfo
-from datasets.table import embed_table_storage
-from datasets.utils.metadata import MetadataConfigs
-from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from .cards import DATASET_FACTS, TEMPLATES_DIR, lookup, read_template_text
@@ -72,66 +66,30 @@ def _split_statistics(dataset: datasets.Dataset, num_labels: int) -> tuple[int, 
     return with_image, num_crops, counts
 
 
-def export_dataset(
-    dataset: datasets.DatasetDict,
-    folder: str | os.PathLike,
-    *,
-    name: str = "mnre",
-    repo_id: str | None = None,
-    max_shard_size: str | int = "500MB",
-) -> list[str]:
+def dataset_card(dataset: datasets.DatasetDict, *, name: str, repo_id: str) -> DatasetCard:
     """
-    Write a `DatasetDict` of modeling_mre's record schema into `folder` as its Hub dataset repository
-    would hold it, the layout `Dataset.push_to_hub` produces: `data/<split>-0000i-of-0000N.parquet`
-    shards with the image bytes embedded, and a README.md dataset card whose `dataset_info` and
-    `configs` metadata make `load_dataset(folder)` (or of the pushed repository) give back the same
-    features, `ClassLabel` names included.
+    The card of `dataset` as the repository `repo_id` publishes it: our metadata (licence, task,
+    tags, size) and text. `push_dataset` adds the `dataset_info` and `configs` of `push_to_hub`.
 
     Args:
         dataset: The splits, as a reader of `modeling_mre` returns them (`load_mnre`).
-        folder: A new or empty folder.
-        name: Which dataset this is, for the card text: `mnre`, `more` or `demo`.
-        repo_id: The repository the card's usage snippet names; defaults to the folder itself.
-        max_shard_size: Upper size of a parquet shard, as in `push_to_hub`.
-
-    Returns:
-        The paths written, relative to `folder`.
+        name: Which dataset this is, for the card text: `mnre`, `more`, `demo`, ... (`hub_cards/datasets/`).
+        repo_id: The repository the usage snippet loads.
     """
-    folder = Path(folder)
-    if folder.exists() and any(folder.iterdir()):
-        raise FileExistsError(f"{folder} is not empty: export into a new folder, so that no stale shard is published")
     facts = lookup(DATASET_FACTS, name, "dataset")
     if not dataset:
-        raise ValueError("the DatasetDict has no split to export")
+        raise ValueError("the DatasetDict has no split")
     features = next(iter(dataset.values())).features
     label_names = features["relation"].names
-    max_shard_bytes = convert_file_size_to_int(max_shard_size)
-
-    (folder / "data").mkdir(parents=True, exist_ok=True)
-    written, split_rows = [], []
-    info = DatasetInfo(features=features, splits=SplitDict(), download_size=0, dataset_size=0)
-    distribution = []
+    split_rows, distribution = [], []
     for split, split_dataset in dataset.items():
-        if split_dataset.features != features:
+        if split_dataset.features != features:  # one column table and label list describe every split
             raise ValueError(f"split {split!r} has other features than the first split")
-        # The same size estimate (images included) that Dataset.push_to_hub cuts its shards by.
-        num_bytes = split_dataset._estimate_nbytes()
-        num_shards = max(1, min(len(split_dataset), num_bytes // max_shard_bytes + 1))
-        for index in range(num_shards):
-            shard = split_dataset.shard(num_shards=num_shards, index=index, contiguous=True)
-            # Image columns hold file paths; the parquet must carry the bytes (file names are kept).
-            shard = shard.with_format("arrow").map(embed_table_storage, batched=True, keep_in_memory=True)
-            path = f"data/{split}-{index:05d}-of-{num_shards:05d}.parquet"
-            info.download_size += shard.to_parquet(folder / path)
-            written.append(path)
-        info.splits.add(SplitInfo(name=split, num_bytes=num_bytes, num_examples=len(split_dataset)))
-        info.dataset_size += num_bytes
         with_image, num_crops, counts = _split_statistics(split_dataset, len(label_names))
         split_rows.append(
             {"name": split, "num_rows": len(split_dataset), "with_image": with_image, "num_crops": num_crops}
         )
         distribution.append(counts)
-
     card_data = DatasetCardData(
         language=["en"],
         license=facts["license"],
@@ -140,16 +98,12 @@ def export_dataset(
         tags=["relation-extraction", "multimodal", "image", "modeling_mre"],
         size_categories=[_size_category(sum(len(split_dataset) for split_dataset in dataset.values()))],
     )
-    DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
-    MetadataConfigs(
-        {"default": {"data_files": [{"split": split, "path": f"data/{split}-*"} for split in dataset]}}
-    ).to_dataset_card_data(card_data)
-    card = DatasetCard.from_template(
+    return DatasetCard.from_template(
         card_data,
         template_path=str(TEMPLATES_DIR / "dataset_card.md"),
         title=facts["title"],
         description=read_template_text("datasets", f"{name}.md"),
-        repo_id=repo_id or str(folder),
+        repo_id=repo_id,
         first_split=next(iter(dataset)),
         features=[
             {"name": column, "type": _feature_type(feature), "content": _COLUMN_CONTENT.get(column, "")}
@@ -163,5 +117,3 @@ def export_dataset(
         ],
         citation=f"```bibtex\n{facts['citation']}\n```" if facts["citation"] else "Nothing to cite.",
     )
-    card.save(folder / "README.md")
-    return sorted(written + ["README.md"])
