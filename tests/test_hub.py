@@ -56,7 +56,6 @@ class HubRecorder:
         self.created = []  # create-repo payloads
         # {"repo", "summary", "parent", "oid", "added": {path: bytes}, "lfs": [path], "deleted": [path]}
         self.commits = []
-        self.trees = {}  # "models/org/name" -> {path: bytes}: the repository after its commits
         self.heads = {}  # "models/org/name" -> the oid of its last commit
         self.snapshots = {}  # commit oid -> the repository's files at that commit
         self.lfs = {}  # sha256 -> bytes uploaded through the LFS batch API
@@ -110,7 +109,7 @@ class HubRecorder:
                     namespace = payload["organization"] or "recorded-user"
                     repo = f"{payload.get('type', 'model')}s/{namespace}/{payload['name']}"
                     if repo not in recorder.heads:
-                        recorder._snapshot(repo, recorder.trees.setdefault(repo, {}))
+                        recorder._snapshot(repo, {})
                     return self._reply(200, {"url": f"{recorder.endpoint}/{prefix}{namespace}/{payload['name']}"})
                 if self.path == "/api/validate-yaml":
                     return self._reply(200, {"errors": [], "warnings": []})
@@ -148,7 +147,7 @@ class HubRecorder:
                         return self._reply(400, {"error": f"unexpected commit operation {item['key']}"})
                 if commit["parent"] not in (None, recorder.heads.get(repo)):
                     return self._reply(412, {"error": "parent commit is not the head"})
-                tree = recorder.trees.setdefault(repo, {})
+                tree = dict(recorder.snapshots.get(recorder.heads.get(repo), {}))
                 for path in commit["deleted"]:
                     del tree[path]
                 tree.update(commit["added"])
@@ -198,10 +197,10 @@ class HubRecorder:
     def _record(self, handler):
         self.requests.append((handler.command, handler.path.split("?")[0], handler.headers.get("Authorization")))
 
-    def _snapshot(self, repo: str, tree: dict) -> str:
+    def _snapshot(self, repo: str, tree: dict[str, bytes]) -> str:
         # Random oids: huggingface_hub's cache trusts a commit hash it has seen, across test runs too.
         oid = os.urandom(20).hex()
-        self.snapshots[oid], self.heads[repo] = dict(tree), oid
+        self.snapshots[oid], self.heads[repo] = tree, oid
         return oid
 
     def _resolve(self, repo: str, revision: str | None) -> str | None:
@@ -225,12 +224,16 @@ class HubRecorder:
             return None
         return [{"type": "directory", "path": path, "oid": "0" * 40} for path in sorted(folders)] + files
 
+    def tree(self, repo: str) -> dict[str, bytes]:
+        """The repository's files after its last commit."""
+        return self.snapshots[self.heads[repo]]
+
     def commits_to(self, repo: str) -> list[dict]:
         return [commit for commit in self.commits if commit["repo"] == repo]
 
     def checkout(self, repo: str, folder: Path) -> Path:
         """Write the repository as it stands into `folder`, as a download of it would."""
-        for path, data in self.trees[repo].items():
+        for path, data in self.tree(repo).items():
             (folder / path).parent.mkdir(parents=True, exist_ok=True)
             (folder / path).write_bytes(data)
         return folder
@@ -557,7 +560,7 @@ def test_demo_dataset_round_trip_through_the_hub(hub, tmp_path, monkeypatch):
 
     # What the card tells a user to type, against the repository.
     assert_same_dataset(datasets.load_dataset("org/mre-demo", cache_dir=str(tmp_path / "cache")), local)
-    text = hub.trees["datasets/org/mre-demo"]["README.md"].decode()
+    text = hub.tree("datasets/org/mre-demo")["README.md"].decode()
     assert 'load_dataset("org/mre-demo")' in text and "| train | 600 | 600 | 0 |" in text
     metadata = DatasetCard(text).data
     assert metadata.license == "apache-2.0" and "relation-extraction" in metadata.tags
@@ -568,7 +571,7 @@ def test_demo_dataset_round_trip_through_the_hub(hub, tmp_path, monkeypatch):
     push_dataset(local, "org/mre-demo", name="demo", token=TOKEN, commit_message="Re-shard")
     second = hub.commits_to("datasets/org/mre-demo")[2]
     assert second["summary"] == "Re-shard" and sorted(second["deleted"]) == shards
-    assert sorted(path for path in hub.trees["datasets/org/mre-demo"] if path.startswith("data/")) == [
+    assert sorted(path for path in hub.tree("datasets/org/mre-demo") if path.startswith("data/")) == [
         "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet",
         "data/validation-00000-of-00001.parquet",
     ]
@@ -592,7 +595,7 @@ def test_a_commit_between_the_data_and_the_card_fails_the_card(hub, tmp_path, mo
         push_dataset(local, "org/more-race", name="more", token=TOKEN)
     data, concurrent = hub.commits_to("datasets/org/more-race")
     assert concurrent["added"] == {"notes.txt": b"x"}
-    assert hub.trees["datasets/org/more-race"]["README.md"] == data["added"]["README.md"]  # datasets' card stays
+    assert hub.tree("datasets/org/more-race")["README.md"] == data["added"]["README.md"]  # datasets' card stays
 
 
 def test_real_mnre_validation_round_trip(mnre_dir, hub, tmp_path):
@@ -600,7 +603,7 @@ def test_real_mnre_validation_round_trip(mnre_dir, hub, tmp_path):
     push_dataset(local, "org/mnre", name="mnre", token=TOKEN)
     assert_same_dataset(datasets.load_dataset("org/mnre", cache_dir=str(tmp_path / "cache")), local)
 
-    card = hub.trees["datasets/org/mnre"]["README.md"].decode()
+    card = hub.tree("datasets/org/mnre")["README.md"].decode()
     counts = np.bincount(list(local["validation"]["relation"]), minlength=23)
     names = local["validation"].features["relation"].names
     for label_id, name in enumerate(names):
@@ -615,7 +618,7 @@ def test_more_dataset_round_trip(hub, tmp_path):
     loaded = datasets.load_dataset("recorded-user/more", cache_dir=str(tmp_path / "cache"))
     assert loaded["train"].features["tail_box"] == datasets.List(datasets.Value("float32"), length=4)
     assert_same_dataset(loaded, local)
-    card = hub.trees["datasets/recorded-user/more"]["README.md"].decode()
+    card = hub.tree("datasets/recorded-user/more")["README.md"].decode()
     assert "`tail_box` | list of float32 | tail object box in the image" in card and "He, Liang" in card
     assert 'load_dataset("recorded-user/more")' in card
 
