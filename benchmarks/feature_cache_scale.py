@@ -17,9 +17,14 @@ MobileNetV2 (ImageNet weights) and a ViT-B/32-shaped ViT (768 wide, 12 layers, 3
 random weights: sizes and times only). Kinds: `pooled` (MMIB), `patches` (WMAJL), `levels` (DFMA,
 which pools each level to 4 tokens before fusing and declares it, so its cache holds the pooled form).
 
-Each pass runs in a subprocess of its own: RAM is the pass's peak resident memory (VmHWM, reset when
-the pass starts) above what the process held before it; disk is what the pass wrote (the cache's folder, and
-the `datasets` cache files beside the rows). Figures at a fraction are measured at that fraction; the
+Each pass runs in a subprocess of its own. "pass RAM (allocated)" is the peak of its anonymous resident
+memory (RssAnon, sampled every 10 ms) above what the process held before the pass: what the pass allocates.
+"dataset pages mapped" is the growth of its file-backed resident memory (RssFile): `datasets` memory-maps the
+rows' Arrow file, which holds the pictures' bytes, so reading every picture maps the file's pages. Those are
+page cache the kernel reclaims under pressure, and `--memory_limit_mib` shows it: each pass then runs in a
+cgroup (v1) memory limit, and the JSON records the limit, how often it was hit and the cgroup's peak. VmHWM
+(RSS's peak, both kinds) stays in the JSON. Disk is what the pass wrote (the cache's folder, and the
+`datasets` cache files beside the rows). Figures at a fraction are measured at that fraction; the
 `full scale` columns multiply disk and time by 1 / fraction (both grow with the pictures) and are
 labelled as projections. float16's effect on logits is measured on 64 rows with the embedded encoder.
 """
@@ -29,6 +34,7 @@ import ast
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,6 +63,8 @@ def parse_args(argv=None):
     parser.add_argument("--kinds", nargs="+", choices=sorted(KIND_METHODS), default=list(KIND_METHODS))
     parser.add_argument("--layouts", nargs="+", choices=("per-row", "per-picture"), default=["per-row", "per-picture"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory_limit_mib", type=int, default=None,
+                        help="Run each pass in a cgroup v1 memory limit of this size (needs a writable /sys/fs/cgroup/memory).")
     parser.add_argument("--output_json", type=Path, default=None)
     # One pass, in its own process (the driver runs these).
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -154,11 +162,41 @@ def processor_for_benchmark():
     return MREProcessor.from_backbones(str(embedded_text_backbone()), str(embedded_vision_backbone()))
 
 
-def memory_status(field: str) -> int:
-    """A size from /proc/self/status, in bytes: VmRSS (resident now), VmHWM (its peak)."""
+def memory_status(*fields: str) -> dict[str, int]:
+    """Sizes from /proc/self/status, in bytes: VmRSS (resident now), VmHWM (its peak), RssAnon, RssFile."""
     with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith(f"{field}:"))
-    return int(line.split()[1]) * 1024
+        sizes = dict(line.split(":", 1) for line in status)
+    return {field: int(sizes[field].split()[0]) * 1024 for field in fields}  # "  1234 kB"
+
+
+class MemorySampler:
+    """The peaks of RssAnon and RssFile over a block, from a thread reading /proc every `interval` seconds.
+
+    VmHWM alone cannot tell memory the pass allocates from pages of a memory-mapped file it reads."""
+
+    def __init__(self, interval: float = 0.01):
+        import threading
+
+        self.interval, self.stopped = interval, threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    def __enter__(self):
+        self.before = memory_status("RssAnon", "RssFile", "VmRSS")
+        self.peak = dict(self.before)
+        self.thread.start()
+        return self
+
+    def sample(self):
+        while True:
+            for field, size in memory_status("RssAnon", "RssFile").items():
+                self.peak[field] = max(self.peak[field], size)
+            if self.stopped.wait(self.interval):
+                return
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.thread.join()
+        self.sample()  # the state at the end counts too
 
 
 def worker(args):
@@ -177,20 +215,23 @@ def worker(args):
     model.vision_encoder.register_forward_pre_hook(
         lambda module, args, kwargs: encoded.append(len(kwargs["pixel_values"])), with_kwargs=True
     )
-    before = memory_status("VmRSS")
-    # The peak from here on: ru_maxrss would also count the parent's pages at fork.
+    # VmHWM from here on: ru_maxrss would also count the parent's pages at fork.
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")
-    started = time.perf_counter()
-    if args.layout == "per-row":
-        add_image_features(rows, model, processor, batch_size=64)
-    else:
-        add_image_features(rows, model, processor, batch_size=64, cache_dir=args.cache_dir)
-    seconds = time.perf_counter() - started
-    peak = memory_status("VmHWM")
+    with MemorySampler() as memory:
+        started = time.perf_counter()
+        if args.layout == "per-row":
+            add_image_features(rows, model, processor, batch_size=64)
+        else:
+            add_image_features(rows, model, processor, batch_size=64, cache_dir=args.cache_dir)
+        seconds = time.perf_counter() - started
+    peak = memory_status("VmHWM")["VmHWM"]
     print(json.dumps({
         "pictures_encoded": sum(encoded), "seconds": seconds, "feature_size": model.image_feature_size,
-        "peak_rss_bytes": peak, "pass_ram_bytes": max(0, peak - before),
+        "pass_ram_bytes": memory.peak["RssAnon"] - memory.before["RssAnon"],
+        "mapped_file_bytes": memory.peak["RssFile"] - memory.before["RssFile"],
+        "rss_before_bytes": memory.before["VmRSS"], "peak_rss_bytes": peak,
+        "rss_growth_bytes": max(0, peak - memory.before["VmRSS"]),
     }))
 
 
@@ -198,7 +239,22 @@ def disk_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
-def run_pass(layout: str, vision: str, kind: str, data: Path, workdir: Path, old_checkout: Path) -> dict:
+CGROUP_MEMORY = Path("/sys/fs/cgroup/memory")
+
+
+def memory_cgroup(name: str, limit_mib: int) -> Path:
+    """A cgroup v1 memory group limited to `limit_mib` (no swap here: what is not reclaimable is OOM-killed)."""
+    group = CGROUP_MEMORY / name
+    try:
+        group.mkdir()
+        (group / "memory.limit_in_bytes").write_text(str(limit_mib * 2**20))
+    except OSError as error:
+        sys.exit(f"--memory_limit_mib needs a writable cgroup v1 memory hierarchy at {CGROUP_MEMORY}: {error}")
+    return group
+
+
+def run_pass(layout: str, vision: str, kind: str, data: Path, workdir: Path, old_checkout: Path,
+             memory_limit_mib: int | None = None) -> dict:
     """A pass in a fresh subprocess on a fresh copy of the rows' dataset folder; its figures and its disk."""
     import shutil
 
@@ -213,14 +269,33 @@ def run_pass(layout: str, vision: str, kind: str, data: Path, workdir: Path, old
         env["PYTHONPATH"] = str(REPO)
     command = [sys.executable, __file__, "--worker", "--rows", str(rows), "--cache_dir", str(cache_dir),
                "--layout", layout, "--vision", vision, "--kinds", kind]
-    output = subprocess.run(command, env=env, capture_output=True, text=True)
-    if output.returncode:
-        raise RuntimeError(f"{layout} {vision} {kind} failed:\n{output.stderr[-3000:]}")
-    result = json.loads(output.stdout.strip().splitlines()[-1])
+    if memory_limit_mib:
+        group = memory_cgroup(f"feature-cache-scale-{os.getpid()}-{layout}-{vision}-{kind}", memory_limit_mib)
+
+        def join_group():  # in the child before it runs: every page it touches is charged to the limit
+            (group / "cgroup.procs").write_text(str(os.getpid()))
+
+        try:
+            output = subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=join_group)
+            limited = {
+                "memory_limit_bytes": memory_limit_mib * 2**20,
+                "limit_hits": int((group / "memory.failcnt").read_text()),
+                "cgroup_peak_bytes": int((group / "memory.max_usage_in_bytes").read_text()),
+            }
+        finally:
+            group.rmdir()
+    else:
+        output, limited = subprocess.run(command, env=env, capture_output=True, text=True), {}
+    # Over a limit, with no swap, the kernel kills what it cannot reclaim: a result, not a failure.
+    killed = limited and output.returncode == -signal.SIGKILL
+    if output.returncode and not killed:
+        raise RuntimeError(f"{layout} {vision} {kind} failed (exit {output.returncode}):\n{output.stderr[-3000:]}")
     written = disk_bytes(rows) - written_before + (disk_bytes(cache_dir) if cache_dir.exists() else 0)
     shutil.rmtree(rows)
     shutil.rmtree(cache_dir, ignore_errors=True)
-    return {**result, "disk_bytes": written}
+    if killed:
+        return {"killed_at_limit": True, **limited}
+    return {**json.loads(output.stdout.strip().splitlines()[-1]), **limited, "disk_bytes": written}
 
 
 def float16_logits(data: Path, workdir: Path) -> dict:
@@ -250,14 +325,20 @@ def float16_logits(data: Path, workdir: Path) -> dict:
 def markdown(results: dict, fraction: float) -> str:
     scale = 1 / fraction
     lines = [
-        "| encoder | kind | layout | pictures encoded | disk (measured) | disk (full scale) | pass RAM | encoding time (measured) | time (full scale) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| encoder | kind | layout | pictures encoded | disk (measured) | disk (full scale) | pass RAM (allocated) "
+        "| dataset pages mapped | encoding time (measured) | time (full scale) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for entry in results["passes"]:
+        if entry.get("killed_at_limit"):
+            lines.append(f"| {entry['vision']} | {entry['kind']} | {entry['layout']} | killed at the "
+                         f"{entry['memory_limit_bytes'] / 2**20:,.0f} MiB limit | | | | | | |")
+            continue
         lines.append(
             f"| {entry['vision']} | {entry['kind']} | {entry['layout']} | {entry['pictures_encoded']:,} | "
             f"{entry['disk_bytes'] / 2**20:,.0f} MiB | {entry['disk_bytes'] * scale / 2**30:,.2f} GiB | "
-            f"{entry['pass_ram_bytes'] / 2**20:,.0f} MiB | {entry['seconds']:,.0f} s | {entry['seconds'] * scale / 60:,.0f} min |"
+            f"{entry['pass_ram_bytes'] / 2**20:,.0f} MiB | {entry['mapped_file_bytes'] / 2**20:,.0f} MiB | "
+            f"{entry['seconds']:,.0f} s | {entry['seconds'] * scale / 60:,.0f} min |"
         )
     return "\n".join(lines)
 
@@ -281,12 +362,13 @@ def main():
             write_rows(rows, workdir / "data", args.seed)
             results = {
                 "rows": len(rows), "images": len({row["record"]["img_id"] for row in rows}),
-                "crops": sum(len(row["crops"]) for row in rows), "fraction": args.fraction, "passes": [],
+                "crops": sum(len(row["crops"]) for row in rows), "fraction": args.fraction,
+                "memory_limit_mib": args.memory_limit_mib, "passes": [],
             }
             for vision in args.vision:
                 for kind in args.kinds:
                     for layout in args.layouts:
-                        entry = run_pass(layout, vision, kind, workdir / "data", workdir, old_checkout)
+                        entry = run_pass(layout, vision, kind, workdir / "data", workdir, old_checkout, args.memory_limit_mib)
                         results["passes"].append({"vision": vision, "kind": kind, "layout": layout, **entry})
                         print(json.dumps(results["passes"][-1]), flush=True)
             results["float16_logits"] = float16_logits(workdir / "data", workdir)
