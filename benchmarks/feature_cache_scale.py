@@ -253,6 +253,16 @@ def memory_cgroup(name: str, limit_mib: int) -> Path:
     return group
 
 
+def evict_from_page_cache(folder: Path):
+    """Drop `folder`'s files from the page cache: cgroup v1 charges a cached page to the group that first
+    read or wrote it, so the rows' pages copied here would otherwise never count toward a pass's limit."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as file:
+                os.fsync(file.fileno())
+                os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
 def run_pass(layout: str, vision: str, kind: str, data: Path, workdir: Path, old_checkout: Path,
              memory_limit_mib: int | None = None) -> dict:
     """A pass in a fresh subprocess on a fresh copy of the rows' dataset folder; its figures and its disk."""
@@ -270,6 +280,7 @@ def run_pass(layout: str, vision: str, kind: str, data: Path, workdir: Path, old
     command = [sys.executable, __file__, "--worker", "--rows", str(rows), "--cache_dir", str(cache_dir),
                "--layout", layout, "--vision", vision, "--kinds", kind]
     if memory_limit_mib:
+        evict_from_page_cache(rows)
         group = memory_cgroup(f"feature-cache-scale-{os.getpid()}-{layout}-{vision}-{kind}", memory_limit_mib)
 
         def join_group():  # in the child before it runs: every page it touches is charged to the limit
