@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: where a result file came from, and a split's rows as batches."""
+"""What the benchmark scripts share: where a result file came from, the process's memory, and a split's rows as batches."""
 
 import datetime
 import json
@@ -23,6 +23,13 @@ def provenance() -> dict:
         "date": datetime.date.today().isoformat(),
         "torch": torch.__version__,
     }
+
+
+def memory_status(*fields: str) -> dict[str, int]:
+    """Sizes from Linux's /proc/self/status, in bytes: VmRSS (resident now), VmHWM (its peak), RssAnon, RssFile."""
+    with open("/proc/self/status") as status:
+        sizes = dict(line.split(":", 1) for line in status)
+    return {field: int(sizes[field].split()[0]) * 1024 for field in fields}  # "  1234 kB"
 
 
 def training_info(folder: str) -> dict:

@@ -41,6 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import memory_status, provenance  # benchmarks/common.py, beside this script
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -160,13 +162,6 @@ def processor_for_benchmark():
     from modeling_mre.backbones import embedded_text_backbone, embedded_vision_backbone
 
     return MREProcessor.from_backbones(str(embedded_text_backbone()), str(embedded_vision_backbone()))
-
-
-def memory_status(*fields: str) -> dict[str, int]:
-    """Sizes from /proc/self/status, in bytes: VmRSS (resident now), VmHWM (its peak), RssAnon, RssFile."""
-    with open("/proc/self/status") as status:
-        sizes = dict(line.split(":", 1) for line in status)
-    return {field: int(sizes[field].split()[0]) * 1024 for field in fields}  # "  1234 kB"
 
 
 class MemorySampler:
@@ -358,9 +353,6 @@ def main():
     args = parse_args()
     if args.worker:
         return worker(args)
-    sys.path.insert(0, str(Path(__file__).parent))
-    from common import provenance
-
     if not MNRE.is_dir():
         sys.exit(f"MNRE's annotations are needed at {MNRE} (the shared data folder)")
     with tempfile.TemporaryDirectory() as workdir:

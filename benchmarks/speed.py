@@ -54,7 +54,7 @@ from modeling_mre.data.feature_cache import add_image_features  # noqa: E402
 from modeling_mre.training import LengthGroupedSampler  # noqa: E402
 from modeling_mre.training.collate import make_ner_collate_fn  # noqa: E402
 
-from common import provenance  # noqa: E402  (benchmarks/common.py)
+from common import memory_status, provenance  # noqa: E402  (benchmarks/common.py)
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,7 +107,7 @@ class PeakMemory:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
         try:
             Path("/proc/self/clear_refs").write_text("5")
-            self.start = self._status_kib("VmRSS") * 1024
+            self.start = memory_status("VmRSS")["VmRSS"]
         except OSError:
             self.start = None
         return self
@@ -117,12 +117,7 @@ class PeakMemory:
             torch.cuda.synchronize()
             self.mib = (torch.cuda.max_memory_allocated() - self.start) / 2**20
         elif self.start is not None:
-            self.mib = (self._status_kib("VmHWM") * 1024 - self.start) / 2**20
-
-    @staticmethod
-    def _status_kib(field: str) -> int:
-        line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field))
-        return int(line.split()[1])
+            self.mib = (memory_status("VmHWM")["VmHWM"] - self.start) / 2**20
 
 
 def benchmark_rows(args, workdir: Path) -> tuple[datasets.Dataset, datasets.Dataset, list[str], str]:

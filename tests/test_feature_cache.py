@@ -2,6 +2,7 @@
 
 import argparse
 import copy
+import weakref
 
 import datasets
 import numpy as np
@@ -136,6 +137,34 @@ def test_each_distinct_picture_is_encoded_and_stored_once(processor, tmp_path):
     assert shard.stat().st_size == distinct * model.image_feature_size * 2  # float16
     assert cached[0]["crop_keys"] == cached[len(dataset)]["crop_keys"] == []
     assert cached[3]["crop_keys"] == cached[len(dataset) + 3]["crop_keys"]
+
+
+def test_the_pass_holds_features_of_a_chunk_or_two_however_many_pictures(processor, tmp_path):
+    """The memory bound of `add_image_features`: each chunk's features go to disk before the next chunks are
+    encoded, so as many are alive at 4x the distinct pictures as at 1x (a pass keeping them would hold 4x)."""
+
+    def most_alive_and_chunks(num_rows):
+        model = make_model(processor)
+        alive, most, chunks = set(), [0], []
+        original = model.get_image_features
+
+        def tracked(pixel_values):
+            # Features in memory of our own, so their lifetime is seen whatever tensors or arrays view them.
+            memory = original(pixel_values).detach().numpy().copy()
+            alive.add(id(memory))
+            weakref.finalize(memory, alive.discard, id(memory))
+            most[0] = max(most[0], len(alive))
+            chunks.append(len(pixel_values))
+            return torch.from_numpy(memory)
+
+        model.get_image_features = tracked
+        add_image_features(make_dataset(num_rows), model, processor, batch_size=2, encoding_batch_size=2,
+                           cache_dir=tmp_path / str(num_rows))
+        return most[0], len(chunks)
+
+    (alive_1x, chunks_1x), (alive_4x, chunks_4x) = most_alive_and_chunks(8), most_alive_and_chunks(32)
+    assert chunks_4x >= 4 * chunks_1x - 4 and chunks_1x >= 8  # 17 and 77 distinct pictures, 2 a chunk
+    assert alive_1x == alive_4x <= 2
 
 
 def test_a_later_run_encodes_only_pictures_it_has_not_met(processor, tmp_path):
