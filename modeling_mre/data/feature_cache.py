@@ -270,11 +270,13 @@ def add_image_features(
     A picture already in the cache, from this dataset, another split or an earlier run, is not encoded
     again; the rows' keys are cached by `datasets` like any `map`. `batch_size` rows are keyed at a
     time, and the new pictures are decoded, encoded and appended to disk `encoding_batch_size` at a
-    time (default: 16 on CPU, 256 on a GPU); the cache's index takes about 150 bytes per distinct
-    picture. The pass's resident memory at MNRE's full scale (ViT-B/32 levels, 36,268 pictures) peaked
-    2.3 GB above its start, against 0.24 GB at 1/32 of it (benchmarks/RESULTS.md); at 1/8, nearly all
-    of the growth was pages of the dataset's memory-mapped Arrow file (pictures embedded as bytes)
-    as they were read, which the kernel reclaims under a memory limit: not yet re-measured at full scale.
+    time (default: 16 on CPU, 256 on a GPU), each chunk's features written before the next is encoded,
+    so the pass holds a chunk or two whatever the dataset's size; the cache's index takes about 150
+    bytes per distinct picture. At MNRE's full scale (ViT-B/32 levels, 36,268 pictures) the memory the
+    pass allocated peaked 206 MiB above its start, against 174 MiB at 1/128 of it, and it completed in
+    a 2 GiB memory limit (benchmarks/RESULTS.md). Its resident size grows further as it reads the rows: a
+    file-backed dataset's Arrow files are memory-mapped, and their pages (pictures stored as bytes)
+    count as resident until the kernel reclaims them, which it does under memory pressure.
 
     float16, the default, halves the disk of float32: every method's logits stay within 1e-3 of
     float32's (`tests/method_contract.py`; the embedded MobileNetV2's in benchmarks/RESULTS.md); pass
