@@ -38,6 +38,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -170,8 +171,6 @@ class MemorySampler:
     VmHWM alone cannot tell memory the pass allocates from pages of a memory-mapped file it reads."""
 
     def __init__(self, interval: float = 0.01):
-        import threading
-
         self.interval, self.stopped = interval, threading.Event()
         self.thread = threading.Thread(target=self.sample, daemon=True)
 
