@@ -31,6 +31,7 @@ labelled as projections. float16's effect on logits is measured on 64 rows with 
 
 import argparse
 import ast
+import functools
 import json
 import os
 import random
@@ -247,6 +248,10 @@ def memory_cgroup(name: str, limit_mib: int) -> Path:
     return group
 
 
+def join_cgroup(group: Path):
+    (group / "cgroup.procs").write_text(str(os.getpid()))
+
+
 def evict_from_page_cache(folder: Path):
     """Drop `folder`'s files from the page cache: cgroup v1 charges a cached page to the group that first
     read or wrote it, so the rows' pages copied here would otherwise never count toward a pass's limit."""
@@ -273,26 +278,24 @@ def run_pass(layout: str, vision: str, kind: str, data: Path, workdir: Path, old
         env["PYTHONPATH"] = str(REPO)
     command = [sys.executable, __file__, "--worker", "--rows", str(rows), "--cache_dir", str(cache_dir),
                "--layout", layout, "--vision", vision, "--kinds", kind]
+    group = None
     if memory_limit_mib:
         evict_from_page_cache(rows)
         group = memory_cgroup(f"feature-cache-scale-{os.getpid()}-{layout}-{vision}-{kind}", memory_limit_mib)
-
-        def join_group():  # in the child before it runs: every page it touches is charged to the limit
-            (group / "cgroup.procs").write_text(str(os.getpid()))
-
-        try:
-            output = subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=join_group)
-            limited = {
-                "memory_limit_bytes": memory_limit_mib * 2**20,
-                "limit_hits": int((group / "memory.failcnt").read_text()),
-                "cgroup_peak_bytes": int((group / "memory.max_usage_in_bytes").read_text()),
-            }
-        finally:
+    try:
+        # In the child before it runs, so every page it touches is charged to the limit.
+        join = group and functools.partial(join_cgroup, group)
+        output = subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=join)
+        limited = group and {
+            "memory_limit_bytes": memory_limit_mib * 2**20,
+            "limit_hits": int((group / "memory.failcnt").read_text()),
+            "cgroup_peak_bytes": int((group / "memory.max_usage_in_bytes").read_text()),
+        } or {}
+    finally:
+        if group:
             group.rmdir()
-    else:
-        output, limited = subprocess.run(command, env=env, capture_output=True, text=True), {}
     # Over a limit, with no swap, the kernel kills what it cannot reclaim: a result, not a failure.
-    killed = limited and output.returncode == -signal.SIGKILL
+    killed = bool(limited) and output.returncode == -signal.SIGKILL
     if output.returncode and not killed:
         raise RuntimeError(f"{layout} {vision} {kind} failed (exit {output.returncode}):\n{output.stderr[-3000:]}")
     written = disk_bytes(rows) - written_before + (disk_bytes(cache_dir) if cache_dir.exists() else 0)
