@@ -533,14 +533,20 @@ def benchmark(args, workdir: Path) -> dict:
     return build_report(args, context, settings, times, memory)
 
 
+def time_ratio(times: dict[str, list[float]], numerator: list[str], denominator: list[str]) -> float:
+    """
+    Median over repeats of the summed times of `numerator` over those of `denominator` (`times`: seconds per
+    repeat by setting, as a result file's "seconds"): a shared machine slows both sides of one repeat alike.
+    """
+    repeats = range(len(times[numerator[0]]))
+    return statistics.median(sum(times[n][r] for n in numerator) / sum(times[d][r] for d in denominator) for r in repeats)
+
+
 def build_report(args, context, settings, times, memory) -> dict:
-    repeats, device = range(args.repeats), context["device"]
+    device = context["device"]
 
     def ratio(numerator: list[str], denominator: list[str]) -> float:
-        """Median over repeats of the summed times of `numerator` over those of `denominator`."""
-        return statistics.median(
-            sum(times[n][r] for n in numerator) / sum(times[d][r] for d in denominator) for r in repeats
-        )
+        return time_ratio(times, numerator, denominator)
 
     def throughput(name: str) -> float:
         return settings[name][2] / statistics.median(times[name])
@@ -708,7 +714,8 @@ def build_report(args, context, settings, times, memory) -> dict:
 
     return {
         "markdown": "\n".join(lines),
-        "device": str(device),
+        # provenance()'s "device" names the machine; this one is torch's (cpu, cuda).
+        "torch_device": str(device),
         "source": context["source"],
         "load_average": load,
         "examples_per_second": {name: throughput(name) for name in settings},
