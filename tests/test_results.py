@@ -1,25 +1,14 @@
-"""The tables of benchmarks/RESULTS.md that come from result files say what their files say."""
+"""The tables of benchmarks/RESULTS.md and the README's headline say what the result files say."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-RESULTS = Path(__file__).parents[1] / "benchmarks" / "results"
+from results_page import BEGIN, END, PAGES, RESULTS, headline, render  # benchmarks/results_page.py
+
 RESULTS_MD = Path(__file__).parents[1] / "benchmarks" / "RESULTS.md"
-
-
-def render(summary: dict) -> str | None:
-    """The table a result file's own data gives, by the script that wrote it (None: the script keeps only its text)."""
-    if summary.get("kind") == "controlled":
-        from accuracy import controlled_table
-
-        return controlled_table(summary)
-    if summary.get("kind") == "image_weight":
-        from image_weight import format_table
-
-        return format_table(summary["runs"])
-    return None
 
 
 # Every result file that carries a table: a controlled sweep's and an image-weight analysis's ("table"), speed.py's ("markdown").
@@ -58,3 +47,33 @@ def table_blocks(text: str) -> list[str]:
             blocks.append("\n".join(current))
             current = []
     return blocks
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_each_page_opens_with_the_headline_its_result_files_give(page):
+    text = page.read_text()
+    block = text[text.index(BEGIN) : text.index(END) + len(END)]
+    assert block == headline(page), f"{page.name}: rerun python benchmarks/results_page.py"
+
+
+def test_a_new_result_file_updates_the_headline_and_a_missing_one_is_said(tmp_path):
+    results = tmp_path / "benchmarks" / "results"
+    shutil.copytree(RESULTS, results)
+    page = tmp_path / "benchmarks" / "RESULTS.md"
+    before = headline(page, results)
+    assert "| Twitter-2017 | mmib | entity F1, validation | 61.65 ± 0.60 | 3 |" in before
+    assert "| MORE | baseline, mmib, wmajl, dfma, roc | no result file" in before
+
+    newer = json.loads((results / "mner" / "twitter2017.json").read_text())
+    newer["date"] = "2999-01-01"
+    newer["device"] = "NVIDIA H100 80GB HBM3"
+    del newer["runs"]["baseline"]
+    for seed, f1 in zip(("42", "43"), (0.70, 0.72)):
+        newer["runs"]["mmib"][seed]["validation"]["micro_f1"] = f1
+    del newer["runs"]["mmib"]["44"]
+    (results / "mner" / "rerun.json").write_text(json.dumps(newer))
+    after = headline(page, results)
+    # The newer file stands for MMIB only; the baseline keeps its figure from the older one.
+    assert "| Twitter-2017 | mmib | entity F1, validation | 71.00 ± 1.41 | 2 |" in after
+    assert "NVIDIA H100 80GB HBM3 | 2999-01-01 | [mner/rerun.json](results/mner/rerun.json) |" in after
+    assert "| Twitter-2017 | baseline | entity F1, validation | 59.87 ± 1.79 | 3 |" in after

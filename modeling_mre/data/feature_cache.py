@@ -40,7 +40,7 @@ KEY_BYTES = 16
 KEY_FEATURES = {"image_key": datasets.Value("string"), "crop_keys": datasets.List(datasets.Value("string"))}
 
 # Pictures per vision-encoder call. On CPU a few at a time run fastest (MobileNetV2 on 2 cores: 1.5x
-# the images per second of calls of 64, benchmarks/RESULTS.md); a GPU wants large calls.
+# the images per second of calls of 64, benchmarks/HISTORY.md); a GPU wants large calls.
 CPU_ENCODING_BATCH_SIZE, GPU_ENCODING_BATCH_SIZE = 16, 256
 
 
