@@ -23,6 +23,17 @@ def mnre_dir() -> Path:
     return MNRE_DIR
 
 
+ZEROSHOT_DIR = MNRE_DIR.parent / "zeroshot"
+
+
+@pytest.fixture(scope="session")
+def zeroshot_dir() -> Path:
+    """Folder of FewRel 2.0's NYT, PubMed and SemEval relation sets; tests using it skip when it is absent."""
+    if not (ZEROSHOT_DIR / "val_nyt.json").is_file():
+        pytest.skip(f"FewRel 2.0's relation sets not found at {ZEROSHOT_DIR} (research-only, not shipped with the repository)")
+    return ZEROSHOT_DIR
+
+
 # A word-level BERT vocabulary: the tests can reason about exact tokens, and nothing is downloaded.
 TINY_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "obama", "visits", "berlin", "today", "with", "merkel", "the"]
 TINY_WORDS += ["a", "b", "c", "d", "x", "y", "w"]
