@@ -337,3 +337,19 @@ def test_an_entity_recognizer_killed_mid_epoch_resumes_as_if_never_stopped(tmp_p
         assert resumed[split]["per_type"].keys() == reference[split]["per_type"].keys()
         for entity_type, row in reference[split]["per_type"].items():
             assert resumed[split]["per_type"][entity_type]["f1"] == pytest.approx(row["f1"], abs=1e-6), (split, entity_type)
+
+
+def test_the_entity_pipeline_reads_a_cut_emoji_and_refuses_relation_arguments(ner_processor):
+    from transformers import pipeline
+
+    from ner_contract import build_tagger
+    from modeling_mre import NER_METHODS, NER_PIPELINE_TASK
+
+    recognise = pipeline(NER_PIPELINE_TASK, model=build_tagger(NER_METHODS["mmib"], ner_processor).eval(), processor=ner_processor)
+    # A tweet cut inside an emoji: read as U+FFFD in its place, so the words keep their offsets.
+    cut = recognise(text="obama visits berlin \ud83d", aggregation_strategy="none")
+    whole = recognise(text="obama visits berlin \ufffd", aggregation_strategy="none")
+    assert [(w["entity"], w["start"], w["end"]) for w in cut] == [(w["entity"], w["start"], w["end"]) for w in whole]
+    for argument in ({"top_k": 2}, {"threshold": 0.5}):
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{next(iter(argument))}'"):
+            recognise(text="obama visits berlin", **argument)
