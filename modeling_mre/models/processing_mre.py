@@ -13,7 +13,7 @@ import torch
 from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature, ProcessorMixin
 from transformers.utils import logging
 
-from .images_mre import decode_unless_file, image_size, load_image
+from .images_mre import decode_unless_file, image_size, load_image, processor_pixels
 
 
 logger = logging.get_logger(__name__)
@@ -292,7 +292,7 @@ def picture_inputs(
     if not pictures:
         return {}
     # One call for every picture of the batch, then scattered back: absent ones stay zero and masked.
-    pixels = image_processor(pictures, return_tensors="pt")["pixel_values"]  # (num_pictures, 3, H, W)
+    pixels = processor_pixels(image_processor, pictures)  # (num_pictures, 3, H, W)
     image_mask = torch.tensor([image is not None for image in images])
     num_images = int(image_mask.sum())
     pixel_values = pixels.new_zeros(len(images), *pixels.shape[1:])
