@@ -18,18 +18,25 @@ its `--id_column` value, else its position in the input.
 Output: JSON Lines or parquet (by `--output`'s extension), one record per input row in input order:
 `{"id": ..., "results": [...]}` as the pipeline returns them. Rows the pipeline refuses (a head not in
 the text, an unreadable image) go to `<output>.rejects.jsonl` with the reason, and the run goes on;
-`--strict` stops at the first instead.
+`--strict` stops at the first instead, and fails a run (a relaunch too) whose output has any.
 
 Each process takes its share of the rows still to do (`accelerator.split_between_processes`) and
 appends its results to a part file of `<output>.parts/` as it goes; a run killed at any point and
 launched again with the same arguments does only the rows not yet written, and once every process is
 done the main one merges the parts into `--output` (written atomically). The parts stay, so a finished
-run launched again only merges; they are refused for other arguments.
+run launched again only merges. `<output>.parts/run.json` records the arguments with fingerprints of the
+input files and of the model's weights and config: a relaunch after any of them changed (the rejected
+rows fixed in the input, the model retrained in place) is refused, saying what changed, and
+`--overwrite_output` redoes it from the start. An `--output` that exists without the parts of this run
+is not overwritten either, unless `--overwrite_output` is given.
 """
 
 import argparse
+import hashlib
 import json
+import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -38,6 +45,10 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 from transformers import pipeline
+from transformers.utils import cached_file
+
+from modeling_mre import PIPELINE_TASK
+from modeling_mre.data.schema import excerpt, read_text_lines
 
 PARTS_SUFFIX, REJECTS_SUFFIX = ".parts", ".rejects.jsonl"
 INPUT_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -54,49 +65,137 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=32, help="Rows per pipeline call.")
     parser.add_argument("--top_k", type=int, default=None, help="Relations per pair (the pipeline's top_k).")
     parser.add_argument("--ner_model", default=None, help="Entity recognizer for whole posts without `entities`.")
-    parser.add_argument("--strict", action="store_true", help="Stop at the first row the pipeline refuses.")
+    parser.add_argument(
+        "--strict", action="store_true", help="Stop at the first row the pipeline refuses; fail a run that has any."
+    )
+    parser.add_argument(
+        "--overwrite_output", action="store_true",
+        help="Redo the run from the start when its input, model or arguments changed, or replace an --output "
+        "this run did not write.",
+    )
     args = parser.parse_args(argv)
     if args.output.suffix not in (".jsonl", ".parquet"):
         parser.error(f"--output must end in .jsonl or .parquet, got {args.output.name}")
+    if args.output.is_dir():
+        parser.error(f"--output {args.output} is a folder; give the results file (.jsonl or .parquet) to write")
+    if any(Path(name).exists() and Path(name).resolve() == args.output.resolve() for name in args.input):
+        parser.error(f"--output {args.output} is one of the --input files: the results would overwrite the posts")
     if args.batch_size < 1:
-        parser.error("--batch_size must be at least 1")
+        parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
+    if args.top_k is not None and args.top_k < 1:
+        parser.error(f"--top_k must be at least 1 (the relations kept per pair), got {args.top_k}")
     return args
 
 
-def load_rows(args) -> list[dict] | datasets.Dataset:
+def load_rows(args) -> tuple[list[dict] | datasets.Dataset, list[str]]:
     """
-    The input rows, indexable in order. JSON Lines are read line by line, so rows may differ in shape (a
-    head as a string in one, as offsets in the next; an object tail); JSON arrays, CSV, parquet and
-    datasets by name through `datasets.load_dataset`.
+    The input rows, indexable in order, and where each comes from (`<file> line N`, for errors). JSON
+    Lines are read line by line, so rows may differ in shape (a head as a string in one, as offsets in the
+    next; an object tail); JSON arrays, CSV, parquet and datasets by name through `datasets.load_dataset`.
+    An empty file, or a CSV with its header alone, is refused before `datasets` reads it.
     """
     suffixes = {Path(name).suffix for name in args.input}
     if all(Path(name).is_file() for name in args.input):
         if len(suffixes) != 1 or next(iter(suffixes)) not in INPUT_FORMATS:
             raise ValueError(f"--input files must all be one of {sorted(INPUT_FORMATS)}, got {sorted(suffixes)}")
-        if suffixes == {".jsonl"}:
-            return [row for name in args.input for row in read_json_lines(Path(name))]
-        return datasets.load_dataset(INPUT_FORMATS[suffixes.pop()], data_files=list(args.input), split="train")
+        suffix = suffixes.pop()
+        if suffix == ".jsonl":
+            rows, origins = [], []
+            for name in args.input:
+                for row, where in read_json_lines(Path(name)):
+                    rows.append(row)
+                    origins.append(where)
+            return rows, origins
+        parts, origins = [], []
+        for name in args.input:
+            if os.path.getsize(name) == 0:
+                raise ValueError(f"{name} is empty: no row to predict")
+            if suffix == ".csv":
+                check_csv_has_rows(Path(name))
+            part = datasets.load_dataset(INPUT_FORMATS[suffix], data_files=[name], split="train")
+            if len(part) == 0:
+                raise ValueError(f"{name} has no rows")
+            parts.append(part)
+            # CSV: line 1 is the header (a cell spanning lines shifts the count); JSON and parquet: the row.
+            origins += [f"{name} line {i + 2}" if suffix == ".csv" else f"{name} row {i}" for i in range(len(part))]
+        return datasets.concatenate_datasets(parts), origins
     if len(args.input) == 1 and not any(Path(name).suffix in INPUT_FORMATS for name in args.input):
-        return datasets.load_dataset(args.input[0], split=args.input_split)
+        rows = datasets.load_dataset(args.input[0], split=args.input_split)
+        return rows, [f"{args.input[0]} ({args.input_split}) row {i}" for i in range(len(rows))]
     missing = [name for name in args.input if not Path(name).is_file()]
     raise FileNotFoundError(f"--input files not found: {', '.join(missing)}")
 
 
-def read_json_lines(path: Path) -> list[dict]:
-    """One JSON object per non-empty line; a line that is not one is refused with the file and line."""
+def check_csv_has_rows(path: Path) -> None:
+    """A CSV with a header and at least one row; `datasets` buries the cause of either missing."""
+    lines = (line for _, line, _ in read_text_lines(path) if line.strip())
+    if next(lines, None) is None:
+        raise ValueError(f"{path} is empty: no header, no row to predict")
+    if next(lines, None) is None:
+        raise ValueError(f"{path} has a header line but no rows")
+
+
+def read_json_lines(path: Path) -> list[tuple[dict, str]]:
+    """One JSON object per non-empty line, with its `<file> line N`; anything else is refused with the file and line."""
     rows = []
-    with open(path, encoding="utf-8-sig") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path} line {number}: not JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path} line {number}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+    for index, line, where in read_text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}: not JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        rows.append((row, where))
+    if not rows:
+        raise ValueError(f"{path} is empty: no row to predict")
     return rows
+
+
+def row_ids(rows, origins: list[str], args) -> list:
+    """Each row's `--id_column` value, else its position; an empty id (a blank CSV cell) is refused."""
+    if isinstance(rows, datasets.Dataset):  # a column read, not every row decoded
+        if args.id_column not in rows.column_names:
+            return list(range(len(rows)))
+        ids = rows[args.id_column]
+    else:
+        ids = [row.get(args.id_column, index) for index, row in enumerate(rows)]
+    for where, value in zip(origins, ids):
+        if value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, float) and math.isnan(value)):
+            raise ValueError(f"{where}, field {args.id_column!r}: empty; every row needs an id (or drop the column)")
+    return ids
+
+
+def check_run(extract, rows, args) -> None:
+    """What the model's pipeline and the rows make of the arguments, before any row is predicted."""
+    relations = extract.task == PIPELINE_TASK
+    if not relations and (args.top_k is not None or args.ner_model is not None):
+        flag = "--top_k" if args.top_k is not None else "--ner_model"
+        raise ValueError(f"{flag} is for a relation extractor; --model {args.model} is a {extract.task} model")
+    if args.top_k is not None:
+        columns = rows.column_names if isinstance(rows, datasets.Dataset) else {key for row in rows for key in row}
+        if relations and "head" not in columns:
+            raise ValueError("--top_k ranks the relations of one pair; the rows are whole posts, each pair given its best")
+
+
+def fingerprint(paths: list[Path]) -> str:
+    """SHA-256 of the files' contents, in order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as content:
+            while chunk := content.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_files(args) -> list[Path]:
+    """The config and weights files of --model: its folder's, or those of the Hub snapshot the pipeline loaded."""
+    folder = Path(args.model) if Path(args.model).is_dir() else Path(cached_file(args.model, "config.json", revision=args.revision)).parent
+    return sorted(
+        path for path in folder.iterdir()
+        if path.name == "config.json" or path.suffix in (".safetensors", ".bin") or path.name.endswith(".index.json")
+    )
 
 
 def pipeline_input(row: dict, args) -> dict:
@@ -108,22 +207,40 @@ def pipeline_input(row: dict, args) -> dict:
     return example
 
 
-def claim_parts(parts: Path, args, num_rows: int) -> None:
+def claim_parts(parts: Path, args, rows) -> None:
     """
-    The part folder of this run, made or resumed: parts written for other arguments (another input,
-    model or --top_k) are refused rather than merged into this output.
+    The part folder of this run, made or resumed: parts written for another input (its files' content
+    included), model (its weights and config) or arguments are refused rather than merged into this
+    output, or, with --overwrite_output, deleted to start again. An --output without parts is not overwritten.
     """
-    run = {"model": args.model, "revision": args.revision, "input": [str(Path(name).resolve()) if Path(name).exists()
-           else name for name in args.input], "input_split": args.input_split, "rows": num_rows,
-           "id_column": args.id_column, "top_k": args.top_k, "ner_model": args.ner_model}
-    parts.mkdir(parents=True, exist_ok=True)
+    files = [Path(name) for name in args.input if Path(name).is_file()]
+    run = {
+        "model": args.model, "revision": args.revision, "model_files": fingerprint(model_files(args)),
+        "input": [str(path.resolve()) for path in files] or args.input, "input_split": args.input_split,
+        "input_files": fingerprint(files) if files else rows._fingerprint, "rows": len(rows),
+        "id_column": args.id_column, "top_k": args.top_k, "ner_model": args.ner_model,
+    }
     recorded = parts / "run.json"
-    if recorded.is_file() and json.loads(recorded.read_text()) != run:
-        raise ValueError(
-            f"{parts} holds the parts of a run with other arguments ({recorded.read_text().strip()}): "
-            "delete it to start again, or give another --output"
-        )
-    recorded.write_text(json.dumps(run))
+    if recorded.is_file():
+        before = json.loads(recorded.read_text())
+        changed = [key for key in run.keys() | before.keys() if run.get(key) != before.get(key)]
+        if changed and not args.overwrite_output:
+            what = {"input_files": "the input files' content", "model_files": "the model's weights or config"}
+            details = "; ".join(
+                what[key] if key in what else f"{key} {before.get(key)!r} -> {run.get(key)!r}" for key in sorted(changed)
+            )
+            raise ValueError(
+                f"{parts} holds the parts of a run with other arguments or inputs (changed: {details}): give "
+                "--overwrite_output to redo it, or another --output"
+            )
+        if changed:
+            shutil.rmtree(parts)
+    elif args.output.exists() and not args.overwrite_output:
+        raise FileExistsError(f"--output {args.output} exists and was not written by this run: give --overwrite_output to replace it")
+    parts.mkdir(parents=True, exist_ok=True)
+    staging = parts / ".run.json.partial"
+    staging.write_text(json.dumps(run))
+    os.replace(staging, recorded)
 
 
 def read_records(path: Path) -> list[dict]:
@@ -194,6 +311,12 @@ def merge(args, parts: Path, num_rows: int) -> dict:
     with open(rejects_path, "w", encoding="utf-8") as out:
         for index in sorted(rejects):
             out.write(json.dumps({"row": index, **rejects[index]}) + "\n")
+    if args.strict and rejects:
+        first = min(rejects)
+        raise ValueError(
+            f"--strict: {len(rejects)} rows were refused (first: row {first} (id {rejects[first]['id']!r}): "
+            f"{excerpt(rejects[first]['reason'], 200)}); every reject is in {rejects_path}"
+        )
     return {"rows": num_rows, "results": len(results), "rejects": len(rejects), "output": str(args.output),
             "rejects_file": str(rejects_path)}
 
@@ -201,20 +324,18 @@ def merge(args, parts: Path, num_rows: int) -> dict:
 def main(argv=None):
     args = parse_args(argv)
     accelerator = Accelerator()
-    rows = load_rows(args)
-    if isinstance(rows, datasets.Dataset):  # a column read, not every row decoded
-        ids = rows[args.id_column] if args.id_column in rows.column_names else list(range(len(rows)))
-    else:
-        ids = [row.get(args.id_column, index) for index, row in enumerate(rows)]
+    rows, origins = load_rows(args)
+    ids = row_ids(rows, origins, args)
+    extract = pipeline(model=args.model, revision=args.revision, trust_remote_code=True, device=accelerator.device)
+    check_run(extract, rows, args)
     parts = args.output.with_name(args.output.name + PARTS_SUFFIX)
     if accelerator.is_main_process:
-        claim_parts(parts, args, len(rows))
+        claim_parts(parts, args, rows)
     accelerator.wait_for_everyone()
     pending = sorted(set(range(len(rows))) - done_indices(parts))
     attempt = len({path.name.split("-")[1] for path in parts.glob("*.jsonl")})  # new files each launch
     accelerator.wait_for_everyone()  # every process counted the same parts before any writes its own
 
-    extract = pipeline(model=args.model, revision=args.revision, trust_remote_code=True, device=accelerator.device)
     name = f"attempt{attempt:03d}-rank{accelerator.process_index:03d}.jsonl"
     with accelerator.split_between_processes(pending) as mine:
         started, written = time.perf_counter(), 0

@@ -193,6 +193,19 @@ def parse_args(argv=None):
         parser.error(f"--method {args.method} recognizes entities: train it on one of {', '.join(NER_DATASETS)}")
     if args.checkpointing_steps not in (None, "epoch") and not args.checkpointing_steps.isdigit():
         parser.error("--checkpointing_steps must be 'epoch' or a number of steps")
+    for flag, minimum in (("max_length", 1), ("per_device_train_batch_size", 1), ("per_device_eval_batch_size", 1),
+                          ("num_train_epochs", 1), ("max_train_steps", 1), ("gradient_accumulation_steps", 1),
+                          ("num_warmup_steps", 0), ("max_train_samples", 1), ("max_eval_samples", 1),
+                          ("checkpoints_total_limit", 1), ("lora_r", 1), ("dataloader_num_workers", 0)):
+        if getattr(args, flag) is not None and getattr(args, flag) < minimum:
+            parser.error(f"--{flag} must be at least {minimum}, got {getattr(args, flag)}")
+    if args.validation_from_train is not None and not 0 < args.validation_from_train < 1:
+        parser.error(f"--validation_from_train must be a fraction in (0, 1), got {args.validation_from_train}")
+    if not 0 <= args.lora_dropout < 1:
+        parser.error(f"--lora_dropout must be in [0, 1), got {args.lora_dropout}")
+    for flag in ("data_dir", "image_dir", "crop_dir"):  # before the model is built, not when the data is read
+        if getattr(args, flag) is not None and not os.path.isdir(getattr(args, flag)):
+            parser.error(f"--{flag} {getattr(args, flag)} is not a folder")
     if args.output_dir is None:
         args.output_dir = os.path.join("outputs", f"{args.method}-{args.dataset}")
     return args

@@ -86,8 +86,58 @@ def test_wrong_argument_types_name_the_argument(processor):
     ):
         with pytest.raises(TypeError, match=message):
             extract(bad)
-    with pytest.raises(TypeError, match="top_k must be an int, got str"):
+    with pytest.raises(TypeError, match="top_k must be an int of at least 1, got '2' \\(str\\)"):
         extract(good, top_k="2")
+
+
+def test_call_arguments_are_checked_before_any_work(processor):
+    from transformers import pipeline
+
+    from method_contract import build_model
+    from modeling_mre import PIPELINE_TASK
+
+    extract = pipeline(PIPELINE_TASK, model=build_model(METHODS["mmib"], processor).eval(), processor=processor)
+    text = "obama visits berlin today"
+    good = {"text": text, "head": "obama", "tail": "berlin"}
+    # As transformers' text classification: no top_k is the best relation, top_k=None every relation.
+    assert len(extract(good)) == 1
+    everything = extract(good, top_k=None)
+    assert len(everything) == extract.model.config.num_labels
+    assert [r["score"] for r in everything] == sorted((r["score"] for r in everything), reverse=True)
+    assert extract(good, top_k=2) == everything[:2]
+    for arguments, error, message in (
+        ({"threshold": "0.5"}, TypeError, "threshold must be a number in \\[0, 1\\], got '0.5' \\(str\\)"),
+        ({"threshold": 1.5}, ValueError, "threshold must be a number in \\[0, 1\\], got 1.5"),
+        ({"top_k": 3}, TypeError, "top_k applies to one pair"),
+        ({"batch_size": 0}, ValueError, "batch_size must be an int of at least 1, got 0"),
+    ):
+        with pytest.raises(error, match=message):
+            extract(text=text, entities=["obama", "berlin"], **arguments)
+    # A whole post's argument given for one pair, or a misspelt one, is refused by name rather than ignored.
+    with pytest.raises(TypeError, match="threshold filters the pairs of a whole post"):
+        extract(good, threshold=0.5)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'topk'"):
+        extract(good, topk=2)
+
+
+def test_relation_names_and_placeholders_are_checked(processor):
+    with pytest.raises(TypeError, match="relation names must be non-empty strings, got 1 \\(int\\)"):
+        processor.encode_relations({1: "{head} founded {tail}"})
+    with pytest.raises(ValueError, match="relation 'founded_by': its description names \\{haed\\}; .* only \\{head\\} and \\{tail\\}"):
+        processor.encode_relations({"founded_by": ["{tail} founded {head}", "{haed} was founded by {tail}"]}, [("a", "b")])
+    assert processor.encode_relations({"founded_by": "{head} was founded by {tail}"}, [("a", "b")])["relation_names"] == ["founded_by"]
+
+
+def test_processor_options_are_checked_by_name(processor):
+    from modeling_mre import MNERProcessor, MREProcessor
+
+    for cls, option, value, error in (
+        (MREProcessor, "max_length", "128", TypeError),
+        (MREProcessor, "max_object_crops", -1, ValueError),
+        (MNERProcessor, "stride", 2.0, TypeError),
+    ):
+        with pytest.raises(error, match=f"{option} must be an int of at least"):
+            cls(image_processor=processor.image_processor, tokenizer=processor.tokenizer, **{option: value})
 
 
 def test_whole_posts_give_every_ordered_pair(processor, tmp_path):
@@ -133,3 +183,23 @@ def test_whole_posts_give_every_ordered_pair(processor, tmp_path):
     assert {p["head_offsets"] for p in post} <= spans
     with pytest.raises(TypeError, match="entities must be a list"):
         extract(text=text, entities="obama")
+
+
+def test_whole_post_entities_once_and_ner_model_named(processor, tmp_path):
+    from transformers import pipeline
+
+    from method_contract import build_model
+    from modeling_mre import PIPELINE_TASK
+    from modeling_mre.hub import save_hub_folder
+
+    model = build_model(METHODS["mmib"], processor).eval()
+    extract = pipeline(PIPELINE_TASK, model=model, processor=processor)
+    text = "obama visits berlin today"
+    # The same entity as a string and as its offsets is one entity: two entities, two ordered pairs.
+    post = extract(text=text, entities=["obama", (0, 5), "berlin", (13, 19)])
+    assert sorted((p["head_offsets"], p["tail_offsets"]) for p in post) == [((0, 5), (13, 19)), ((13, 19), (0, 5))]
+    with pytest.raises(FileNotFoundError, match=f"ner_model '{tmp_path / 'absent'}' is not a model folder"):
+        extract(text=text, ner_model=str(tmp_path / "absent"))
+    save_hub_folder(model, processor, tmp_path / "relations")
+    with pytest.raises(ValueError, match=f"is a relation extractor \\({PIPELINE_TASK}\\); ner_model needs an entity recognizer"):
+        extract(text=text, ner_model=str(tmp_path / "relations"))

@@ -221,11 +221,34 @@ class TestFilesAndSchema:
             (marked / name).write_bytes(b"\xef\xbb\xbf" + (marked / name).read_bytes())
         assert load_mnre(marked)["train"].to_list() == plain.to_list()
 
-    def test_empty_split_file(self, tmp_path):
+    def test_empty_split_file_is_refused(self, tmp_path):
         root = write_dataset(tmp_path / "data", [record()])
-        (root / "ours_test.txt").write_text("\n")
-        dataset = load_mnre(root, cache_dir=tmp_path / "cache")
-        assert dataset["test"].num_rows == 0 and dataset["test"].features == dataset["train"].features
+        for content in ("", "\n  \n"):
+            (root / "ours_test.txt").write_text(content)
+            with pytest.raises(ValueError, match=f"{root / 'ours_test.txt'} is empty: no record to read"):
+                load_mnre(root, cache_dir=tmp_path / "cache")
+
+    def test_line_endings_encodings_and_cut_emoji(self, tmp_path, caplog):
+        lines = [record(), record(relation="None")]
+        plain = load_mnre(write_dataset(tmp_path / "plain", lines), cache_dir=tmp_path / "cache")["train"]
+        for ending in ("\r", "\r\n"):  # classic Mac and Windows exports read as the same rows
+            root = write_dataset(tmp_path / f"ending{len(ending)}", lines)
+            (root / "ours_train.txt").write_bytes((root / "ours_train.txt").read_bytes().replace(b"\n", ending.encode()))
+            assert load_mnre(root, cache_dir=tmp_path / "cache")["train"].to_list() == plain.to_list()
+        root = write_dataset(tmp_path / "latin1", lines)
+        content = (root / "ours_train.txt").read_bytes()
+        (root / "ours_train.txt").write_bytes(content.replace(b"Porto'", b"P\xf6rto'", 1))
+        byte = content.index(b"Porto'") + 1
+        with pytest.raises(ValueError, match=f"ours_train.txt line 1: byte {byte} is not UTF-8 \\(b'\\\\xf6'\\)"):
+            load_mnre(root, cache_dir=tmp_path / "cache")
+        # A token cut inside an emoji, written as a '\\ud83d' escape: read as U+FFFD, and counted.
+        cut = record(token=[*record()["token"][:-1], "today\ud83d"])
+        with caplog.at_level(logging.WARNING):
+            rows = load_mnre(write_dataset(tmp_path / "cut", [record(), cut]), cache_dir=tmp_path / "cache")["train"]
+        assert rows[1]["tokens"][-1] == "today\ufffd"
+        assert "unpaired surrogate characters replaced by U+FFFD in 1 lines (first: line 2)" in caplog.text
+        with pytest.raises(NotADirectoryError, match="data_dir '.*absent' is not a folder"):
+            load_mnre(tmp_path / "absent")
 
     def test_present_images_and_crops(self, tmp_path, caplog):
         root = write_dataset(tmp_path / "data", [record(), "", record(img_id="img_1.jpg")])

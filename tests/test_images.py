@@ -163,3 +163,44 @@ def test_every_form_transformers_accepts_gives_the_same_picture(tmp_path):
         load_image("data:image/png;base64," + "A" * 300)
     with pytest.raises(ValueError, match=r"must be \(height, width, 3\)"):
         load_image(np.zeros((4, 4)))
+
+
+@pytest.mark.parametrize("size", [(512, 1), (1, 512), (300, 3)])
+def test_extreme_aspect_ratios_are_padded_before_scaling(processor, size):
+    import tracemalloc
+
+    from transformers import CLIPImageProcessor
+
+    from modeling_mre import MREProcessor
+    from modeling_mre.models.images_mre import MAX_ASPECT_RATIO, bounded_aspect
+
+    banner = Image.new("RGB", size, (200, 0, 0))
+    bounded = bounded_aspect(banner)
+    long_side = max(size)
+    assert max(bounded.size) == long_side and min(bounded.size) == -(-long_side // MAX_ASPECT_RATIO)
+    assert {colour: count for count, colour in bounded.getcolors()}[(200, 0, 0)] == size[0] * size[1]  # all of it kept
+    photo = Image.new("RGB", (40 * MAX_ASPECT_RATIO, 40))
+    assert bounded_aspect(photo) is photo  # within the bound: untouched
+    # The short side scaled to 64 pixels: unbounded, a 512x1 banner became 32768x64 (12 MB of floats).
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 32, "width": 32})
+    bounded_processor = MREProcessor(image_processor=image_processor, tokenizer=processor.tokenizer, max_length=16)
+    bounded_processor(text="a b", head="a", tail="b", images=photo)  # what is allocated once, before measuring
+    tracemalloc.start()
+    try:
+        encoding = bounded_processor(text="a b", head="a", tail="b", images=banner)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert encoding["pixel_values"].shape == (1, 3, 32, 32)
+    assert peak < 2**20
+
+
+def test_a_folder_is_named_as_a_folder(tmp_path):
+    from modeling_mre.models.images_mre import image_size
+
+    folder = tmp_path / "photo.jpg"
+    folder.mkdir()
+    for read in (load_image, image_size):
+        with pytest.raises(ValueError, match=f"image path {folder} is a folder, not an image file"):
+            read(str(folder))
+    assert image_file_problem(folder) == "is a folder, not an image file"  # what the readers' fallback reports

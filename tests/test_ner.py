@@ -196,6 +196,9 @@ def test_bad_twitter_lines_name_the_file_line_and_field(tmp_path):
         "no IMGID": ("Obama\tB-PER\n", "line 1, field 'IMGID': a word line before any 'IMGID:' line"),
         "empty tweet": ("IMGID:1\n\nIMGID:2\nObama\tO\n", "line 1, field 'IMGID': tweet '1' has no words"),
         "empty word": (good.replace("visits\tO", "\tO"), "line 3, field 'token': empty"),
+        "no image id": (good.replace("IMGID:2", "IMGID: "), "line 5, field 'IMGID': expected an image name, got ''"),
+        "empty file": ("", "is empty: no tweet to read"),
+        "blank lines only": ("\n\n", "is empty: no tweet to read"),
     }
     for name, (text, message) in cases.items():
         folder = tmp_path / name.replace(" ", "_")
@@ -215,6 +218,17 @@ def test_bad_twitter_lines_name_the_file_line_and_field(tmp_path):
     rows = load_twitter_mner(folder)["train"]
     assert rows["tokens"] == [["Obama", "visits"], ["Berlin"]]
     assert [[NER_TAGS[t] for t in tags] for tags in rows["ner_tags"]] == [["B-PER", "O"], ["B-MISC"]]
+    # Exported with CR-only (classic Mac) or CRLF line endings: the same tweets.
+    for ending in ("\r", "\r\n"):
+        (folder / "train.txt").write_text(good.replace("\n", ending), encoding="utf-8", newline="")
+        assert load_twitter_mner(folder)["train"]["tokens"] == rows["tokens"]
+    # A long line is quoted in part: no message holds a whole file.
+    (folder / "train.txt").write_text("IMGID:1\n" + "word " * 20000 + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 2, field 'tag': expected 'token<TAB>tag', got 0 tabs in 'word word") as error:
+        load_twitter_mner(folder)
+    assert len(str(error.value)) < 300
+    with pytest.raises(NotADirectoryError, match="image_dir '.*absent' is not a folder"):
+        load_twitter_mner(folder, image_dir=tmp_path / "absent")
 
 
 def test_the_mner_demo_reads_with_its_absent_pictures_counted(tmp_path, caplog):
@@ -337,3 +351,19 @@ def test_an_entity_recognizer_killed_mid_epoch_resumes_as_if_never_stopped(tmp_p
         assert resumed[split]["per_type"].keys() == reference[split]["per_type"].keys()
         for entity_type, row in reference[split]["per_type"].items():
             assert resumed[split]["per_type"][entity_type]["f1"] == pytest.approx(row["f1"], abs=1e-6), (split, entity_type)
+
+
+def test_the_entity_pipeline_reads_a_cut_emoji_and_refuses_relation_arguments(ner_processor):
+    from transformers import pipeline
+
+    from ner_contract import build_tagger
+    from modeling_mre import NER_METHODS, NER_PIPELINE_TASK
+
+    recognise = pipeline(NER_PIPELINE_TASK, model=build_tagger(NER_METHODS["mmib"], ner_processor).eval(), processor=ner_processor)
+    # A tweet cut inside an emoji: read as U+FFFD in its place, so the words keep their offsets.
+    cut = recognise(text="obama visits berlin \ud83d", aggregation_strategy="none")
+    whole = recognise(text="obama visits berlin \ufffd", aggregation_strategy="none")
+    assert [(w["entity"], w["start"], w["end"]) for w in cut] == [(w["entity"], w["start"], w["end"]) for w in whole]
+    for argument in ({"top_k": 2}, {"threshold": 0.5}):
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{next(iter(argument))}'"):
+            recognise(text="obama visits berlin", **argument)

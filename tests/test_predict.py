@@ -137,3 +137,107 @@ def test_two_processes_give_what_one_gives(model_folder, tmp_path):
     assert two_rows["id"] == one_rows["id"] == [f"post-{i}" for i in range(50) if i != 7]
     for ours, theirs in zip(two_rows["results"], one_rows["results"]):
         assert json.loads(ours)[0]["relation"] == json.loads(theirs)[0]["relation"]
+
+
+@pytest.fixture(scope="module")
+def predict_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("predict_accelerate", REPO / "predict_accelerate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_arguments_are_refused_before_any_row(predict_script, tmp_path, capsys):
+    posts = tmp_path / "posts.jsonl"
+    write_posts(posts, 2)
+    (tmp_path / "out.jsonl").mkdir()
+    for arguments, message in (
+        (["--output", str(tmp_path / "out.jsonl")], "is a folder; give the results file"),
+        (["--output", str(posts)], "is one of the --input files: the results would overwrite the posts"),
+        (["--output", str(tmp_path / "r.jsonl"), "--top_k", "0"], "--top_k must be at least 1"),
+        (["--output", str(tmp_path / "r.jsonl"), "--batch_size", "0"], "--batch_size must be at least 1, got 0"),
+    ):
+        with pytest.raises(SystemExit):
+            predict_script.parse_args(["--model", "m", "--input", str(posts), *arguments])
+        assert message in capsys.readouterr().err
+
+
+def test_inputs_that_hold_no_rows_or_an_empty_id_are_named(predict_script, tmp_path):
+    def rows_of(name: str, content: str):
+        path = tmp_path / name
+        path.write_text(content, newline="")
+        args = predict_script.parse_args(["--model", "m", "--input", str(path), "--output", str(tmp_path / "r.jsonl")])
+        rows, origins = predict_script.load_rows(args)
+        return predict_script.row_ids(rows, origins, args)
+
+    for name, content, message in (
+        ("empty.csv", "", "empty.csv is empty"),
+        ("header.csv", "id,text,head,tail\r\n", "header.csv has a header line but no rows"),
+        ("blank.jsonl", "\n\n", "blank.jsonl is empty: no row to predict"),
+        ("ids.csv", "id,text\n1,a b\n,c d\n3,e f\n", "ids.csv line 3, field 'id': empty"),
+        ("ids.jsonl", '{"id": "a", "text": "x"}\n{"id": "", "text": "y"}\n', "ids.jsonl line 2, field 'id': empty"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            rows_of(name, content)
+    assert rows_of("mac.jsonl", '{"id": "a"}\r{"id": "b"}\r') == ["a", "b"]  # CR-only line endings
+    assert rows_of("ids.csv", "id,text\n1,a b\n3,e f\n") == [1, 3]
+
+
+def test_top_k_for_an_entity_recognizer_or_whole_posts_is_refused(predict_script, model_folder, ner_processor, tmp_path):
+    from transformers import pipeline
+
+    from modeling_mre import NER_METHODS
+    from modeling_mre.hub import save_hub_folder
+    from ner_contract import build_tagger
+
+    save_hub_folder(build_tagger(NER_METHODS["mmib"], ner_processor).eval(), ner_processor, tmp_path / "ner")
+    recognise = pipeline(model=str(tmp_path / "ner"), trust_remote_code=True)
+    rows = [{"id": "a", "text": "obama visits berlin"}]
+    for flag in (["--top_k", "2"], ["--ner_model", str(tmp_path / "ner")]):
+        args = predict_script.parse_args(["--model", str(tmp_path / "ner"), "--input", "x.jsonl", "--output", "r.jsonl", *flag])
+        with pytest.raises(ValueError, match=f"{flag[0]} is for a relation extractor; --model .* is a multimodal-token-classification model"):
+            predict_script.check_run(recognise, rows, args)
+    extract = pipeline(model=str(model_folder), trust_remote_code=True)
+    args = predict_script.parse_args(["--model", str(model_folder), "--input", "x.jsonl", "--output", "r.jsonl", "--top_k", "2"])
+    with pytest.raises(ValueError, match="--top_k ranks the relations of one pair; the rows are whole posts"):
+        predict_script.check_run(extract, [{"text": "obama visits berlin", "entities": ["obama", "berlin"]}], args)
+    predict_script.check_run(extract, [{"text": "obama visits berlin", "head": "obama", "tail": "berlin"}], args)
+
+
+def test_a_relaunch_sees_a_changed_input_or_model_and_strict_fails_on_rejects(model_folder, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(model_folder, model)
+    posts, output = tmp_path / "posts.jsonl", tmp_path / "relations.jsonl"
+    write_posts(posts, 6, bad={2})
+    with open(posts, "a") as more:  # a post cut inside an emoji is read, not rejected
+        more.write(json.dumps({"id": "cut", "text": "obama visits berlin \ud83d", "head": "obama", "tail": "berlin"}) + "\n")
+    args = ["--model", str(model), "--input", str(posts), "--output", str(output)]
+    first = predict(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert json.loads(first.stdout.strip().splitlines()[-1])["rejects"] == 1
+    assert read_jsonl(output)[-1]["id"] == "cut"
+    strict = predict(*args, "--strict")  # nothing left to do, but the run has a reject
+    assert strict.returncode != 0 and "--strict: 1 rows were refused (first: row 2 (id 'post-2')" in strict.stderr
+
+    write_posts(posts, 6)  # the rejected row fixed in the input
+    refused = predict(*args)
+    assert refused.returncode != 0
+    assert "(changed: the input files' content; rows 7 -> 6): give --overwrite_output to redo it" in refused.stderr
+    redone = predict(*args, "--overwrite_output", "--strict")
+    assert redone.returncode == 0, redone.stderr[-3000:]
+    assert [r["id"] for r in read_jsonl(output)] == [f"post-{i}" for i in range(6)]
+
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "id2label": {**config["id2label"], "0": "renamed"}}))
+    retrained = predict(*args)
+    assert retrained.returncode != 0 and "(changed: the model's weights or config)" in retrained.stderr
+
+    other = tmp_path / "someone_elses.jsonl"
+    other.write_text("kept\n")
+    kept = predict("--model", str(model), "--input", str(posts), "--output", str(other))
+    assert kept.returncode != 0 and "exists and was not written by this run" in kept.stderr
+    assert other.read_text() == "kept\n"

@@ -112,11 +112,51 @@ def test_dynamic_padding(processor):
 
 @pytest.mark.parametrize(
     "head, message",
-    [("Merkel", "not found"), ("a", "occurs 2 times"), ((3, 99), "not a non-empty range"), (42, "must be a string")],
+    [
+        ("Merkel", "not found"),
+        ("a", "occurs 2 times"),
+        ((3, 99), "not a non-empty range"),
+        (42, "must be a string"),
+        ("  ", "empty or blank string"),
+        ((1, 2), "head span \\(1, 2\\) is only whitespace"),
+        # A dataset record's token span given with raw text: its name shows it is not character offsets.
+        ({"name": "visits", "start": 0, "end": 1}, "name 'visits' is not the text at characters \\[0, 1\\), 'a'"),
+    ],
 )
 def test_bad_entities_are_clear_errors(processor, head, message):
     with pytest.raises((ValueError, TypeError), match=message):
         processor(text="a visits Berlin a", head=head, tail="Berlin")
+
+
+def test_offsets_of_any_integer_type_and_a_dict_naming_its_text(processor):
+    import numpy as np
+
+    expected = processor(text="a visits Berlin a", head=(9, 15), tail=(2, 8))["input_ids"]
+    for head in ((np.int64(9), np.int32(15)), {"name": "Berlin", "start": np.int64(9), "end": 15}, {"start": 9, "end": 15}):
+        assert torch.equal(processor(text="a visits Berlin a", head=head, tail=(2, 8))["input_ids"], expected)
+    words = ["a", "visits", "b"]
+    numpy_span = processor(tokens=words, head={"start": np.int64(0), "end": np.int64(1)}, tail={"start": 2, "end": 3})
+    assert torch.equal(numpy_span["input_ids"], processor(tokens=words, head={"start": 0, "end": 1}, tail={"start": 2, "end": 3})["input_ids"])
+
+
+def test_unpaired_surrogates_are_replaced_one_for_one_and_counted(processor, caplog):
+    from modeling_mre import MNERProcessor
+
+    # A post cut inside an emoji: "\ud83d" alone is valid JSON and a valid str, but no tokenizer takes it.
+    cut = "obama visits berlin \ud83d"
+    whole = "obama visits berlin \ufffd"
+    with caplog.at_level("WARNING"):
+        encoding = processor(text=cut, head="obama", tail=(13, 19), relations={"in": "{head} in {tail} \ud83d"})
+    assert "1 unpaired surrogate characters" in caplog.text and "replaced by U+FFFD" in caplog.text
+    reference = processor(text=whole, head="obama", tail=(13, 19), relations={"in": "{head} in {tail} \ufffd"})
+    for key in ("input_ids", "relation_input_ids"):
+        assert torch.equal(encoding[key], reference[key])
+    # An entity string holding the surrogate is found where the text holds it; offsets still count it.
+    assert torch.equal(processor(text=cut, head="obama", tail="berlin \ud83d")["input_ids"],
+                       processor(text=whole, head="obama", tail=(13, 21))["input_ids"])
+    ner = MNERProcessor(image_processor=processor.image_processor, tokenizer=processor.tokenizer, max_length=16, stride=2)
+    assert torch.equal(ner(text=cut)["input_ids"], ner(text=whole)["input_ids"])
+    assert torch.equal(ner(tokens=["obama", "\udc00"])["input_ids"], ner(tokens=["obama", "\ufffd"])["input_ids"])
 
 
 def test_empty_text_and_both_inputs_are_errors(processor):

@@ -604,3 +604,19 @@ def test_an_unknown_scheduler_is_refused_by_the_command_line(train_script, capsy
     with pytest.raises(SystemExit):
         train_script.parse_args(["--lr_scheduler_type", "linearr"])
     assert "invalid choice: 'linearr'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be at least 1, got 0"),
+        (["--num_train_epochs", "-1"], "--num_train_epochs must be at least 1, got -1"),
+        (["--validation_from_train", "1.5"], "--validation_from_train must be a fraction in (0, 1), got 1.5"),
+        (["--lora_dropout", "1"], "--lora_dropout must be in [0, 1), got 1.0"),
+        (["--dataset", "mnre", "--data_dir", "no/such/folder"], "--data_dir no/such/folder is not a folder"),
+    ],
+)
+def test_arguments_out_of_range_are_refused_before_any_work(train_script, capsys, flags, message):
+    with pytest.raises(SystemExit):
+        train_script.parse_args(flags)
+    assert message in capsys.readouterr().err

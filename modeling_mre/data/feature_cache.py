@@ -32,7 +32,7 @@ import datasets
 import numpy as np
 import torch
 
-from ..models.images_mre import load_image
+from ..models.images_mre import load_image, processor_pixels
 from ..models.processing_mre import center_box_to_corners, crop_to_box, normalised_box
 
 
@@ -360,7 +360,7 @@ def _encode(pending, model, processor) -> tuple[list[str], np.ndarray]:
         image = load_image(picture)
         # As the processor crops an object tail from its image.
         images.append(crop_to_box(image, normalised_box(tail, image, "tail")) if tail is not None else image)
-    pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    pixels = processor_pixels(processor.image_processor, images)
     with torch.no_grad():
         features = model.get_image_features(pixels.to(model.device)).float().cpu().numpy()
     return [key for key, _, _ in pending], features

@@ -14,6 +14,7 @@ from .schema import (
     check_text_entity,
     find_split_files,
     first_existing,
+    folder_argument,
     is_int,
     is_plain_file_name,
     read_literal_lines,
@@ -65,9 +66,8 @@ def load_mnre(
         strict: Raise on absent or unreadable images and crops instead of falling back.
         cache_dir: Where `datasets` caches the Arrow files; defaults to the `datasets` cache.
     """
-    # Absolute, because the cached rows keep image paths that must not depend on the working directory.
-    data_dir = Path(data_dir).absolute()
-    image_root = Path(image_dir).absolute() if image_dir is not None else data_dir / "img_org"
+    data_dir = folder_argument("data_dir", data_dir)
+    image_root = folder_argument("image_dir", image_dir) if image_dir is not None else data_dir / "img_org"
     rel2id_file = first_existing(data_dir, _REL2ID_CANDIDATES)
     if rel2id_file is None:
         tried = ", ".join(str(data_dir / name) for name in _REL2ID_CANDIDATES)

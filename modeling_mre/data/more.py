@@ -31,6 +31,7 @@ from .schema import (
     check_record_fields,
     check_text_entity,
     find_split_files,
+    folder_argument,
     read_literal_lines,
     read_rel2id,
     record_features,
@@ -73,9 +74,8 @@ def load_more(
         strict: Raise on absent or unreadable images instead of falling back.
         cache_dir: Where `datasets` caches the Arrow files; defaults to the `datasets` cache.
     """
-    # Absolute, because the cached rows keep image paths that must not depend on the working directory.
-    data_dir = Path(data_dir).absolute()
-    image_root = Path(image_dir).absolute() if image_dir is not None else data_dir / "img_org"
+    data_dir = folder_argument("data_dir", data_dir)
+    image_root = folder_argument("image_dir", image_dir) if image_dir is not None else data_dir / "img_org"
     rel2id_file = data_dir / "rel2id.json"
     if not rel2id_file.is_file():
         raise FileNotFoundError(f"No label file found at {rel2id_file}")

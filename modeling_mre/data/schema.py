@@ -17,6 +17,7 @@ from typing import Any
 import datasets
 
 from ..models.images_mre import image_file_problem
+from ..models.processing_mre import encodable
 
 
 logger = logging.getLogger(__name__)
@@ -84,18 +85,75 @@ def is_plain_file_name(value: Any) -> bool:
     return isinstance(value, str) and value not in ("", ".", "..") and Path(value).name == value and "\\" not in value
 
 
+def folder_argument(name: str, value: str | os.PathLike) -> Path:
+    """A reader's folder argument, absolute (cached rows keep paths that must not depend on the working directory)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a folder path, got {type(value).__name__}")
+    if not Path(value).is_dir():
+        raise NotADirectoryError(f"{name} {os.fspath(value)!r} is not a folder")
+    return Path(value).absolute()
+
+
+def excerpt(text: str, limit: int = 80) -> str:
+    """`repr(text)`, its middle cut beyond `limit` characters: a message quotes at most part of a line."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[: limit // 2]}...{shown[-limit // 4 :]} ({len(text)} characters)"
+
+
+def read_text_lines(path: Path) -> Iterator[tuple[int, str, str]]:
+    """
+    `(0-based line index, line, "<path> line N")` per line of a UTF-8 text file (a BOM dropped), with
+    LF, CRLF or CR-only line endings; a line that is not UTF-8 is refused, naming the line and byte.
+    """
+    data = path.read_bytes()
+    raw_lines = data.split(b"\n") if b"\n" in data else data.split(b"\r")  # CR alone: classic Mac exports
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()  # the file's final line ending
+    for index, raw in enumerate(raw_lines):
+        where = f"{path} line {index + 1}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{where}: byte {err.start} is not UTF-8 ({raw[err.start:err.start + 1]!r})") from None
+        if index == 0:
+            line = line.removeprefix("\ufeff")
+        yield index, line.removesuffix("\r"), where
+
+
+def _encodable_literal(value: Any) -> Any:
+    """A parsed literal with the unpaired surrogates of its strings replaced (see `encodable`)."""
+    if isinstance(value, str):
+        return encodable(value)
+    if isinstance(value, dict):
+        return {key: _encodable_literal(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(map(_encodable_literal, value))
+    return value
+
+
 def read_literal_lines(path: Path) -> Iterator[tuple[int, Any, str]]:
-    """`(0-based line index, parsed Python literal, "<path> line N")` per non-blank line; never `eval`."""
-    with open(path, encoding="utf-8-sig") as f:
-        for index, line in enumerate(f):
-            if not line.strip():
-                continue
-            where = f"{path} line {index + 1}"
-            try:
-                value = ast.literal_eval(line.strip())
-            except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError) as err:
-                raise ValueError(f"{where}: not a Python literal ({type(err).__name__}: {err})") from None
-            yield index, value, where
+    """
+    `(0-based line index, parsed Python literal, "<path> line N")` per non-blank line; never `eval`. A
+    file without any is refused. Unpaired surrogates (`'\\ud83d'` escapes: no tokenizer or Arrow string
+    takes them) become U+FFFD, the lines holding them counted in one warning.
+    """
+    count, replaced = 0, []
+    for index, line, where in read_text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            value = ast.literal_eval(line.strip())
+        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError) as err:
+            raise ValueError(f"{where}: not a Python literal ({type(err).__name__}: {excerpt(str(err))})") from None
+        encoded = _encodable_literal(value)
+        if encoded != value:
+            replaced.append(index + 1)
+        count += 1
+        yield index, encoded, where
+    if replaced:
+        logger.warning(f"{path}: unpaired surrogate characters replaced by U+FFFD in {len(replaced)} lines (first: line {replaced[0]})")
+    if not count:
+        raise ValueError(f"{path} is empty: no record to read")
 
 
 def check_record_fields(record: Any, keys: tuple[str, ...], rel2id: dict[str, int], where: str) -> list[str]:
@@ -221,12 +279,10 @@ def resolve_pictures(
 def build_split(
     key: str, rows: list[dict[str, Any]], features: datasets.Features, cache_dir: str | os.PathLike | None
 ) -> datasets.Dataset:
-    """A split of `rows` (dicts of the record schema), cached by `datasets` under a hash of their content."""
-    if not rows:
-        # datasets cannot build a split from a generator that yields nothing.
-        return datasets.Dataset.from_dict(
-            {name: [] for name in features}, features=features, split=datasets.NamedSplit(key)
-        )
+    """
+    A split of `rows` (dicts of the record schema, at least one: the readers refuse empty files), cached by
+    `datasets` under a hash of their content.
+    """
     # The rows hold the parsed content and every resolved path, so hashing them invalidates the
     # cache whenever an input file or the set of present images changes. datasets' own hash of
     # gen_kwargs (a pure-Python dill pass) would take seconds on MNRE train; C pickle takes ms.

@@ -11,7 +11,16 @@ from typing import Any
 import datasets
 import torch
 
-from .schema import build_split, first_existing, is_plain_file_name, present_files, resolve_pictures
+from .schema import (
+    build_split,
+    excerpt,
+    first_existing,
+    folder_argument,
+    is_plain_file_name,
+    present_files,
+    read_text_lines,
+    resolve_pictures,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -82,9 +91,9 @@ def load_twitter_mner(
         strict: Raise on absent or unreadable pictures instead of falling back to "no image".
         cache_dir: Where `datasets` caches the Arrow files; defaults to the `datasets` cache.
     """
-    data_dir = Path(data_dir).absolute()
-    image_dir = Path(image_dir).absolute() if image_dir is not None else data_dir / "images"
-    crop_root = Path(crop_dir).absolute() if crop_dir is not None else data_dir / "crops"
+    data_dir = folder_argument("data_dir", data_dir)
+    image_dir = folder_argument("image_dir", image_dir) if image_dir is not None else data_dir / "images"
+    crop_root = folder_argument("crop_dir", crop_dir) if crop_dir is not None else data_dir / "crops"
     split_files = {key: first_existing(data_dir, names) for key, names in _SPLITS.items()}
     split_files = {key: path for key, path in split_files.items() if path is not None}
     if not split_files:
@@ -147,43 +156,33 @@ def read_conll_tweets(path: Path) -> list[dict[str, Any]]:
                 raise ValueError(f"{path} line {tweet['line'] + 1}, field 'IMGID': tweet {tweet['image_id']!r} has no words")
             tweets.append(tweet)
 
-    with open(path, "rb") as f:
-        raw_lines = f.read().split(b"\n")
-    if raw_lines and raw_lines[-1] == b"":
-        raw_lines.pop()  # the file's final newline
-    for index, raw in enumerate(raw_lines):
-        where = f"{path} line {index + 1}"
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{where}: byte {err.start} is not UTF-8 ({raw[err.start:err.start + 1]!r})") from None
-        if index == 0:
-            line = line.removeprefix("\ufeff")
-        line = line.removesuffix("\r")
+    for index, line, where in read_text_lines(path):
         if not line.strip():
             flush()
             tweet = None
         elif line.startswith("IMGID:"):
             flush()
             image_id = line[len("IMGID:") :].strip()
-            if not is_plain_file_name(image_id + _IMAGE_EXTENSION):
-                raise ValueError(f"{where}, field 'IMGID': expected an image name, got {image_id!r}")
+            if not image_id or not is_plain_file_name(image_id + _IMAGE_EXTENSION):
+                raise ValueError(f"{where}, field 'IMGID': expected an image name, got {excerpt(image_id)}")
             tweet = {"image_id": image_id, "tokens": [], "ner_tags": [], "line": index}
         else:
             if tweet is None:
                 raise ValueError(f"{where}, field 'IMGID': a word line before any 'IMGID:' line opens its tweet")
             fields = line.split("\t")
             if len(fields) != 2:
-                raise ValueError(f"{where}, field 'tag': expected 'token<TAB>tag', got {len(fields) - 1} tabs in {line!r}")
+                raise ValueError(f"{where}, field 'tag': expected 'token<TAB>tag', got {len(fields) - 1} tabs in {excerpt(line)}")
             token, written_tag = fields
             if not token:
                 raise ValueError(f"{where}, field 'token': empty")
             tag = normalise_tag(written_tag.strip())
             if tag is None:
-                raise ValueError(f"{where}, field 'tag': unknown tag {written_tag!r}; known: O, B-/I- of PER, LOC, ORG, MISC (or OTHER)")
+                raise ValueError(f"{where}, field 'tag': unknown tag {excerpt(written_tag)}; known: O, B-/I- of PER, LOC, ORG, MISC (or OTHER)")
             tweet["tokens"].append(token)
             tweet["ner_tags"].append(tag)
     flush()  # a file may end right after its last word (Twitter-2015's do)
+    if not tweets:
+        raise ValueError(f"{path} is empty: no tweet to read")
     return tweets
 
 

@@ -1,6 +1,7 @@
 """Opening images of any mode and size as RGB, with errors that name the file."""
 
 import io
+import math
 import os
 import re
 
@@ -14,6 +15,11 @@ from transformers.image_utils import load_image as transformers_load_image
 # thumbnail): every vision processor shrinks them to a few hundred pixels anyway, and a 50-megapixel
 # photo would otherwise cost seconds and hundreds of MB before that.
 MAX_IMAGE_SIDE = 2048
+# Vision processors scale a picture's short side to a fixed size (224, 256): a 2048x1 banner would become
+# 524288x256 pixels, about 1.2 GB as floats. A picture whose long side exceeds this many times its short
+# side is first padded with white (as transparency is composed) to that ratio: its content stays whole,
+# and its processing costs at most this many times a square picture's.
+MAX_ASPECT_RATIO = 8
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 # What `load_image` reads, as errors name it.
 IMAGE_TYPES = (str, os.PathLike, bytes, bytearray, memoryview, dict, Image.Image, np.ndarray, torch.Tensor)
@@ -42,6 +48,22 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def bounded_aspect(image: Image.Image) -> Image.Image:
+    """`image`, centred on a white canvas widened to `MAX_ASPECT_RATIO` when it is narrower than that."""
+    width, height = image.size
+    if max(width, height) <= MAX_ASPECT_RATIO * min(width, height):
+        return image
+    size = (width, math.ceil(width / MAX_ASPECT_RATIO)) if width > height else (math.ceil(height / MAX_ASPECT_RATIO), height)
+    canvas = Image.new("RGB", size, (255, 255, 255))
+    canvas.paste(image, ((size[0] - width) // 2, (size[1] - height) // 2))
+    return canvas
+
+
+def processor_pixels(image_processor, pictures: list[Image.Image]) -> torch.Tensor:
+    """`pixel_values` (pictures, 3, H, W) of RGB pictures, each first bounded in aspect (`bounded_aspect`)."""
+    return image_processor([bounded_aspect(picture) for picture in pictures], return_tensors="pt")["pixel_values"]
+
+
 def _decoding_problem(error: Exception) -> str:
     if isinstance(error, Image.DecompressionBombError):
         return f"is too large to decode safely ({error})"
@@ -58,6 +80,8 @@ def image_file_problem(path: str | os.PathLike) -> str | None:
     What makes an existing file unusable as an image ("is empty", "is not an image ...", "cannot be
     decoded ..."), or None. JPEGs are decoded at 1/8 scale, so checking a whole dataset stays fast.
     """
+    if os.path.isdir(path):
+        return "is a folder, not an image file"
     if os.path.getsize(path) == 0:
         return "is empty"
     try:
@@ -74,6 +98,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     Decode an image file to RGB, upright (EXIF orientation applied) and at most `MAX_IMAGE_SIDE` on
     its long side. Raises `FileNotFoundError` or `ValueError` naming the file and what is wrong.
     """
+    if os.path.isdir(path):
+        raise ValueError(f"image path {os.fspath(path)} is a folder, not an image file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image file {os.fspath(path)} not found")
     if os.path.getsize(path) == 0:
@@ -120,6 +146,8 @@ def image_size(image) -> tuple[int, int]:
         return image.size
     if not _is_file_path(image):
         return load_image(image).size
+    if os.path.isdir(image):
+        raise ValueError(f"image path {os.fspath(image)} is a folder, not an image file")
     if not os.path.isfile(image):
         raise FileNotFoundError(f"image file {os.fspath(image)} not found")
     try:

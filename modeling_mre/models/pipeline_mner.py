@@ -36,7 +36,8 @@ class MultimodalEntityRecognitionPipeline(ExampleBatchesPipeline):
             inputs = {key: kwargs.pop(key) for key in ("text", "image") if key in kwargs}
         return super().__call__(inputs, **kwargs)
 
-    def _sanitize_parameters(self, aggregation_strategy=None, ignore_labels=None, **kwargs):
+    def _sanitize_parameters(self, aggregation_strategy=None, ignore_labels=None):
+        # No **kwargs: an argument of the relation pipeline (top_k, threshold) is refused by name, not ignored.
         postprocess_params = {}
         if aggregation_strategy is not None:
             strategy = getattr(aggregation_strategy, "value", aggregation_strategy)  # transformers' enum or a str

@@ -1,5 +1,7 @@
 """The `multimodal-relation-extraction` pipeline: raw text, two entities and an image in, relations out."""
 
+import numbers
+import os
 from collections.abc import Sized
 
 import torch
@@ -8,7 +10,7 @@ from transformers import Pipeline
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .images_mre import IMAGE_TYPES, IMAGE_TYPES_TEXT
-from .processing_mre import character_span, is_object_tail
+from .processing_mre import character_span, check_count, is_object_tail, relation_paraphrases
 
 
 # The task names under which a saved folder names its pipeline (`config.custom_pipelines`): a relation
@@ -102,6 +104,16 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
         text = post.get("text")
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold <= 1
+        ):
+            raise (ValueError if isinstance(threshold, numbers.Real) else TypeError)(
+                f"threshold must be a number in [0, 1], got {threshold!r} ({type(threshold).__name__})"
+            )
+        if "top_k" in kwargs:
+            raise TypeError("top_k applies to one pair; a whole post gives each pair's best relation (filter with threshold=)")
+        if batch_size is not None:
+            check_count("batch_size", batch_size, 1)
         entities, types = post.get("entities"), {}
         if entities is None:
             found = self._recognise(post["ner_model"], text, post.get("image"))
@@ -109,7 +121,8 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
             types = {(entity["start"], entity["end"]): entity["entity_group"] for entity in found}
         if not isinstance(entities, (list, tuple)):
             raise TypeError(f"entities must be a list of strings or (start, end) offsets, got {type(entities).__name__}")
-        spans = [character_span(text, entity, f"entity {i}") for i, entity in enumerate(entities)]
+        # One entity given twice (as a string and as its offsets) is one entity: its pairs once.
+        spans = list(dict.fromkeys(character_span(text, entity, f"entity {i}") for i, entity in enumerate(entities)))
         pairs = [(head, tail) for head in spans for tail in spans if head != tail]
         if not pairs:
             return []
@@ -135,10 +148,25 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
         if isinstance(ner_model, str):
             from transformers import PreTrainedConfig, pipeline  # the NER model is the user's, loaded only when named
 
+            # A path (not a Hub id "org/name") that is no folder is named as such, not as a malformed repo id.
+            if not os.path.isdir(ner_model) and (
+                os.path.exists(ner_model) or ner_model.startswith((".", "~", os.sep)) or ner_model.count("/") > 1
+            ):
+                raise FileNotFoundError(f"ner_model {ner_model!r} is not a model folder")
+            try:
+                config, _ = PreTrainedConfig.get_config_dict(ner_model)
+            except OSError as err:
+                first_line = str(err).strip().splitlines()[0]
+                raise OSError(f"ner_model {ner_model!r} is neither a model folder nor a Hub model that loads: {first_line}") from err
+            pipelines = config.get("custom_pipelines") or {}
+            if PIPELINE_TASK in pipelines:
+                raise ValueError(
+                    f"ner_model {ner_model!r} is a relation extractor ({PIPELINE_TASK}); ner_model needs an entity "
+                    "recognizer: a token-classification model, or one of modeling_mre's (`--dataset twitter2017`)"
+                )
             # A modeling_mre recognizer's folder names its pipeline; only such a folder's code is run
             # (read from its config.json, which runs nothing). Any other is transformers' token classification.
-            config, _ = PreTrainedConfig.get_config_dict(ner_model)
-            ours = NER_PIPELINE_TASK in (config.get("custom_pipelines") or {})
+            ours = NER_PIPELINE_TASK in pipelines
             task = NER_PIPELINE_TASK if ours else "token-classification"
             ner_model = pipeline(task, model=ner_model, trust_remote_code=ours, aggregation_strategy="simple")
         if not isinstance(ner_model, Pipeline):
@@ -148,7 +176,10 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
             return ner_model(text=text, image=image)
         return ner_model(text)
 
-    def _sanitize_parameters(self, top_k=None, candidate_relations=None, **kwargs):
+    def _sanitize_parameters(self, top_k="", candidate_relations=None, threshold=None):
+        # top_k defaults to "" as in transformers' text classification: `top_k=None` asks for every relation.
+        if threshold is not None:
+            raise TypeError("threshold filters the pairs of a whole post (entities= or ner_model=); for one pair use top_k")
         forward_params, postprocess_params = {}, {}
         retrieval = hasattr(self.model, "set_relations")
         if candidate_relations is not None and not retrieval:
@@ -162,12 +193,10 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
             relations = self._described(candidate_relations)
             forward_params["relations"] = relations
             postprocess_params["relation_names"] = list(relations)
-        if top_k is not None:
-            if isinstance(top_k, bool) or not isinstance(top_k, int):
-                raise TypeError(f"top_k must be an int, got {type(top_k).__name__}")
-            if top_k < 1:
-                raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-            postprocess_params["top_k"] = top_k
+        if top_k is None:
+            postprocess_params["top_k"] = None
+        elif top_k != "":
+            postprocess_params["top_k"] = check_count("top_k", top_k, 1)
         return {}, forward_params, postprocess_params
 
     def _described(self, candidate_relations) -> dict[str, list[str]]:
@@ -183,7 +212,8 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
         unknown = [name for name, described in candidate_relations.items() if not described and name not in known]
         if unknown:
             raise ValueError(f"candidate_relations {unknown} have no description: pass {{name: description}}")
-        return {name: described or known[name] for name, described in candidate_relations.items()}
+        # Checked here, when the call is made, rather than when the first batch is encoded.
+        return relation_paraphrases({name: described or known[name] for name, described in candidate_relations.items()})
 
     def preprocess(self, inputs):
         if not isinstance(inputs, dict):
@@ -226,7 +256,8 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
 
     def postprocess(self, model_outputs, top_k=1, relation_names=None):
         probabilities = torch.softmax(model_outputs["logits"][0].float(), dim=-1)
-        scores, ids = probabilities.topk(min(top_k, probabilities.shape[-1]))
+        count = probabilities.shape[-1]
+        scores, ids = probabilities.topk(count if top_k is None else min(top_k, count))
         id2label = dict(enumerate(relation_names)) if relation_names is not None else self.model.config.id2label
         echo = model_outputs["echo"]
         tail = (echo[0] if isinstance(echo, list) else echo)["tail"]  # a list of one when called unbatched

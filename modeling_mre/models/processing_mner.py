@@ -10,7 +10,7 @@ import torch
 from transformers import BatchFeature, ProcessorMixin
 
 from .images_mre import decode_unless_file
-from .processing_mre import check_call_options, picture_inputs, processor_from_backbones, special_tokens_around
+from .processing_mre import check_call_options, check_count, encodable_texts, picture_inputs, processor_from_backbones, special_tokens_around
 
 
 _WORD = re.compile(r"\S+")
@@ -66,9 +66,9 @@ class MNERProcessor(ProcessorMixin):
     _auto_class = "AutoProcessor"  # saved with its code, also when loaded as remote code
 
     def __init__(self, image_processor=None, tokenizer=None, max_length: int = 128, stride: int = 32, max_object_crops: int = 4, **kwargs):
-        self.max_length = max_length
-        self.stride = stride
-        self.max_object_crops = max_object_crops
+        self.max_length = check_count("max_length", max_length, 1)
+        self.stride = check_count("stride", stride, 0)
+        self.max_object_crops = check_count("max_object_crops", max_object_crops, 0)
         super().__init__(image_processor, tokenizer, **kwargs)
         self._prefix_ids, self._suffix_ids = special_tokens_around(tokenizer)
         if max_length - len(self._prefix_ids) - len(self._suffix_ids) < 2 or not 0 <= stride < max_length // 2:
@@ -169,7 +169,7 @@ class MNERProcessor(ProcessorMixin):
                 raise ValueError(f"example {i}: {len(words)} words but {len(word_labels[i])} word_labels")
 
         unknown = self.tokenizer.unk_token or self.tokenizer.pad_token
-        flat = [word for words in tokens for word in words]
+        flat = encodable_texts([word for words in tokens for word in words])
         pieces = self.tokenizer(flat, add_special_tokens=False)["input_ids"]
         unknown_ids = self.tokenizer(unknown, add_special_tokens=False)["input_ids"]
         pieces = [ids or unknown_ids for ids in pieces]  # a word of invisible characters reads as [UNK]

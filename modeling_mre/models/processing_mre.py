@@ -5,17 +5,52 @@ image (MORE): its box is cut from the picture and described by MOREformer's box 
 """
 
 import math
+import numbers
+import re
 from collections.abc import Sequence
 
 import torch
 from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature, ProcessorMixin
+from transformers.utils import logging
 
-from .images_mre import decode_unless_file, image_size, load_image
+from .images_mre import decode_unless_file, image_size, load_image, processor_pixels
+
+
+logger = logging.get_logger(__name__)
+
+# An unpaired surrogate (a post cut inside an emoji: valid JSON, and a valid Python str) is no Unicode
+# character, and tokenizers refuse the whole text for it. Each is replaced by U+FFFD one for one, so
+# that character offsets into the text given still hold.
+_UNENCODABLE = re.compile("[\ud800-\udfff]")
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
+def encodable(text: str) -> str:
+    """`text` with each unpaired surrogate replaced by U+FFFD (the same length: offsets hold)."""
+    return _UNENCODABLE.sub(REPLACEMENT_CHARACTER, text)
+
+
+def encodable_texts(texts: list[str]) -> list[str]:
+    """`encodable` of each text, the replacements counted in one warning per call."""
+    replaced = sum(len(_UNENCODABLE.findall(text)) for text in texts)
+    if replaced:
+        logger.warning(
+            f"{replaced} unpaired surrogate characters (text cut inside an emoji?) in {len(texts)} texts replaced "
+            "by U+FFFD: no tokenizer can encode them"
+        )
+        return [encodable(text) for text in texts]
+    return texts
+
+
+def is_index(value) -> bool:
+    """An integer offset: an int or a numpy integer (a DataFrame row's), never a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _find_entity(text: str, name: str, role: str) -> tuple[int, int]:
-    if not name:
-        raise ValueError(f"the {role} entity is an empty string")
+    if not name.strip():
+        raise ValueError(f"the {role} entity is an empty or blank string: {name!r}")
+    text, name = encodable(text), encodable(name)
     starts = [i for i in range(len(text) - len(name) + 1) if text.startswith(name, i)]
     if not starts:
         raise ValueError(f"{role} entity {name!r} not found in the text {text!r}")
@@ -25,6 +60,18 @@ def _find_entity(text: str, name: str, role: str) -> tuple[int, int]:
             "give its character offsets (start, end) instead"
         )
     return starts[0], starts[0] + len(name)
+
+
+def check_count(name: str, value, minimum: int) -> int:
+    """
+    `value` as an int of at least `minimum`, or an error naming the argument: a bool, a float or a number
+    read from a config as a string is refused, not compared (`'<' not supported between ...`).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int of at least {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int of at least {minimum}, got {value!r}")
+    return int(value)
 
 
 def check_call_options(processor, return_tensors, options: dict, fitting: str):
@@ -69,7 +116,11 @@ def entity_pair_problem(head: tuple[int, int], tail: tuple[int, int] | None) -> 
 
 
 def character_span(text: str, entity, role: str) -> tuple[int, int]:
-    """(start, end) character offsets of an entity given as a string, (start, end) or {"start", "end"}."""
+    """
+    (start, end) character offsets of an entity given as a string, (start, end) or {"start", "end"}
+    (integers of any kind); a dict's optional `name` must be the text it spans. A span of whitespace is
+    no entity.
+    """
     if isinstance(entity, str):
         return _find_entity(text, entity, role)
     if isinstance(entity, dict):
@@ -78,8 +129,18 @@ def character_span(text: str, entity, role: str) -> tuple[int, int]:
         start, end = entity
     else:
         raise TypeError(f"the {role} entity must be a string, (start, end) offsets or a dict, got {entity!r}")
-    if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+    if not (is_index(start) and is_index(end) and 0 <= start < end <= len(text)):
         raise ValueError(f"{role} span {(start, end)!r} is not a non-empty range inside the text of {len(text)} characters")
+    start, end = int(start), int(end)
+    if not text[start:end].strip():
+        raise ValueError(f"{role} span {(start, end)} is only whitespace ({text[start:end]!r}): an entity needs a word")
+    name = entity.get("name") if isinstance(entity, dict) else None
+    if name is not None and name != text[start:end]:
+        # A dataset record's {name, start, end} counts tokens: read as characters it would mark other words.
+        raise ValueError(
+            f"the {role} entity's name {name!r} is not the text at characters [{start}, {end}), {text[start:end]!r}: "
+            "with `text`, start and end are character offsets (a dataset record's token span goes with `tokens=`)"
+        )
     return start, end
 
 
@@ -92,8 +153,9 @@ def _tokens_to_text(tokens: Sequence[str], spans: dict[str, dict]) -> tuple[str,
     character_spans = {}
     for role, entity in spans.items():
         start, end = entity["start"], entity["end"]
-        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(tokens)):
+        if not (is_index(start) and is_index(end) and 0 <= start < end <= len(tokens)):
             raise ValueError(f"{role} token span [{start}, {end}) is out of range for {len(tokens)} tokens")
+        start, end = int(start), int(end)
         character_spans[role] = (starts[start], starts[end - 1] + len(tokens[end - 1]))
     return " ".join(tokens), character_spans
 
@@ -101,6 +163,8 @@ def _tokens_to_text(tokens: Sequence[str], spans: dict[str, dict]) -> tuple[str,
 # A relation description may name the pair: "{head} was founded by {tail}" is read with the pair's own
 # entities in their places, so that it has a direction (ROC compares it with the text).
 ENTITY_PLACEHOLDERS = ("{head}", "{tail}")
+# Any other `{name}` is a typo of these (`{haed}`), which would otherwise be read as literal text.
+_PLACEHOLDER = re.compile(r"\{(\w*)\}")
 # How descriptions are tokenized, by the processor for a call and by ROC for its saved relations alike.
 DESCRIPTION_TOKENS = dict(padding=True, truncation=True, max_length=64, return_tensors="pt")
 
@@ -121,9 +185,17 @@ def relation_paraphrases(relations) -> dict[str, list[str]]:
         raise TypeError(f"relations must be a non-empty dict {{name: description or [paraphrases]}}, got {relations!r}")
     paraphrases = {}
     for name, described in relations.items():
+        if not isinstance(name, str) or not name.strip():
+            raise TypeError(f"relation names must be non-empty strings, got {name!r} ({type(name).__name__})")
         described = [described] if isinstance(described, str) else described
         if not isinstance(described, (list, tuple)) or not described or not all(isinstance(d, str) and d.strip() for d in described):
             raise ValueError(f"relation {name!r}: its description must be a non-empty string or list of them, got {described!r}")
+        unknown = sorted({f"{{{found}}}" for text in described for found in _PLACEHOLDER.findall(text)} - set(ENTITY_PLACEHOLDERS))
+        if unknown:
+            raise ValueError(
+                f"relation {name!r}: its description names {', '.join(unknown)}; a description may name only "
+                f"{' and '.join(ENTITY_PLACEHOLDERS)}"
+            )
         paraphrases[name] = list(described)
     return paraphrases
 
@@ -220,7 +292,7 @@ def picture_inputs(
     if not pictures:
         return {}
     # One call for every picture of the batch, then scattered back: absent ones stay zero and masked.
-    pixels = image_processor(pictures, return_tensors="pt")["pixel_values"]  # (num_pictures, 3, H, W)
+    pixels = processor_pixels(image_processor, pictures)  # (num_pictures, 3, H, W)
     image_mask = torch.tensor([image is not None for image in images])
     num_images = int(image_mask.sum())
     pixel_values = pixels.new_zeros(len(images), *pixels.shape[1:])
@@ -302,8 +374,12 @@ class MREProcessor(ProcessorMixin):
     ):
         self.head_markers = list(head_markers)
         self.tail_markers = list(tail_markers)
-        self.max_length = max_length
-        self.max_object_crops = max_object_crops
+        if len(self.head_markers) != 2 or len(self.tail_markers) != 2 or not all(
+            isinstance(marker, str) and marker.strip() for marker in self.head_markers + self.tail_markers
+        ):
+            raise ValueError(f"head_markers and tail_markers must be two non-empty strings each, got {head_markers!r} and {tail_markers!r}")
+        self.max_length = check_count("max_length", max_length, 1)
+        self.max_object_crops = check_count("max_object_crops", max_object_crops, 0)
         super().__init__(image_processor, tokenizer, **kwargs)
 
         markers = self.head_markers + self.tail_markers
@@ -490,6 +566,10 @@ class MREProcessor(ProcessorMixin):
                 raise ValueError(f"{batch_size} examples but {len(values)} values for `{name}`")
         # A box in pixels needs the picture's size and the batch its pixels: decode each image once.
         images = [decode_unless_file(image) for image in images]
+        if tokens is not None:
+            for i, words in enumerate(tokens):
+                if not isinstance(words, (list, tuple)) or not all(isinstance(word, str) for word in words):
+                    raise TypeError(f"example {i}: tokens must be a list of strings")
 
         marked_texts, tail_texts, tail_boxes, pair_names = [], [], [], []
         for i in range(batch_size):
@@ -524,8 +604,8 @@ class MREProcessor(ProcessorMixin):
                 tail_name = example_text[slice(*spans["tail"])]
             pair_names.append((example_text[slice(*spans["head"])], tail_name))
 
-        text_ids = self.tokenizer(marked_texts, add_special_tokens=False)["input_ids"]
-        object_texts = [t for t in tail_texts if t is not None]
+        text_ids = self.tokenizer(encodable_texts(marked_texts), add_special_tokens=False)["input_ids"]
+        object_texts = encodable_texts([t for t in tail_texts if t is not None])
         object_ids = iter(self.tokenizer(object_texts, add_special_tokens=False)["input_ids"] if object_texts else [])
         input_ids, token_type_ids = zip(
             *(
@@ -567,7 +647,7 @@ class MREProcessor(ProcessorMixin):
             raise ValueError("descriptions naming {head} or {tail} are filled with each example's entities: pass the examples too")
         if names_pair:
             texts = [fill_description(text, head, tail) for head, tail in pairs for text in texts]
-        encoded = self.tokenizer(texts, **DESCRIPTION_TOKENS)
+        encoded = self.tokenizer(encodable_texts(texts), **DESCRIPTION_TOKENS)
         shape = (len(pairs), len(index), -1) if names_pair else (len(index), -1)
         return {
             "relation_input_ids": encoded["input_ids"].view(shape),
