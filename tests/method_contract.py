@@ -36,7 +36,9 @@ TINY_VISION = dict(
 NUM_LABELS = 4
 # Relation names in the tiny vocabulary: a retrieval method (ROC) embeds descriptions built from them.
 RELATIONS = ["None", "visits", "with", "today"]
-SHARED_REMOTE_CODE = {"configuration_mre.py", "modeling_mre.py", "processing_mre.py", "pipeline_mre.py", "images_mre.py"}
+SHARED_REMOTE_CODE = {
+    "configuration_mre.py", "modeling_mre.py", "layers_mre.py", "processing_mre.py", "pipeline_mre.py", "images_mre.py"
+}
 
 
 def picture(seed: int, size: int = 40) -> Image.Image:
