@@ -95,6 +95,35 @@ class NERMethodContract:
             [(w["entity"], w["start"], w["end"]) for w in post] for post in expected
         ]
 
+    def test_a_remote_code_folder_saved_again_stays_whole(self, ner_class, ner_processor, tmp_path):
+        # As method_contract's: nothing registered the task there, so the pipeline comes from the folder's config.
+        model = build_tagger(ner_class, ner_processor).eval()
+        save_hub_folder(model, ner_processor, tmp_path / "model")
+        script = textwrap.dedent(
+            """
+            import json, sys
+            sys.modules["modeling_mre"] = None
+            from transformers import AutoModelForTokenClassification, AutoProcessor, pipeline
+            model = AutoModelForTokenClassification.from_pretrained("model", trust_remote_code=True).eval()
+            AutoProcessor.from_pretrained("model", trust_remote_code=True).save_pretrained("again")
+            model.save_pretrained("again")
+            recognise = pipeline(model="again", trust_remote_code=True)
+            print(json.dumps([word["entity"] for word in recognise(text="obama visits berlin today", aggregation_strategy="none")]))
+            """
+        )
+        completed = subprocess.run(
+            [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        assert {p.name for p in (tmp_path / "again").glob("*.py")} == {p.name for p in (tmp_path / "model").glob("*.py")}
+        assert json.loads((tmp_path / "again" / "config.json").read_text())["custom_pipelines"] == json.loads(
+            (tmp_path / "model" / "config.json").read_text()
+        )["custom_pipelines"]
+        recognise = pipeline(NER_PIPELINE_TASK, model=model, processor=ner_processor)
+        expected = [word["entity"] for word in recognise(text="obama visits berlin today", aggregation_strategy="none")]
+        assert json.loads(completed.stdout.strip().splitlines()[-1]) == expected
+
     def test_each_window_alone_equals_batched(self, ner_class, ner_processor):
         model = build_tagger(ner_class, ner_processor).eval()
         batch = encode(ner_processor)

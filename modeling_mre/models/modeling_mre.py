@@ -11,12 +11,10 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
-from transformers.dynamic_module_utils import custom_object_save
+from transformers.dynamic_module_utils import custom_object_save, get_class_from_dynamic_module
 from transformers.utils import ModelOutput
 
 from .configuration_mre import MREConfig
-from .pipeline_mre import PIPELINE_TASK, MultimodalRelationExtractionPipeline
-from .processing_mre import MREProcessor
 
 
 # How a pretrained submodule trains: fine-tuned at the encoder learning rate (and the target of
@@ -33,6 +31,21 @@ class MethodPaper:
     title: str
     citation: str | None = None
     code_url: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskClasses:
+    """A task's processor and pipeline, which a saved folder names (`auto_map`, `custom_pipelines`) and carries."""
+
+    processor_class: type
+    pipeline_class: type
+    pipeline_task: str
+
+
+# task -> its processor and pipeline, filled by registration (`modeling_mre.models`), as transformers'
+# auto mappings know each model's processor: the base imports neither. A model loaded as remote code
+# finds it empty; the config it was loaded with names them (see `save_pretrained`).
+TASK_CLASSES: dict[str, TaskClasses] = {}
 
 
 class MREPreTrainedModel(PreTrainedModel):
@@ -58,9 +71,10 @@ class MREPreTrainedModel(PreTrainedModel):
         - **ablations** (`dict[str, str]`): each part of the method a user can remove, by name, mapped
           to the boolean config field (default `True`) that turns it off; `train_accelerate.py
           --config_overrides` sets them and `benchmarks/accuracy.py --ablations` runs each removed.
-        - **task** (`"relation-extraction"` or `"token-classification"`): what it predicts. A method's
-          entity recognizer (MNER) subclasses `modeling_ner.EntityRecognitionMixin`, which sets it, and
-          registers under the same `method_name` as its relation extractor.
+        - **task** (`"relation-extraction"` or `"token-classification"`): what it predicts, and so the
+          processor and pipeline registration gives it (`TASK_CLASSES`). A method's entity recognizer
+          (MNER) subclasses `modeling_ner.EntityRecognitionMixin`, which sets it, and registers under
+          the same `method_name` as its relation extractor.
 
     and, when it holds pretrained submodules beyond the text encoder (and the vision encoder of a
     multimodal method), extends `pretrained_submodules()` with each one's `TrainingRole`. Every
@@ -87,10 +101,6 @@ class MREPreTrainedModel(PreTrainedModel):
     auxiliary_losses: ClassVar[dict[str, str]] = {}
     ablations: ClassVar[dict[str, str]] = {}
     task: ClassVar[str] = "relation-extraction"
-    # What a saved folder names for `pipeline(folder)` and `AutoProcessor` (see `save_pretrained`).
-    pipeline_task: ClassVar[str] = PIPELINE_TASK
-    pipeline_class: ClassVar[type] = MultimodalRelationExtractionPipeline
-    processor_class: ClassVar[type] = MREProcessor
 
     def pretrained_submodules(self) -> dict[str, TrainingRole]:
         """The children that start from pretrained weights (`from_backbones`), and how each trains."""
@@ -123,18 +133,37 @@ class MREPreTrainedModel(PreTrainedModel):
         """
         `PreTrainedModel.save_pretrained` (and so `push_to_hub`), plus what makes the folder load where
         modeling_mre is not installed: `config.custom_pipelines` naming the task's pipeline, whose
-        module is copied with the model's code, and `auto_map`'s `AutoProcessor` entry. A model trained
-        in any loop and saved with `model.save_pretrained` and `processor.save_pretrained` is a folder
-        that `pipeline(folder, trust_remote_code=True)` runs.
+        module is copied with the model's code, and `auto_map`'s `AutoProcessor` entry, both from the
+        task's registered `TASK_CLASSES`. A model trained in any loop and saved with `model.save_pretrained`
+        and `processor.save_pretrained` is a folder that `pipeline(folder, trust_remote_code=True)` runs.
         """
-        auto_map = getattr(self.config, "auto_map", None) or {}
-        self.config.auto_map = {**auto_map, "AutoProcessor": class_reference(self.processor_class)}
-        # One task only: with several, `pipeline(folder)` cannot infer which to run.
-        self.config.custom_pipelines = {
-            self.pipeline_task: {"impl": class_reference(self.pipeline_class), "pt": [self._auto_class], "type": "multimodal"}
-        }
+        classes = TASK_CLASSES.get(self.task)
+        if classes is not None:
+            auto_map = getattr(self.config, "auto_map", None) or {}
+            self.config.auto_map = {**auto_map, "AutoProcessor": class_reference(classes.processor_class)}
+            # One task only: with several, `pipeline(folder)` cannot infer which to run.
+            self.config.custom_pipelines = {
+                classes.pipeline_task: {"impl": class_reference(classes.pipeline_class), "pt": [self._auto_class], "type": "multimodal"}
+            }
+            pipeline_classes = [classes.pipeline_class]
+        else:
+            pipeline_classes = self._pipeline_classes_of_source()
         super().save_pretrained(save_directory, *args, **kwargs)
-        custom_object_save(self.pipeline_class, save_directory)
+        for pipeline_class in pipeline_classes:
+            custom_object_save(pipeline_class, save_directory)
+
+    def _pipeline_classes_of_source(self) -> list[type]:
+        """
+        As remote code, nothing registered the task: the pipelines the loaded folder's config names, from
+        that folder (or Hub revision), as `pipeline(folder)` loads them, so that a folder saved again after
+        fine-tuning carries them too.
+        """
+        return [
+            get_class_from_dynamic_module(
+                entry["impl"], self.name_or_path, revision=getattr(self.config, "_commit_hash", None)
+            )
+            for entry in (getattr(self.config, "custom_pipelines", None) or {}).values()
+        ]
 
     def encode_text(
         self,
