@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import AutoModelForTokenClassification, pipeline
 
-from method_contract import TINY_TEXT, TINY_VISION, check_lora_round_trip, multimodal, picture
+from method_contract import TINY_TEXT, TINY_VISION, check_lora_round_trip, multimodal, picture, save_again_as_remote_code
 from modeling_mre import NER_PIPELINE_TASK, NER_TAGS
 from modeling_mre.hub import save_hub_folder
 from modeling_mre.hub.cards import method_card_texts
@@ -99,30 +99,13 @@ class NERMethodContract:
         # As method_contract's: nothing registered the task there, so the pipeline comes from the folder's config.
         model = build_tagger(ner_class, ner_processor).eval()
         save_hub_folder(model, ner_processor, tmp_path / "model")
-        script = textwrap.dedent(
-            """
-            import json, sys
-            sys.modules["modeling_mre"] = None
-            from transformers import AutoModelForTokenClassification, AutoProcessor, pipeline
-            model = AutoModelForTokenClassification.from_pretrained("model", trust_remote_code=True).eval()
-            AutoProcessor.from_pretrained("model", trust_remote_code=True).save_pretrained("again")
-            model.save_pretrained("again")
-            recognise = pipeline(model="again", trust_remote_code=True)
-            print(json.dumps([word["entity"] for word in recognise(text="obama visits berlin today", aggregation_strategy="none")]))
-            """
+        found = save_again_as_remote_code(
+            tmp_path, "AutoModelForTokenClassification",
+            'json.dumps([word["entity"] for word in run(text="obama visits berlin today", aggregation_strategy="none")])',
         )
-        completed = subprocess.run(
-            [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
-        )
-        assert completed.returncode == 0, completed.stderr[-3000:]
-        assert {p.name for p in (tmp_path / "again").glob("*.py")} == {p.name for p in (tmp_path / "model").glob("*.py")}
-        assert json.loads((tmp_path / "again" / "config.json").read_text())["custom_pipelines"] == json.loads(
-            (tmp_path / "model" / "config.json").read_text()
-        )["custom_pipelines"]
         recognise = pipeline(NER_PIPELINE_TASK, model=model, processor=ner_processor)
         expected = [word["entity"] for word in recognise(text="obama visits berlin today", aggregation_strategy="none")]
-        assert json.loads(completed.stdout.strip().splitlines()[-1]) == expected
+        assert json.loads(found) == expected
 
     def test_each_window_alone_equals_batched(self, ner_class, ner_processor):
         model = build_tagger(ner_class, ner_processor).eval()
