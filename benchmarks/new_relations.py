@@ -48,7 +48,7 @@ from torch.nn import functional as F
 from transformers import AutoModel, AutoProcessor, pipeline
 
 from modeling_mre import carve_validation_from_train, compute_mre_metrics, load_mnre
-from modeling_mre.models.modeling_mre import masked_mean
+from modeling_mre.models.layers_mre import masked_mean
 from modeling_mre.models.modeling_roc import cosines, mean_directions
 from modeling_mre.models.processing_mre import fill_description
 

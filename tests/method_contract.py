@@ -9,6 +9,7 @@ vocabulary of conftest.py) and mix what users give: an image or none, crops or n
 tails (MORE) a box with its crop or a text tail.
 """
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -36,7 +37,9 @@ TINY_VISION = dict(
 NUM_LABELS = 4
 # Relation names in the tiny vocabulary: a retrieval method (ROC) embeds descriptions built from them.
 RELATIONS = ["None", "visits", "with", "today"]
-SHARED_REMOTE_CODE = {"configuration_mre.py", "modeling_mre.py", "processing_mre.py", "pipeline_mre.py", "images_mre.py"}
+SHARED_REMOTE_CODE = {
+    "configuration_mre.py", "modeling_mre.py", "layers_mre.py", "processing_mre.py", "pipeline_mre.py", "images_mre.py"
+}
 
 
 def picture(seed: int, size: int = 40) -> Image.Image:
@@ -179,6 +182,35 @@ def check_attention_implementations(model, batch):
         assert set(calls) == {"sdpa", "eager"}
 
 
+def save_again_as_remote_code(tmp_path, auto_class: str, prediction: str) -> str:
+    """
+    As after further fine-tuning where modeling_mre cannot be imported: `tmp_path/model` loaded with remote
+    code (`auto_class`), its processor and model saved again to `tmp_path/again`, which must hold the same
+    code and name the same pipeline and classes; returns what `prediction`, an expression of the pipeline `run` loaded from `again`, prints.
+    """
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.modules["modeling_mre"] = None
+        from transformers import {auto_class}, AutoProcessor, pipeline
+        model = {auto_class}.from_pretrained("model", trust_remote_code=True).eval()
+        AutoProcessor.from_pretrained("model", trust_remote_code=True).save_pretrained("again")
+        model.save_pretrained("again")
+        run = pipeline(model="again", trust_remote_code=True)
+        print({prediction})
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert {p.name for p in (tmp_path / "again").glob("*.py")} == {p.name for p in (tmp_path / "model").glob("*.py")}
+    first, again = (json.loads((tmp_path / name / "config.json").read_text()) for name in ("model", "again"))
+    assert (again["custom_pipelines"], again["auto_map"]) == (first["custom_pipelines"], first["auto_map"])
+    return completed.stdout.strip().splitlines()[-1]
+
+
 def multimodal(method_class) -> bool:
     return method_class.visual_features is not None
 
@@ -234,29 +266,13 @@ class MethodContract:
         # As after further fine-tuning: loaded with remote code, saved again, loaded again by every entry point.
         model = build_model(method_class, processor).eval()
         save_hub_folder(model, processor, tmp_path / "model")
-        script = textwrap.dedent(
-            """
-            import sys
-            sys.modules["modeling_mre"] = None
-            import torch
-            from transformers import AutoModel, AutoProcessor, pipeline
-            model = AutoModel.from_pretrained("model", trust_remote_code=True).eval()
-            AutoProcessor.from_pretrained("model", trust_remote_code=True).save_pretrained("again")
-            model.save_pretrained("again")
-            extract = pipeline(model="again", trust_remote_code=True)
-            print(extract(text="obama visits berlin today", head="obama", tail="berlin")[0]["relation"])
-            """
+        relation = save_again_as_remote_code(
+            tmp_path, "AutoModel", 'run(text="obama visits berlin today", head="obama", tail="berlin")[0]["relation"]'
         )
-        completed = subprocess.run(
-            [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
-        )
-        assert completed.returncode == 0, completed.stderr[-3000:]
-        assert {p.name for p in (tmp_path / "again").glob("*.py")} == {p.name for p in (tmp_path / "model").glob("*.py")}
         inputs = processor(text="obama visits berlin today", head="obama", tail="berlin")
         with torch.no_grad():
             expected = model.config.id2label[int(model(**inputs).logits.argmax())]
-        assert completed.stdout.strip().splitlines()[-1] == expected
+        assert relation == expected
 
     def test_pipeline_mixed_batches_equal_one_by_one(self, method_class, processor):
         from transformers import pipeline

@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import AutoModelForTokenClassification, pipeline
 
-from method_contract import TINY_TEXT, TINY_VISION, check_lora_round_trip, multimodal, picture
+from method_contract import TINY_TEXT, TINY_VISION, check_lora_round_trip, multimodal, picture, save_again_as_remote_code
 from modeling_mre import NER_PIPELINE_TASK, NER_TAGS
 from modeling_mre.hub import save_hub_folder
 from modeling_mre.hub.cards import method_card_texts
@@ -94,6 +94,18 @@ class NERMethodContract:
         assert [[(w["entity"], w["start"], w["end"]) for w in post] for post in found] == [
             [(w["entity"], w["start"], w["end"]) for w in post] for post in expected
         ]
+
+    def test_a_remote_code_folder_saved_again_stays_whole(self, ner_class, ner_processor, tmp_path):
+        # As method_contract's: nothing registered the task there, so the pipeline comes from the folder's config.
+        model = build_tagger(ner_class, ner_processor).eval()
+        save_hub_folder(model, ner_processor, tmp_path / "model")
+        found = save_again_as_remote_code(
+            tmp_path, "AutoModelForTokenClassification",
+            'json.dumps([word["entity"] for word in run(text="obama visits berlin today", aggregation_strategy="none")])',
+        )
+        recognise = pipeline(NER_PIPELINE_TASK, model=model, processor=ner_processor)
+        expected = [word["entity"] for word in recognise(text="obama visits berlin today", aggregation_strategy="none")]
+        assert json.loads(found) == expected
 
     def test_each_window_alone_equals_batched(self, ner_class, ner_processor):
         model = build_tagger(ner_class, ner_processor).eval()

@@ -1,9 +1,13 @@
 """Models on tiny random configs: every supported backbone family, absent images, padding, freezing, save/load."""
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel
+from transformers.dynamic_module_utils import get_relative_import_files
 
 from modeling_mre import (
     BaselineConfig,
@@ -291,3 +295,16 @@ def test_config_fields_are_validated():
         MMIBConfig(classification_loss_reduction="max")
     with pytest.raises(StrictDataclassFieldValidationError, match="vision_feature_layers"):
         MMIBConfig(vision_feature_layers=[1.5])
+
+
+def test_the_base_model_file_opens_with_the_contract_and_imports_no_pipeline_or_processor():
+    # As in transformers, registration knows each task's processor and pipeline; the base sits below both.
+    from modeling_mre.models import modeling_mre as base
+
+    needed = {Path(path).name for path in get_relative_import_files(base.__file__)}
+    assert not {name for name in needed if name.startswith(("pipeline_", "processing_"))}, needed
+    definitions = [node for node in ast.parse(Path(base.__file__).read_text()).body if isinstance(node, (ast.ClassDef, ast.FunctionDef))]
+    names = [node.name for node in definitions]
+    # Only small types (frozen dataclasses) come before the contract.
+    for node in definitions[: names.index("MREPreTrainedModel")]:
+        assert isinstance(node, ast.ClassDef) and "frozen=True" in ast.unparse(node.decorator_list), node.name

@@ -2,7 +2,7 @@
 What a saved model folder needs, flat: configurations, models, the shared visual path, the
 processor, the pipeline and image loading. These modules import only torch, transformers (with its
 own huggingface_hub), PIL and each other (`from .module import Name`), so `save_pretrained` copies
-them as remote code. This `__init__` is not copied: it registers the methods.
+them as remote code. This `__init__` is not copied: it registers each task's processor and pipeline, and the methods.
 
 A method registers in one line, `register_method(ItsModelClass)` (`docs/adding-a-method.md`).
 """
@@ -22,7 +22,7 @@ from .modeling_baseline_ner import BaselineForTokenClassification
 from .modeling_dfma import DFMAForRelationExtraction, DFMAOutput
 from .modeling_mmib import MMIBForRelationExtraction, MMIBOutput
 from .modeling_mmib_ner import MMIBForTokenClassification, MMIBTokenClassificationOutput
-from .modeling_mre import MethodPaper, MREPreTrainedModel, RelationExtractionOutput
+from .modeling_mre import TASK_CLASSES, MethodPaper, MREPreTrainedModel, RelationExtractionOutput, TaskClasses
 from .modeling_ner import EntityRecognitionMixin, EntityRecognitionOutput
 from .modeling_roc import ROCForRelationExtraction, ROCOutput
 from .modeling_wmajl import WMAJLForRelationExtraction, WMAJLOutput
@@ -38,10 +38,21 @@ from .visual_mre import MREVisualModel, VisualSlots
 # extractors in METHODS, entity recognizers (MNER) in NER_METHODS.
 METHODS: dict[str, type[MREPreTrainedModel]] = {}
 NER_METHODS: dict[str, type[MREPreTrainedModel]] = {}
-_TASKS = {
-    "relation-extraction": (METHODS, MREProcessor, AutoModel),
-    "token-classification": (NER_METHODS, MNERProcessor, AutoModelForTokenClassification),
-}
+# task -> (its methods, the auto class that loads them), filled by `_register_task`.
+_TASKS: dict[str, tuple[dict[str, type[MREPreTrainedModel]], type]] = {}
+
+
+def _register_task(task: str, methods: dict, auto_class: type, classes: TaskClasses):
+    """
+    A task's methods and auto class, and its processor and pipeline: `AutoProcessor` gets the processor
+    for each method registered, `pipeline(task)` the pipeline, and every saved folder names both
+    (`MREPreTrainedModel.save_pretrained` reads `TASK_CLASSES`).
+    """
+    _TASKS[task] = (methods, auto_class)
+    TASK_CLASSES[task] = classes
+    PIPELINE_REGISTRY.register_pipeline(
+        classes.pipeline_task, pipeline_class=classes.pipeline_class, pt_model=auto_class, type="multimodal"
+    )
 
 
 def register_method(model_class: type[MREPreTrainedModel]) -> type[MREPreTrainedModel]:
@@ -56,7 +67,7 @@ def register_method(model_class: type[MREPreTrainedModel]) -> type[MREPreTrained
         raise ValueError(f"{model_class.__name__} declares no method_name")
     if model_class.task not in _TASKS:
         raise ValueError(f"{model_class.__name__}.task must be one of {sorted(_TASKS)}, got {model_class.task!r}")
-    registry, processor_class, task_auto_class = _TASKS[model_class.task]
+    registry, task_auto_class = _TASKS[model_class.task]
     if name in registry and registry[name] is not model_class:
         raise ValueError(f"method {name!r} is already registered by {registry[name].__name__}")
     if config_class is MREConfig or not issubclass(config_class, MREConfig):
@@ -83,19 +94,19 @@ def register_method(model_class: type[MREPreTrainedModel]) -> type[MREPreTrained
     AutoModel.register(config_class, model_class, exist_ok=True)
     if task_auto_class is not AutoModel:
         task_auto_class.register(config_class, model_class, exist_ok=True)
-    AutoProcessor.register(config_class, processor_class, exist_ok=True)
+    AutoProcessor.register(config_class, TASK_CLASSES[model_class.task].processor_class, exist_ok=True)
     registry[name] = model_class
     return model_class
 
 
-PIPELINE_REGISTRY.register_pipeline(
-    PIPELINE_TASK, pipeline_class=MultimodalRelationExtractionPipeline, pt_model=AutoModel, type="multimodal"
+_register_task(
+    "relation-extraction", METHODS, AutoModel, TaskClasses(MREProcessor, MultimodalRelationExtractionPipeline, PIPELINE_TASK)
 )
-PIPELINE_REGISTRY.register_pipeline(
-    NER_PIPELINE_TASK,
-    pipeline_class=MultimodalEntityRecognitionPipeline,
-    pt_model=AutoModelForTokenClassification,
-    type="multimodal",
+_register_task(
+    "token-classification",
+    NER_METHODS,
+    AutoModelForTokenClassification,
+    TaskClasses(MNERProcessor, MultimodalEntityRecognitionPipeline, NER_PIPELINE_TASK),
 )
 
 register_method(BaselineForRelationExtraction)

@@ -5,12 +5,11 @@ from torch import nn
 from transformers.utils import can_return_tuple
 
 from .configuration_baseline import BaselineConfig
+from .layers_mre import build_text_encoder, pool_entity_pair
 from .modeling_mre import (
     MethodPaper,
     MREPreTrainedModel,
     RelationExtractionOutput,
-    build_text_encoder,
-    pool_entity_pair,
     returns_text_encoder_states,
 )
 

@@ -5,7 +5,8 @@ from torch import nn
 from transformers.utils import can_return_tuple
 
 from .configuration_baseline import BaselineNERConfig
-from .modeling_mre import MethodPaper, MREPreTrainedModel, build_text_encoder, returns_text_encoder_states
+from .layers_mre import build_text_encoder
+from .modeling_mre import MethodPaper, MREPreTrainedModel, returns_text_encoder_states
 from .modeling_ner import EntityRecognitionMixin, EntityRecognitionOutput
 
 

@@ -28,17 +28,15 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.utils import can_return_tuple
 
 from .configuration_dfma import DFMAConfig
-from .modeling_mre import (
+from .layers_mre import (
     CrossAttentionLayer,
-    MethodPaper,
-    RelationExtractionOutput,
     build_text_encoder,
     entity_span_mask,
     masked_mean,
     pool_entity_pair,
-    returns_text_encoder_states,
     width_projection,
 )
+from .modeling_mre import MethodPaper, RelationExtractionOutput, returns_text_encoder_states
 from .visual_mre import MREVisualModel, VisualInputs
 
 

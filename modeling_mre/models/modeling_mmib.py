@@ -19,16 +19,14 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import can_return_tuple
 
 from .configuration_mmib import MMIBConfig
-from .modeling_mre import (
-    MethodPaper,
-    RelationExtractionOutput,
+from .layers_mre import (
     build_text_encoder,
     eager_cross_attention,
     gaussian_sample_and_kl,
     pool_entity_pair,
-    returns_text_encoder_states,
     width_projection,
 )
+from .modeling_mre import MethodPaper, RelationExtractionOutput, returns_text_encoder_states
 from .visual_mre import MREVisualModel, VisualInputs
 
 

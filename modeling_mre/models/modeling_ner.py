@@ -14,9 +14,6 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .modeling_mre import class_reference
-from .pipeline_mner import MultimodalEntityRecognitionPipeline
-from .pipeline_mre import NER_PIPELINE_TASK
-from .processing_mner import MNERProcessor
 
 
 @dataclass
@@ -129,10 +126,8 @@ class EntityRecognitionMixin:
     A method builds its tagger with `build_tagger(hidden_size)` and ends its forward with `tag(...)`.
     """
 
+    # Its processor and pipeline are the task's, known to registration (`modeling_mre.py`'s `TASK_CLASSES`).
     task: ClassVar[str] = "token-classification"
-    pipeline_task: ClassVar[str] = NER_PIPELINE_TASK
-    pipeline_class: ClassVar[type] = MultimodalEntityRecognitionPipeline
-    processor_class: ClassVar[type] = MNERProcessor
     # Saved with its code for AutoModelForTokenClassification, and for AutoModel (`save_pretrained`).
     _auto_class = "AutoModelForTokenClassification"
 

@@ -20,15 +20,17 @@ from transformers.utils import can_return_tuple
 
 from .configuration_mre import relation_type_indices
 from .configuration_roc import ROCConfig, complete_descriptions
-from .modeling_mre import (
+from .layers_mre import (
     CrossAttentionLayer,
-    HUB_ARGUMENTS,
-    MethodPaper,
-    RelationExtractionOutput,
     build_text_encoder,
     entity_markers,
     marker_positions,
     masked_mean,
+)
+from .modeling_mre import (
+    HUB_ARGUMENTS,
+    MethodPaper,
+    RelationExtractionOutput,
     returns_text_encoder_states,
 )
 from .processing_mre import DESCRIPTION_TOKENS, names_the_pair

@@ -24,20 +24,17 @@ from transformers.utils import can_return_tuple
 
 from .configuration_mre import relation_type_indices
 from .configuration_wmajl import WMAJLConfig
-from .modeling_mre import (
+from .layers_mre import (
     CrossAttentionLayer,
-    MethodPaper,
-    RelationExtractionOutput,
     build_text_encoder,
     entity_markers,
     entity_span_mask,
     gaussian_sample_and_kl,
-    info_nce,
     masked_mean,
     pool_entity_pair,
-    returns_text_encoder_states,
     width_projection,
 )
+from .modeling_mre import MethodPaper, RelationExtractionOutput, returns_text_encoder_states
 from .visual_mre import MREVisualModel, VisualInputs
 
 
@@ -70,6 +67,17 @@ class WMAJLOutput(RelationExtractionOutput):
     ner_loss: torch.FloatTensor | None = None
     intermediate_loss: torch.FloatTensor | None = None
     label_loss: torch.FloatTensor | None = None
+
+
+def info_nce(
+    queries: torch.Tensor, keys: torch.Tensor, targets: torch.LongTensor, temperature: float
+) -> torch.Tensor:
+    """
+    InfoNCE over cosine similarities: each query (n, d) against every key (k, d), its positive being
+    `keys[targets]`: cross-entropy of similarities / temperature, mean over queries.
+    """
+    similarities = F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T  # (n, k)
+    return F.cross_entropy(similarities / temperature, targets)
 
 
 class WMAJLVariationalHead(nn.Module):
