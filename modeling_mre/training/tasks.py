@@ -39,8 +39,8 @@ class TrainingTask:
         make_collate_fns: `(processor, uses_images, image_feature_cache)` -> the training and the
             evaluation `collate_fn`.
         example_lengths: `(train split, processor)` -> each row's length, for `--group_by_length`.
-        evaluate: `(model, dataloader, accelerator, label_names, description)` -> the metrics (micro-F1
-            first among them, on which the best epoch is chosen).
+        evaluate: `(model, dataloader, accelerator, label_names, description)` -> the metrics: `micro_f1`
+            (the best epoch's criterion), `micro_precision`, `micro_recall`, `accuracy` and the task's own.
     """
 
     name: str
