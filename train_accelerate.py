@@ -40,59 +40,45 @@ from tqdm.auto import tqdm
 from transformers import SchedulerType, get_scheduler
 
 from modeling_mre import (
-    METHODS,
-    NER_METHODS,
-    MNERProcessor,
-    MREProcessor,
     add_image_features,
     carve_validation_from_train,
-    compute_mre_metrics,
-    compute_ner_metrics,
     embedded_text_backbone,
     embedded_vision_backbone,
-    load_mnre,
-    load_more,
-    load_twitter_mner,
     push_model_folder,
     save_hub_folder,
-    write_demo_dataset,
-    write_mner_demo_dataset,
     write_model_card,
 )
 from modeling_mre.atomic import atomic_folder
 from modeling_mre.data.feature_cache import can_cache_image_features
-from modeling_mre.models.processing_mner import merge_windows
 from modeling_mre.training import (
+    TASKS,
     LengthGroupedSampler,
     check_finite,
     encoder_parameter_ids,
-    example_lengths,
     find_checkpoint,
     load_saved_weights,
     lora_config,
     loss_terms,
-    make_collate_fn,
-    make_ner_collate_fn,
     parameter_groups,
     parse_config_overrides,
     save_checkpoint,
+    task_of_dataset,
 )
 
 
 logger = get_logger(__name__)
 
 BEST_MODEL_DIR = "best_model"
-# Datasets of entity recognition (MNER), read by load_twitter_mner; the others are relation extraction.
-NER_DATASETS = ("twitter2015", "twitter2017", "demo-mner")
 FEATURE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 LORA_BASE_DIR, LORA_ADAPTER_DIR = "lora_base", "lora_adapter"
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--method", choices=sorted(set(METHODS) | set(NER_METHODS)), default="mmib")
+    methods = sorted({method for task in TASKS.values() for method in task.methods})
+    parser.add_argument("--method", choices=methods, default="mmib")
     parser.add_argument(
-        "--dataset", choices=["demo", "mnre", "more", *NER_DATASETS], default="demo",
+        "--dataset", choices=[dataset for task in TASKS.values() for dataset in task.datasets], default="demo",
         help="demo (relations) and demo-mner (entities): the embedded synthetic sets; twitter2015 and twitter2017: MNER",
     )
     parser.add_argument("--data_dir", type=str, default=None, help="Folder in MNRE's, MORE's or the Twitter sets' layout.")
@@ -181,16 +167,16 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.push_to_hub and is_offline_mode():
         parser.error("--push_to_hub needs the network, but HF_HUB_OFFLINE is set")  # before hours of training
-    if args.dataset in ("mnre", "more", "twitter2015", "twitter2017") and args.data_dir is None:
+    task = task_of_dataset(args.dataset)
+    if args.dataset != task.demo_dataset and args.data_dir is None:
         parser.error(f"--dataset {args.dataset} needs --data_dir (a folder in {args.dataset.upper()}'s layout)")
-    if args.dataset in NER_DATASETS:
-        if args.method not in NER_METHODS:
-            parser.error(f"--dataset {args.dataset} is entity recognition: --method must be one of {', '.join(sorted(NER_METHODS))}")
-        for flag in ("hold_out_relations", "validation_from_train"):
-            if getattr(args, flag) is not None:
-                parser.error(f"--{flag} is for relations; --dataset {args.dataset} is entity recognition")
-    elif args.method not in METHODS:
-        parser.error(f"--method {args.method} recognizes entities: train it on one of {', '.join(NER_DATASETS)}")
+    if args.method not in task.methods:
+        methods = ", ".join(sorted(task.methods))
+        parser.error(f"--dataset {args.dataset} is {task.description}: --method must be one of {methods}")
+    for other in TASKS.values():
+        for flag in other.flags:
+            if flag not in task.flags and getattr(args, flag) is not None:
+                parser.error(f"--{flag} is for {other.description}; --dataset {args.dataset} is {task.description}")
     if args.checkpointing_steps not in (None, "epoch") and not args.checkpointing_steps.isdigit():
         parser.error("--checkpointing_steps must be 'epoch' or a number of steps")
     for flag, minimum in (("max_length", 1), ("per_device_train_batch_size", 1), ("per_device_eval_batch_size", 1),
@@ -212,19 +198,12 @@ def parse_args(argv=None):
 
 
 def load_data(args, accelerator):
-    with accelerator.main_process_first():
-        if args.dataset in NER_DATASETS:
-            data_dir = args.data_dir
-            if args.dataset == "demo-mner":
-                data_dir = write_mner_demo_dataset(Path(args.output_dir) / "demo_data", seed=args.seed)
-            dataset = load_twitter_mner(data_dir, image_dir=args.image_dir, crop_dir=args.crop_dir)
-        elif args.dataset == "more":
-            dataset = load_more(args.data_dir, image_dir=args.image_dir)
-        else:
-            data_dir = args.data_dir
-            if args.dataset == "demo":
-                data_dir = write_demo_dataset(Path(args.output_dir) / "demo_data", seed=args.seed)
-            dataset = load_mnre(data_dir, image_dir=args.image_dir)
+    """The splits to train, select and test on: the task's reader, then the flags that reshape them."""
+    with accelerator.main_process_first():  # the main process writes the demo, the others read it
+        dataset = task_of_dataset(args.dataset).read(
+            args.dataset, args.data_dir, image_dir=args.image_dir, crop_dir=args.crop_dir,
+            demo_dir=Path(args.output_dir) / "demo_data", seed=args.seed,
+        )
     if args.validation_from_train is not None:
         dataset = carve_validation_from_train(dataset, args.validation_from_train, args.seed)
     if args.hold_out_relations:
@@ -240,20 +219,18 @@ def load_data(args, accelerator):
     return dataset
 
 
-def build_model_and_processor(args, label_names, object_tails, accelerator):
+def build_model_and_processor(args, task, train_split, label_names, accelerator):
     with accelerator.main_process_first():  # converts the embedded MobileNetV2 once, on the main process
         text_backbone = args.text_backbone or str(embedded_text_backbone())
         vision_backbone = args.vision_backbone or str(embedded_vision_backbone())
-    entities = args.dataset in NER_DATASETS
-    processor_class, registry = (MNERProcessor, NER_METHODS) if entities else (MREProcessor, METHODS)
-    processor = processor_class.from_backbones(text_backbone, vision_backbone, max_length=args.max_length)
-    model_class = registry[args.method]
+    processor = task.processor_class.from_backbones(text_backbone, vision_backbone, max_length=args.max_length)
+    model_class = task.methods[args.method]
     uses_images = model_class.visual_features is not None
-    # What a relation extractor reads beyond the markers (from the processor): object tails, relations
-    # held out of training for a method that can leave them out of its softmax altogether (ROC).
-    pair = {} if entities else {"object_tails": object_tails}
+    # What the data decides (a relation extractor's object tails), and relations held out of training
+    # for a method that can leave them out of its softmax altogether (ROC).
+    from_data = task.config_from_data(train_split)
     if args.hold_out_relations and "held_out_relations" in model_class.config_class.__dataclass_fields__:
-        pair["held_out_relations"] = args.hold_out_relations
+        from_data["held_out_relations"] = args.hold_out_relations
     model = model_class.from_backbones(
         text_backbone,
         vision_backbone if uses_images else None,
@@ -261,7 +238,7 @@ def build_model_and_processor(args, label_names, object_tails, accelerator):
         num_labels=len(label_names),
         id2label=dict(enumerate(label_names)),
         label2id={name: i for i, name in enumerate(label_names)},
-        **pair,
+        **from_data,
         **parse_config_overrides(args.config_overrides, model_class.config_class),
     )
     return model, processor, uses_images
@@ -273,38 +250,6 @@ def use_feature_cache(args, model) -> bool:
     if args.cache_image_features and not possible:
         raise ValueError(f"--cache_image_features needs a frozen vision encoder, which --method {args.method} lacks")
     return possible if args.cache_image_features is None else args.cache_image_features
-
-
-def evaluate_model(model, dataloader, accelerator, label_names, description):
-    if accelerator.unwrap_model(model).task == "token-classification":
-        return evaluate_entities(model, dataloader, accelerator, label_names, description)
-    model.eval()
-    predictions, references = [], []
-    for batch in tqdm(dataloader, desc=description, leave=False, disable=not accelerator.is_local_main_process):
-        with torch.no_grad():
-            logits = model(**batch).logits
-        batch_predictions, batch_references = accelerator.gather_for_metrics((logits.argmax(-1), batch["labels"]))
-        predictions.append(batch_predictions.cpu())
-        references.append(batch_references.cpu())
-    return compute_mre_metrics(torch.cat(predictions), torch.cat(references), label_names)
-
-
-def evaluate_entities(model, dataloader, accelerator, label_names, description):
-    """seqeval's entity-level scores of the posts' word tags (the CRF's decoding, windows merged)."""
-    model.eval()
-    tagger = accelerator.unwrap_model(model)
-    posts = []  # (predicted tag names, gold tag names) per post
-    for batch in tqdm(dataloader, desc=description, leave=False, disable=not accelerator.is_local_main_process):
-        word_ids, windows, gold = batch.pop("word_ids"), batch.pop("overflow_to_sample_mapping"), batch.pop("word_tags")
-        batch.pop("labels")
-        with torch.no_grad():
-            logits = model(**batch).logits
-        predicted, _ = tagger.decode(logits, batch["first_subword_mask"])
-        merged = merge_windows(word_ids.cpu(), windows.cpu(), predicted, len(gold))
-        batch_posts = [([label_names[t] for t in p], [label_names[t] for t in g]) for p, g in zip(merged, gold)]
-        # Batch by batch: at the last batch, gather_for_metrics drops the duplicates that evened it out.
-        posts += accelerator.gather_for_metrics(batch_posts, use_gather_object=True)
-    return compute_ner_metrics([p for p, _ in posts], [g for _, g in posts])
 
 
 def main(argv=None):
@@ -325,12 +270,10 @@ def main(argv=None):
         output_dir.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
 
+    task = task_of_dataset(args.dataset)
     dataset = load_data(args, accelerator)
-    entities = args.dataset in NER_DATASETS
-    label_names = dataset["train"].features["ner_tags" if entities else "relation"]
-    label_names = (label_names.feature if entities else label_names).names
-    object_tails = "tail_box" in dataset["train"].column_names
-    model, processor, uses_images = build_model_and_processor(args, label_names, object_tails, accelerator)
+    label_names = task.label_names(dataset["train"].features)
+    model, processor, uses_images = build_model_and_processor(args, task, dataset["train"], label_names, accelerator)
     model_class = type(model)
     encoder_ids = encoder_parameter_ids(model)  # before PEFT wraps it: its additions are new layers
     if args.lora:
@@ -352,18 +295,13 @@ def main(argv=None):
                 dataset, base_model, processor, batch_size=args.per_device_eval_batch_size,
                 dtype=FEATURE_DTYPES[args.image_feature_dtype],
             )
-    if entities:
-        collate = make_ner_collate_fn(processor, uses_images, feature_cache)
-        eval_collate = make_ner_collate_fn(processor, uses_images, feature_cache, for_evaluation=True)
-    else:
-        collate = eval_collate = make_collate_fn(processor, uses_images, feature_cache)
+    collate, eval_collate = task.make_collate_fns(processor, uses_images, feature_cache)
     loader_kwargs = {"collate_fn": collate, "num_workers": args.dataloader_num_workers}
     # A loader's own generator: creating an iterator would otherwise draw from the global RNG, so a
     # resumed run (which creates one more) would see different dropout and sampling noise.
     sampling = {"shuffle": True}
     if args.group_by_length:
-        # Words for posts to tag (each word reads about one subword), tokens for relations.
-        lengths = [len(t) for t in dataset["train"]["tokens"]] if entities else example_lengths(dataset["train"], processor)
+        lengths = task.example_lengths(dataset["train"], processor)
         sampling = {"sampler": LengthGroupedSampler(lengths, args.per_device_train_batch_size, seed=args.seed)}
     train_dataloader = DataLoader(
         dataset["train"],
@@ -471,7 +409,7 @@ def main(argv=None):
                 break
         epoch_seconds = time.perf_counter() - epoch_start
 
-        metrics = evaluate_model(model, eval_dataloaders["validation"], accelerator, label_names, "validation")
+        metrics = task.evaluate(model, eval_dataloaders["validation"], accelerator, label_names, "validation")
         record = {
             "epoch": epoch + 1,
             "step": state["completed_steps"],
@@ -516,12 +454,12 @@ def main(argv=None):
         "validation_from_train": args.validation_from_train,
         "seed": args.seed,
         "num_processes": accelerator.num_processes,
-        "validation": evaluate_model(model, eval_dataloaders["validation"], accelerator, label_names, "validation"),
+        "validation": task.evaluate(model, eval_dataloaders["validation"], accelerator, label_names, "validation"),
         "seconds_per_epoch": sum(r["epoch_seconds"] for r in state["log_history"]) / len(state["log_history"]),
         "log_history": state["log_history"],
     }
     if "test" in eval_dataloaders:
-        results["test"] = evaluate_model(model, eval_dataloaders["test"], accelerator, label_names, "test")
+        results["test"] = task.evaluate(model, eval_dataloaders["test"], accelerator, label_names, "test")
     for split in ("validation", "test"):
         if split in results:
             m = results[split]

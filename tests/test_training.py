@@ -614,9 +614,26 @@ def test_an_unknown_scheduler_is_refused_by_the_command_line(train_script, capsy
         (["--validation_from_train", "1.5"], "--validation_from_train must be a fraction in (0, 1), got 1.5"),
         (["--lora_dropout", "1"], "--lora_dropout must be in [0, 1), got 1.0"),
         (["--dataset", "mnre", "--data_dir", "no/such/folder"], "--data_dir no/such/folder is not a folder"),
+        (["--dataset", "twitter2017"], "--dataset twitter2017 needs --data_dir"),
+        (["--dataset", "demo-mner", "--method", "dfma"], "--dataset demo-mner is entity recognition: --method must be one of"),
+        (["--dataset", "demo-mner", "--validation_from_train", "0.1"],
+         "--validation_from_train is for relation extraction; --dataset demo-mner is entity recognition"),
     ],
 )
 def test_arguments_out_of_range_are_refused_before_any_work(train_script, capsys, flags, message):
     with pytest.raises(SystemExit):
         train_script.parse_args(flags)
     assert message in capsys.readouterr().err
+
+
+def test_the_task_table_gives_each_dataset_one_task_whose_methods_do_that_task():
+    from modeling_mre.training import TASKS, task_of_dataset
+
+    datasets = [dataset for task in TASKS.values() for dataset in task.datasets]
+    assert len(datasets) == len(set(datasets))
+    for name, task in TASKS.items():
+        assert task.name == name and task.demo_dataset in task.datasets
+        assert all(task_of_dataset(dataset) is task for dataset in task.datasets)
+        assert task.methods and all(model_class.task == name for model_class in task.methods.values())
+    with pytest.raises(ValueError, match="no task trains on dataset 'conll2003'"):
+        task_of_dataset("conll2003")

@@ -46,21 +46,6 @@ NER_TASK_TYPE = "token-classification"
 NER_TASK_NAME = "Multimodal named entity recognition"
 _NER_METRIC_CONFIG = "seqeval, default mode: entity-level micro over exact span and type"
 _NER_TAGS = ("multimodal-named-entity-recognition", "named-entity-recognition", "multimodal", "modeling_mre", "custom_code")
-# What a card says of its task, by the `task` the method declares. A model card names no pipeline_tag:
-# the Hub's "Use this model" snippet and widget call that task's transformers pipeline, which reads
-# neither an entity pair nor an image, nor our recognizer's word mask (and a folder naming two custom
-# pipelines could no longer be loaded as `pipeline(model=...)`). The task goes into the tags and
-# model-index; the card shows the call.
-_CARD_TASKS = {
-    "relation-extraction": {
-        "template": "model_card.md", "task_type": TASK_TYPE, "task_name": TASK_NAME,
-        "metric_config": _METRIC_CONFIG, "tags": _TAGS,
-    },
-    "token-classification": {
-        "template": "entity_card.md", "task_type": NER_TASK_TYPE,
-        "task_name": NER_TASK_NAME, "metric_config": _NER_METRIC_CONFIG, "tags": _NER_TAGS,
-    },
-}
 _TWITTER_TERMS = (
     "tweets with their images, used under Twitter's terms and the dataset providers': research only. "
     "Other genres, languages and image sources were never seen in training."
@@ -310,6 +295,71 @@ def _limitations(results, config, dataset, model_class, training_args) -> list[s
     return limitations
 
 
+def _relation_card_fields(folder, results, label_names, evaluated, paper, dataset_facts, text_only) -> dict[str, Any]:
+    """A relation extractor's title, summary, per-relation tables and confusion matrix (drawn into `folder`)."""
+    confusion = confusion_matrix_of(results, label_names)
+    if confusion is not None:
+        plot_confusion_matrix(confusion[1], label_names, confusion[0], folder / CONFUSION_MATRIX_FIGURE)
+    else:
+        (folder / CONFUSION_MATRIX_FIGURE).unlink(missing_ok=True)  # left by an earlier rendering
+    return dict(
+        title=f"{paper.title} on {dataset_facts['title']}",
+        summary=(
+            (
+                "Multimodal relation extraction: given a text, an entity in it, the image and an object in the "
+                "image (a box), the model predicts the relation from the entity to the object, one of "
+                if results["dataset"] == "more"
+                else "Multimodal relation extraction: given a text, two entities in it and the post's image, the "
+                "model predicts the relation between the entities, one of "
+            )
+            + f"{len(label_names)} (`None` included).{text_only}"
+        ),
+        per_relation=[
+            {"split": split, "rows": [{"relation": name, **row} for name, row in results[split]["per_relation"].items()]}
+            for split in evaluated
+        ],
+        confusion_matrix_figure=CONFUSION_MATRIX_FIGURE if confusion is not None else None,
+        confusion_matrix_split=confusion[0] if confusion is not None else None,
+    )
+
+
+def _entity_card_fields(folder, results, label_names, evaluated, paper, dataset_facts, text_only) -> dict[str, Any]:
+    """An entity recognizer's title, summary and per-type tables; it draws no confusion matrix."""
+    (folder / CONFUSION_MATRIX_FIGURE).unlink(missing_ok=True)  # left by an earlier rendering
+    types = entity_types(label_names)
+    return dict(
+        title=f"{paper.title}, named entity recognition, on {dataset_facts['title']}",
+        summary=(
+            "Multimodal named entity recognition: given a post and its image, the model finds the entities "
+            f"of the text and their types ({', '.join(types)}), with character offsets.{text_only}"
+        ),
+        has_test="test" in results,
+        per_type=[
+            {"split": split, "rows": [{"type": name, **row} for name, row in results[split]["per_type"].items()]}
+            for split in evaluated
+        ],
+    )
+
+
+# What a card says of its task, by the `task` the method declares. A model card names no pipeline_tag:
+# the Hub's "Use this model" snippet and widget call that task's transformers pipeline, which reads
+# neither an entity pair nor an image, nor our recognizer's word mask (and a folder naming two custom
+# pipelines could no longer be loaded as `pipeline(model=...)`). The task goes into the tags and
+# model-index; the card shows the call. `fields` gives what the task's template alone reads, and
+# draws the figures only that task shows.
+_CARD_TASKS = {
+    "relation-extraction": {
+        "template": "model_card.md", "task_type": TASK_TYPE, "task_name": TASK_NAME,
+        "metric_config": _METRIC_CONFIG, "tags": _TAGS, "fields": _relation_card_fields,
+    },
+    "token-classification": {
+        "template": "entity_card.md", "task_type": NER_TASK_TYPE,
+        "task_name": NER_TASK_NAME, "metric_config": _NER_METRIC_CONFIG, "tags": _NER_TAGS,
+        "fields": _entity_card_fields,
+    },
+}
+
+
 def write_model_card(
     folder: str | os.PathLike,
     repo_id: str | None = None,
@@ -384,46 +434,7 @@ def write_model_card(
 
     plot_training_curve(results["log_history"], results.get("best_epoch"), folder / TRAINING_CURVE_FIGURE)
     text_only = " This baseline reads the text only." if config.get("vision_config") is None else ""
-    if model_class.task == "token-classification":
-        types = entity_types(label_names)
-        confusion = None
-        specific = dict(
-            title=f"{paper.title}, named entity recognition, on {dataset_facts['title']}",
-            summary=(
-                "Multimodal named entity recognition: given a post and its image, the model finds the entities "
-                f"of the text and their types ({', '.join(types)}), with character offsets.{text_only}"
-            ),
-            has_test="test" in results,
-            per_type=[
-                {"split": split, "rows": [{"type": name, **row} for name, row in results[split]["per_type"].items()]}
-                for split in evaluated
-            ],
-        )
-    else:
-        confusion = confusion_matrix_of(results, label_names)
-        specific = dict(
-            title=f"{paper.title} on {dataset_facts['title']}",
-            summary=(
-                (
-                    "Multimodal relation extraction: given a text, an entity in it, the image and an object in the "
-                    "image (a box), the model predicts the relation from the entity to the object, one of "
-                    if dataset == "more"
-                    else "Multimodal relation extraction: given a text, two entities in it and the post's image, the "
-                    "model predicts the relation between the entities, one of "
-                )
-                + f"{len(label_names)} (`None` included).{text_only}"
-            ),
-            per_relation=[
-                {"split": split, "rows": [{"relation": name, **row} for name, row in results[split]["per_relation"].items()]}
-                for split in evaluated
-            ],
-            confusion_matrix_figure=CONFUSION_MATRIX_FIGURE if confusion is not None else None,
-            confusion_matrix_split=confusion[0] if confusion is not None else None,
-        )
-    if confusion is not None:
-        plot_confusion_matrix(confusion[1], label_names, confusion[0], folder / CONFUSION_MATRIX_FIGURE)
-    else:
-        (folder / CONFUSION_MATRIX_FIGURE).unlink(missing_ok=True)  # left by an earlier rendering
+    specific = facts["fields"](folder, results, label_names, evaluated, paper, dataset_facts, text_only)
 
     citations = [c for c in (paper.citation, dataset_facts["citation"]) if c]
     method_description, implementation_notes = method_card_texts(model_class)
