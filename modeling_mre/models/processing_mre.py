@@ -7,6 +7,7 @@ every picture of the batch are prepared by `images_mre`, with absence made expli
 import numbers
 import re
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature, ProcessorMixin
@@ -157,6 +158,15 @@ def _tokens_to_text(tokens: Sequence[str], spans: dict[str, dict]) -> tuple[str,
         start, end = int(start), int(end)
         character_spans[role] = (starts[start], starts[end - 1] + len(tokens[end - 1]))
     return " ".join(tokens), character_spans
+
+
+class _Pair(NamedTuple):
+    """One example's pair, located: what the tokenizer and a description naming the pair read of it."""
+
+    marked_text: str  # the text with both markers around each entity (only the head's for an object tail)
+    tail_text: str | None  # an object tail's second segment, `<o> caption-or-name </o>`
+    tail_box: list[float] | None  # an object tail's normalised corners on the image
+    names: tuple[str, str]  # the head's and the tail's words, for `{head}` and `{tail}` in descriptions
 
 
 # A relation description may name the pair: "{head} was founded by {tail}" is read with the pair's own
@@ -365,7 +375,7 @@ class MREProcessor(ProcessorMixin):
             windows.append(content[left:right])
         return windows[0] + self._gap_ids + windows[1]
 
-    def _assemble(
+    def _example_ids(
         self, text_ids: list[int], tail_ids: list[int] | None, example_index: int
     ) -> tuple[list[int], list[int]]:
         """
@@ -436,6 +446,19 @@ class MREProcessor(ProcessorMixin):
             (paraphrases,), the relation each describes; `relation_names`, the relations in that order.
         """
         check_call_options(self, return_tensors, kwargs, fitting="a window that keeps both entities")
+        examples, head, tail, images, crops = self._as_batch(text, tokens, head, tail, images, crops)
+        pairs = [
+            self._locate_pair(i, examples[i], head[i], tail[i], images[i], pretokenized=tokens is not None)
+            for i in range(len(examples))
+        ]
+        features = self._tokenize(pairs, return_tensors)
+        return self._assemble(features, pairs, images, crops, relations, return_tensors)
+
+    def _as_batch(self, text, tokens, head, tail, images, crops) -> tuple[list, list, list, list, list | None]:
+        """
+        `__call__`'s arguments as one value per example: the texts (or word lists), heads, tails, images
+        (None where absent) and crops (or None).
+        """
         if (text is None) == (tokens is None):
             raise ValueError("give exactly one of `text` (raw strings) or `tokens` (pre-tokenized words)")
         is_single = isinstance(text, str) or (tokens is not None and (not tokens or isinstance(tokens[0], str)))
@@ -455,47 +478,54 @@ class MREProcessor(ProcessorMixin):
             for i, words in enumerate(tokens):
                 if not isinstance(words, (list, tuple)) or not all(isinstance(word, str) for word in words):
                     raise TypeError(f"example {i}: tokens must be a list of strings")
+        return (text if text is not None else tokens), head, tail, images, crops
 
-        marked_texts, tail_texts, tail_boxes, pair_names = [], [], [], []
-        for i in range(batch_size):
-            object_tail = is_object_tail(tail[i])
-            entities = {"head": head[i]} if object_tail else {"head": head[i], "tail": tail[i]}
-            if tokens is not None:
-                example_text, spans = _tokens_to_text(tokens[i], entities)
-            else:
-                if not isinstance(text[i], str):
-                    raise TypeError(f"example {i}: text must be a string, got {type(text[i]).__name__}")
-                if not text[i].strip():
-                    raise ValueError(f"example {i}: the text is empty")
-                example_text = text[i]
-                spans = {role: character_span(example_text, entity, role) for role, entity in entities.items()}
-            problem = entity_pair_problem(spans["head"], spans.get("tail"))
-            if problem is not None:
-                raise ValueError(f"example {i}: {problem}")
-            marked_texts.append(self.mark_entities(example_text, spans["head"], spans.get("tail")))
-            if object_tail:
-                try:
-                    tail_boxes.append(normalised_box(tail[i], images[i], "tail"))
-                except (ValueError, FileNotFoundError) as err:
-                    raise type(err)(f"example {i}: {err}") from None
-                description = tail[i].get("caption") or tail[i].get("name") or ""
-                if not isinstance(description, str):
-                    raise TypeError(f"example {i}: the tail object's name and caption must be strings")
-                tail_texts.append(f"{self.tail_markers[0]} {description} {self.tail_markers[1]}")
-                tail_name = description or "the object"
-            else:
-                tail_boxes.append(None)
-                tail_texts.append(None)
-                tail_name = example_text[slice(*spans["tail"])]
-            pair_names.append((example_text[slice(*spans["head"])], tail_name))
+    def _locate_pair(self, i: int, example, head, tail, image, pretokenized: bool) -> _Pair:
+        """
+        Example `i`'s entities found in its text (or its words joined) and marked; an object tail is
+        instead placed on the image and written as the second segment.
+        """
+        object_tail = is_object_tail(tail)
+        entities = {"head": head} if object_tail else {"head": head, "tail": tail}
+        if pretokenized:
+            example_text, spans = _tokens_to_text(example, entities)
+        else:
+            if not isinstance(example, str):
+                raise TypeError(f"example {i}: text must be a string, got {type(example).__name__}")
+            if not example.strip():
+                raise ValueError(f"example {i}: the text is empty")
+            example_text = example
+            spans = {role: character_span(example_text, entity, role) for role, entity in entities.items()}
+        problem = entity_pair_problem(spans["head"], spans.get("tail"))
+        if problem is not None:
+            raise ValueError(f"example {i}: {problem}")
+        marked_text = self.mark_entities(example_text, spans["head"], spans.get("tail"))
+        head_name = example_text[slice(*spans["head"])]
+        if not object_tail:
+            return _Pair(marked_text, None, None, (head_name, example_text[slice(*spans["tail"])]))
+        try:
+            tail_box = normalised_box(tail, image, "tail")
+        except (ValueError, FileNotFoundError) as err:
+            raise type(err)(f"example {i}: {err}") from None
+        description = tail.get("caption") or tail.get("name") or ""
+        if not isinstance(description, str):
+            raise TypeError(f"example {i}: the tail object's name and caption must be strings")
+        tail_text = f"{self.tail_markers[0]} {description} {self.tail_markers[1]}"
+        return _Pair(marked_text, tail_text, tail_box, (head_name, description or "the object"))
 
-        text_ids = self.tokenizer(encodable_texts(marked_texts), add_special_tokens=False)["input_ids"]
-        object_texts = encodable_texts([t for t in tail_texts if t is not None])
+    def _tokenize(self, pairs: list[_Pair], return_tensors: str) -> dict:
+        """
+        `input_ids` and `attention_mask` (and `token_type_ids` when the tokenizer makes them) of the marked
+        texts, each fitted to `max_length` with its object tail's segment (`_example_ids`), padded to the longest.
+        """
+        marked_texts = encodable_texts([pair.marked_text for pair in pairs])
+        text_ids = self.tokenizer(marked_texts, add_special_tokens=False)["input_ids"]
+        object_texts = encodable_texts([pair.tail_text for pair in pairs if pair.tail_text is not None])
         object_ids = iter(self.tokenizer(object_texts, add_special_tokens=False)["input_ids"] if object_texts else [])
         input_ids, token_type_ids = zip(
             *(
-                self._assemble(ids, next(object_ids) if tail_text is not None else None, i)
-                for i, (ids, tail_text) in enumerate(zip(text_ids, tail_texts))
+                self._example_ids(ids, next(object_ids) if pair.tail_text is not None else None, i)
+                for i, (ids, pair) in enumerate(zip(text_ids, pairs))
             )
         )
         features = self.tokenizer.pad(
@@ -508,15 +538,19 @@ class MREProcessor(ProcessorMixin):
                 padding = [0] * (width - len(types))
                 padded_types.append(padding + types if self.tokenizer.padding_side == "left" else types + padding)
             features["token_type_ids"] = torch.tensor(padded_types)
-        features = dict(features)
-        if object_texts:
+        return dict(features)
+
+    def _assemble(self, features: dict, pairs: list[_Pair], images: list, crops, relations, return_tensors: str) -> BatchFeature:
+        """The tokenized texts with the object tails' boxes, the batch's pictures and the relations' descriptions."""
+        tail_boxes = [pair.tail_box for pair in pairs]
+        if any(box is not None for box in tail_boxes):
             features["tail_mask"] = torch.tensor([box is not None for box in tail_boxes])
             features["tail_box_features"] = torch.tensor(
                 [box_features(box) if box is not None else [0.0] * 5 for box in tail_boxes]
             )
         features.update(picture_inputs(self.image_processor, images, crops, tail_boxes, self.max_object_crops))
         if relations is not None:
-            features.update(self.encode_relations(relations, pair_names))
+            features.update(self.encode_relations(relations, [pair.names for pair in pairs]))
         return BatchFeature(features, tensor_type=return_tensors)
 
     def encode_relations(self, relations: dict[str, str | list[str]], pairs: list[tuple[str, str]] | None = None) -> dict:
