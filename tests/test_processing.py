@@ -10,7 +10,8 @@ from PIL import Image
 from transformers import AutoTokenizer, BertTokenizer, CLIPImageProcessor
 
 from modeling_mre import MREProcessor
-from modeling_mre.models.processing_mre import entity_pair_problem, record_tail
+from modeling_mre.models.images_mre import record_tail
+from modeling_mre.models.processing_mre import entity_pair_problem
 
 def tokens_of(processor, input_ids):
     return [t for t in processor.tokenizer.convert_ids_to_tokens(input_ids) if t != "[PAD]"]

@@ -29,7 +29,7 @@ from modeling_mre import (
 )
 from modeling_mre.data.more import load_more
 from modeling_mre.data.demo import write_more_demo_dataset
-from modeling_mre.models.processing_mre import record_tail
+from modeling_mre.models.images_mre import record_tail
 
 REPO = Path(__file__).parents[1]
 QUICK = ["--num_train_epochs", "2", "--max_train_samples", "128", "--max_eval_samples", "64"]

@@ -32,8 +32,7 @@ import datasets
 import numpy as np
 import torch
 
-from ..models.images_mre import load_image, processor_pixels
-from ..models.processing_mre import center_box_to_corners, crop_to_box, normalised_box
+from ..models.images_mre import center_box_to_corners, crop_to_box, load_image, normalised_box, processor_pixels
 
 
 KEY_BYTES = 16

@@ -1,9 +1,14 @@
-"""Opening images of any mode and size as RGB, with errors that name the file."""
+"""
+The input side's pictures, as `visual_mre` is the model side's: opening images of any mode and size as
+RGB, with errors that name the file; an object tail's box (MORE) on its picture; and a batch's images,
+object crops and object-tail crops as pixel tensors with masks (`picture_inputs`).
+"""
 
 import io
 import math
 import os
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -216,3 +221,116 @@ def load_image(image) -> Image.Image | None:
             raise ValueError(f"an image array must be (height, width, 3) or (3, height, width), got shape {image.shape}")
         return to_rgb(to_pil_image(image))
     raise TypeError(f"an image must be {IMAGE_TYPES_TEXT}, got {type(image).__name__}")
+
+
+def is_object_tail(tail) -> bool:
+    """Whether a tail is an object in the image (a dict with a `box`) rather than a span of the text."""
+    return isinstance(tail, dict) and "box" in tail
+
+
+def center_box_to_corners(box: Sequence[float]) -> list[float]:
+    """Normalised (center x, center y, width, height), the datasets' `tail_box`, to corners (x0, y0, x1, y1)."""
+    center_x, center_y, width, height = box
+    return [center_x - width / 2, center_y - height / 2, center_x + width / 2, center_y + height / 2]
+
+
+def record_tail(record: dict):
+    """The `tail` argument of `MREProcessor` for a row of the record schema: its token span, or its object."""
+    if record.get("tail_box") is None:
+        return record["tail"]
+    caption = record.get("tail_caption")
+    return {
+        "name": record["tail"]["name"],
+        "box": center_box_to_corners(record["tail_box"]),
+        **({"caption": caption} if caption else {}),
+    }
+
+
+def normalised_box(tail: dict, image, role: str) -> list[float]:
+    """
+    The corners (x0, y0, x1, y1) of an object tail as fractions of the image's width and height. Four
+    values within [0, 1] are read as normalised already; otherwise they are pixels of the upright image.
+    """
+    box = tail["box"]
+    if (
+        not isinstance(box, Sequence)
+        or isinstance(box, str)
+        or len(box) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
+    ):
+        raise ValueError(f"the {role} box must be four finite numbers [x0, y0, x1, y1], got {box!r}")
+    x0, y0, x1, y1 = map(float, box)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"the {role} box {list(box)} has zero area: it needs x0 < x1 and y0 < y1")
+    if all(0.0 <= v <= 1.0 for v in (x0, y0, x1, y1)):
+        return [x0, y0, x1, y1]
+    if image is None:
+        raise ValueError(
+            f"the {role} box {list(box)} is in pixels, which needs the image to place it; "
+            "give the image, or the box normalised to [0, 1]"
+        )
+    width, height = image_size(image)
+    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+        raise ValueError(f"the {role} box {list(box)} (pixels) lies outside the {width}x{height} image")
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        raise ValueError(
+            f"the {role} box {list(box)} is read as pixels but is under one pixel wide or high; "
+            "a normalised box must lie within [0, 1]"
+        )
+    return [x0 / width, y0 / height, x1 / width, y1 / height]
+
+
+def box_features(corners: Sequence[float]) -> list[float]:
+    """MOREformer's box features `[cx, cy, w, h, w * h]` of normalised corners."""
+    x0, y0, x1, y1 = corners
+    width, height = x1 - x0, y1 - y0
+    return [x0 + width / 2, y0 + height / 2, width, height, width * height]
+
+
+def crop_to_box(image, box: Sequence[float]):
+    """The part of a PIL `image` inside normalised corners `box` (x0, y0, x1, y1): an object tail's crop."""
+    return image.crop((box[0] * image.width, box[1] * image.height, box[2] * image.width, box[3] * image.height))
+
+
+def picture_inputs(
+    image_processor, images: list, crops: list | None, tail_boxes: list, max_object_crops: int
+) -> dict[str, torch.Tensor]:
+    """
+    The pixel tensors and masks of a batch's pictures (see `MREProcessor.__call__`): each example's image
+    (or None), up to `max_object_crops` object crops, and the crop of its object tail's normalised box
+    (or None); every picture goes through `image_processor` in one call.
+    """
+    images = [load_image(image) for image in images]
+    crops = [
+        [crop for crop in map(load_image, example_crops or []) if crop is not None][:max_object_crops]
+        for example_crops in (crops if crops is not None else [None] * len(images))
+    ]
+    # An object tail's crop exists where its image does; boxes are normalised corners here.
+    tail_crops = [
+        crop_to_box(image, box) if image is not None and box is not None else None
+        for image, box in zip(images, tail_boxes)
+    ]
+    pictures = [image for image in images if image is not None] + [crop for cs in crops for crop in cs]
+    pictures += [crop for crop in tail_crops if crop is not None]
+    if not pictures:
+        return {}
+    # One call for every picture of the batch, then scattered back: absent ones stay zero and masked.
+    pixels = processor_pixels(image_processor, pictures)  # (num_pictures, 3, H, W)
+    image_mask = torch.tensor([image is not None for image in images])
+    num_images = int(image_mask.sum())
+    pixel_values = pixels.new_zeros(len(images), *pixels.shape[1:])
+    pixel_values[image_mask] = pixels[:num_images]
+    features = {"pixel_values": pixel_values, "image_mask": image_mask}
+    num_crops = max(len(example_crops) for example_crops in crops)
+    crop_mask = torch.tensor([[j < len(example_crops) for j in range(num_crops)] for example_crops in crops])
+    num_crop_pictures = int(crop_mask.sum())
+    if num_crops:
+        crop_pixel_values = pixels.new_zeros(len(images), num_crops, *pixels.shape[1:])
+        crop_pixel_values[crop_mask] = pixels[num_images : num_images + num_crop_pictures]
+        features.update(crop_pixel_values=crop_pixel_values, crop_mask=crop_mask)
+    tail_crop_mask = torch.tensor([crop is not None for crop in tail_crops])
+    if tail_crop_mask.any():
+        tail_pixel_values = pixels.new_zeros(len(images), *pixels.shape[1:])
+        tail_pixel_values[tail_crop_mask] = pixels[num_images + num_crop_pictures :]
+        features["tail_pixel_values"] = tail_pixel_values
+    return features

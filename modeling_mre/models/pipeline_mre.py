@@ -9,8 +9,8 @@ from torch.utils.data import DataLoader
 from transformers import Pipeline
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
-from .images_mre import IMAGE_TYPES, IMAGE_TYPES_TEXT
-from .processing_mre import character_span, check_count, is_object_tail, relation_paraphrases
+from .images_mre import IMAGE_TYPES, IMAGE_TYPES_TEXT, is_object_tail
+from .processing_mre import character_span, check_count, relation_paraphrases
 
 
 # The task names under which a saved folder names its pipeline (`config.custom_pipelines`): a relation

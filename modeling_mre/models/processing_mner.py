@@ -9,8 +9,8 @@ import re
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
-from .images_mre import decode_unless_file
-from .processing_mre import check_call_options, check_count, encodable_texts, picture_inputs, processor_from_backbones, special_tokens_around
+from .images_mre import decode_unless_file, picture_inputs
+from .processing_mre import check_call_options, check_count, encodable_texts, processor_from_backbones, special_tokens_around
 
 
 _WORD = re.compile(r"\S+")

@@ -1,19 +1,19 @@
 """
-MREProcessor: marks the two entities in the text, tokenizes with dynamic padding, and prepares the
-image and its object crops, with absence made explicit by masks. A tail may also be an object in the
-image (MORE): its box is cut from the picture and described by MOREformer's box features.
+MREProcessor: locates the two entities in the text, marks them, tokenizes with dynamic padding and
+cuts a long text to windows around them. A tail may also be an object in the image (MORE); its box and
+every picture of the batch are prepared by `images_mre`, with absence made explicit by masks.
 """
 
-import math
 import numbers
 import re
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature, ProcessorMixin
 from transformers.utils import logging
 
-from .images_mre import decode_unless_file, image_size, load_image, processor_pixels
+from .images_mre import box_features, decode_unless_file, is_object_tail, normalised_box, picture_inputs
 
 
 logger = logging.get_logger(__name__)
@@ -160,6 +160,15 @@ def _tokens_to_text(tokens: Sequence[str], spans: dict[str, dict]) -> tuple[str,
     return " ".join(tokens), character_spans
 
 
+class _Pair(NamedTuple):
+    """One example's pair, located: what the tokenizer and a description naming the pair read of it."""
+
+    marked_text: str  # the text with both markers around each entity (only the head's for an object tail)
+    tail_text: str | None  # an object tail's second segment, `<o> caption-or-name </o>`
+    tail_box: list[float] | None  # an object tail's normalised corners on the image
+    names: tuple[str, str]  # the head's and the tail's words, for `{head}` and `{tail}` in descriptions
+
+
 # A relation description may name the pair: "{head} was founded by {tail}" is read with the pair's own
 # entities in their places, so that it has a direction (ROC compares it with the text).
 ENTITY_PLACEHOLDERS = ("{head}", "{tail}")
@@ -198,120 +207,6 @@ def relation_paraphrases(relations) -> dict[str, list[str]]:
             )
         paraphrases[name] = list(described)
     return paraphrases
-
-
-def is_object_tail(tail) -> bool:
-    """Whether a tail is an object in the image (a dict with a `box`) rather than a span of the text."""
-    return isinstance(tail, dict) and "box" in tail
-
-
-def center_box_to_corners(box: Sequence[float]) -> list[float]:
-    """Normalised (center x, center y, width, height), the datasets' `tail_box`, to corners (x0, y0, x1, y1)."""
-    center_x, center_y, width, height = box
-    return [center_x - width / 2, center_y - height / 2, center_x + width / 2, center_y + height / 2]
-
-
-def record_tail(record: dict):
-    """The `tail` argument of `MREProcessor` for a row of the record schema: its token span, or its object."""
-    if record.get("tail_box") is None:
-        return record["tail"]
-    caption = record.get("tail_caption")
-    return {
-        "name": record["tail"]["name"],
-        "box": center_box_to_corners(record["tail_box"]),
-        **({"caption": caption} if caption else {}),
-    }
-
-
-def normalised_box(tail: dict, image, role: str) -> list[float]:
-    """
-    The corners (x0, y0, x1, y1) of an object tail as fractions of the image's width and height. Four
-    values within [0, 1] are read as normalised already; otherwise they are pixels of the upright image.
-    """
-    box = tail["box"]
-    if (
-        not isinstance(box, Sequence)
-        or isinstance(box, str)
-        or len(box) != 4
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
-    ):
-        raise ValueError(f"the {role} box must be four finite numbers [x0, y0, x1, y1], got {box!r}")
-    x0, y0, x1, y1 = map(float, box)
-    if x1 <= x0 or y1 <= y0:
-        raise ValueError(f"the {role} box {list(box)} has zero area: it needs x0 < x1 and y0 < y1")
-    if all(0.0 <= v <= 1.0 for v in (x0, y0, x1, y1)):
-        return [x0, y0, x1, y1]
-    if image is None:
-        raise ValueError(
-            f"the {role} box {list(box)} is in pixels, which needs the image to place it; "
-            "give the image, or the box normalised to [0, 1]"
-        )
-    width, height = image_size(image)
-    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-        raise ValueError(f"the {role} box {list(box)} (pixels) lies outside the {width}x{height} image")
-    if x1 - x0 < 1 or y1 - y0 < 1:
-        raise ValueError(
-            f"the {role} box {list(box)} is read as pixels but is under one pixel wide or high; "
-            "a normalised box must lie within [0, 1]"
-        )
-    return [x0 / width, y0 / height, x1 / width, y1 / height]
-
-
-def box_features(corners: Sequence[float]) -> list[float]:
-    """MOREformer's box features `[cx, cy, w, h, w * h]` of normalised corners."""
-    x0, y0, x1, y1 = corners
-    width, height = x1 - x0, y1 - y0
-    return [x0 + width / 2, y0 + height / 2, width, height, width * height]
-
-
-def crop_to_box(image, box: Sequence[float]):
-    """The part of a PIL `image` inside normalised corners `box` (x0, y0, x1, y1): an object tail's crop."""
-    return image.crop((box[0] * image.width, box[1] * image.height, box[2] * image.width, box[3] * image.height))
-
-
-def picture_inputs(
-    image_processor, images: list, crops: list | None, tail_boxes: list, max_object_crops: int
-) -> dict[str, torch.Tensor]:
-    """
-    The pixel tensors and masks of a batch's pictures (see `MREProcessor.__call__`): each example's image
-    (or None), up to `max_object_crops` object crops, and the crop of its object tail's normalised box
-    (or None); every picture goes through `image_processor` in one call.
-    """
-    images = [load_image(image) for image in images]
-    crops = [
-        [crop for crop in map(load_image, example_crops or []) if crop is not None][:max_object_crops]
-        for example_crops in (crops if crops is not None else [None] * len(images))
-    ]
-    # An object tail's crop exists where its image does; boxes are normalised corners here.
-    tail_crops = [
-        crop_to_box(image, box) if image is not None and box is not None else None
-        for image, box in zip(images, tail_boxes)
-    ]
-    pictures = [image for image in images if image is not None] + [crop for cs in crops for crop in cs]
-    pictures += [crop for crop in tail_crops if crop is not None]
-    if not pictures:
-        return {}
-    # One call for every picture of the batch, then scattered back: absent ones stay zero and masked.
-    pixels = processor_pixels(image_processor, pictures)  # (num_pictures, 3, H, W)
-    image_mask = torch.tensor([image is not None for image in images])
-    num_images = int(image_mask.sum())
-    pixel_values = pixels.new_zeros(len(images), *pixels.shape[1:])
-    pixel_values[image_mask] = pixels[:num_images]
-    features = {"pixel_values": pixel_values, "image_mask": image_mask}
-    num_crops = max(len(example_crops) for example_crops in crops)
-    crop_mask = torch.tensor([[j < len(example_crops) for j in range(num_crops)] for example_crops in crops])
-    num_crop_pictures = int(crop_mask.sum())
-    if num_crops:
-        crop_pixel_values = pixels.new_zeros(len(images), num_crops, *pixels.shape[1:])
-        crop_pixel_values[crop_mask] = pixels[num_images : num_images + num_crop_pictures]
-        features.update(crop_pixel_values=crop_pixel_values, crop_mask=crop_mask)
-    tail_crop_mask = torch.tensor([crop is not None for crop in tail_crops])
-    if tail_crop_mask.any():
-        tail_pixel_values = pixels.new_zeros(len(images), *pixels.shape[1:])
-        tail_pixel_values[tail_crop_mask] = pixels[num_images + num_crop_pictures :]
-        features["tail_pixel_values"] = tail_pixel_values
-    return features
-
 
 
 def special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
@@ -480,7 +375,7 @@ class MREProcessor(ProcessorMixin):
             windows.append(content[left:right])
         return windows[0] + self._gap_ids + windows[1]
 
-    def _assemble(
+    def _example_ids(
         self, text_ids: list[int], tail_ids: list[int] | None, example_index: int
     ) -> tuple[list[int], list[int]]:
         """
@@ -551,6 +446,19 @@ class MREProcessor(ProcessorMixin):
             (paraphrases,), the relation each describes; `relation_names`, the relations in that order.
         """
         check_call_options(self, return_tensors, kwargs, fitting="a window that keeps both entities")
+        examples, head, tail, images, crops = self._as_batch(text, tokens, head, tail, images, crops)
+        pairs = [
+            self._locate_pair(i, examples[i], head[i], tail[i], images[i], pretokenized=tokens is not None)
+            for i in range(len(examples))
+        ]
+        features = self._tokenize(pairs, return_tensors)
+        return self._assemble(features, pairs, images, crops, relations, return_tensors)
+
+    def _as_batch(self, text, tokens, head, tail, images, crops) -> tuple[list, list, list, list, list | None]:
+        """
+        `__call__`'s arguments as one value per example: the texts (or word lists), heads, tails, images
+        (None where absent) and crops (or None).
+        """
         if (text is None) == (tokens is None):
             raise ValueError("give exactly one of `text` (raw strings) or `tokens` (pre-tokenized words)")
         is_single = isinstance(text, str) or (tokens is not None and (not tokens or isinstance(tokens[0], str)))
@@ -570,47 +478,54 @@ class MREProcessor(ProcessorMixin):
             for i, words in enumerate(tokens):
                 if not isinstance(words, (list, tuple)) or not all(isinstance(word, str) for word in words):
                     raise TypeError(f"example {i}: tokens must be a list of strings")
+        return (text if text is not None else tokens), head, tail, images, crops
 
-        marked_texts, tail_texts, tail_boxes, pair_names = [], [], [], []
-        for i in range(batch_size):
-            object_tail = is_object_tail(tail[i])
-            entities = {"head": head[i]} if object_tail else {"head": head[i], "tail": tail[i]}
-            if tokens is not None:
-                example_text, spans = _tokens_to_text(tokens[i], entities)
-            else:
-                if not isinstance(text[i], str):
-                    raise TypeError(f"example {i}: text must be a string, got {type(text[i]).__name__}")
-                if not text[i].strip():
-                    raise ValueError(f"example {i}: the text is empty")
-                example_text = text[i]
-                spans = {role: character_span(example_text, entity, role) for role, entity in entities.items()}
-            problem = entity_pair_problem(spans["head"], spans.get("tail"))
-            if problem is not None:
-                raise ValueError(f"example {i}: {problem}")
-            marked_texts.append(self.mark_entities(example_text, spans["head"], spans.get("tail")))
-            if object_tail:
-                try:
-                    tail_boxes.append(normalised_box(tail[i], images[i], "tail"))
-                except (ValueError, FileNotFoundError) as err:
-                    raise type(err)(f"example {i}: {err}") from None
-                description = tail[i].get("caption") or tail[i].get("name") or ""
-                if not isinstance(description, str):
-                    raise TypeError(f"example {i}: the tail object's name and caption must be strings")
-                tail_texts.append(f"{self.tail_markers[0]} {description} {self.tail_markers[1]}")
-                tail_name = description or "the object"
-            else:
-                tail_boxes.append(None)
-                tail_texts.append(None)
-                tail_name = example_text[slice(*spans["tail"])]
-            pair_names.append((example_text[slice(*spans["head"])], tail_name))
+    def _locate_pair(self, i: int, example, head, tail, image, pretokenized: bool) -> _Pair:
+        """
+        Example `i`'s entities found in its text (or its words joined) and marked; an object tail is
+        instead placed on the image and written as the second segment.
+        """
+        object_tail = is_object_tail(tail)
+        entities = {"head": head} if object_tail else {"head": head, "tail": tail}
+        if pretokenized:
+            example_text, spans = _tokens_to_text(example, entities)
+        else:
+            if not isinstance(example, str):
+                raise TypeError(f"example {i}: text must be a string, got {type(example).__name__}")
+            if not example.strip():
+                raise ValueError(f"example {i}: the text is empty")
+            example_text = example
+            spans = {role: character_span(example_text, entity, role) for role, entity in entities.items()}
+        problem = entity_pair_problem(spans["head"], spans.get("tail"))
+        if problem is not None:
+            raise ValueError(f"example {i}: {problem}")
+        marked_text = self.mark_entities(example_text, spans["head"], spans.get("tail"))
+        head_name = example_text[slice(*spans["head"])]
+        if not object_tail:
+            return _Pair(marked_text, None, None, (head_name, example_text[slice(*spans["tail"])]))
+        try:
+            tail_box = normalised_box(tail, image, "tail")
+        except (ValueError, FileNotFoundError) as err:
+            raise type(err)(f"example {i}: {err}") from None
+        description = tail.get("caption") or tail.get("name") or ""
+        if not isinstance(description, str):
+            raise TypeError(f"example {i}: the tail object's name and caption must be strings")
+        tail_text = f"{self.tail_markers[0]} {description} {self.tail_markers[1]}"
+        return _Pair(marked_text, tail_text, tail_box, (head_name, description or "the object"))
 
-        text_ids = self.tokenizer(encodable_texts(marked_texts), add_special_tokens=False)["input_ids"]
-        object_texts = encodable_texts([t for t in tail_texts if t is not None])
+    def _tokenize(self, pairs: list[_Pair], return_tensors: str) -> dict:
+        """
+        `input_ids` and `attention_mask` (and `token_type_ids` when the tokenizer makes them) of the marked
+        texts, each fitted to `max_length` with its object tail's segment (`_example_ids`), padded to the longest.
+        """
+        marked_texts = encodable_texts([pair.marked_text for pair in pairs])
+        text_ids = self.tokenizer(marked_texts, add_special_tokens=False)["input_ids"]
+        object_texts = encodable_texts([pair.tail_text for pair in pairs if pair.tail_text is not None])
         object_ids = iter(self.tokenizer(object_texts, add_special_tokens=False)["input_ids"] if object_texts else [])
         input_ids, token_type_ids = zip(
             *(
-                self._assemble(ids, next(object_ids) if tail_text is not None else None, i)
-                for i, (ids, tail_text) in enumerate(zip(text_ids, tail_texts))
+                self._example_ids(ids, next(object_ids) if pair.tail_text is not None else None, i)
+                for i, (ids, pair) in enumerate(zip(text_ids, pairs))
             )
         )
         features = self.tokenizer.pad(
@@ -623,15 +538,19 @@ class MREProcessor(ProcessorMixin):
                 padding = [0] * (width - len(types))
                 padded_types.append(padding + types if self.tokenizer.padding_side == "left" else types + padding)
             features["token_type_ids"] = torch.tensor(padded_types)
-        features = dict(features)
-        if object_texts:
+        return dict(features)
+
+    def _assemble(self, features: dict, pairs: list[_Pair], images: list, crops, relations, return_tensors: str) -> BatchFeature:
+        """The tokenized texts with the object tails' boxes, the batch's pictures and the relations' descriptions."""
+        tail_boxes = [pair.tail_box for pair in pairs]
+        if any(box is not None for box in tail_boxes):
             features["tail_mask"] = torch.tensor([box is not None for box in tail_boxes])
             features["tail_box_features"] = torch.tensor(
                 [box_features(box) if box is not None else [0.0] * 5 for box in tail_boxes]
             )
         features.update(picture_inputs(self.image_processor, images, crops, tail_boxes, self.max_object_crops))
         if relations is not None:
-            features.update(self.encode_relations(relations, pair_names))
+            features.update(self.encode_relations(relations, [pair.names for pair in pairs]))
         return BatchFeature(features, tensor_type=return_tensors)
 
     def encode_relations(self, relations: dict[str, str | list[str]], pairs: list[tuple[str, str]] | None = None) -> dict:

@@ -4,7 +4,7 @@ import torch
 
 from ..data.feature_cache import ImageFeatureCache
 from ..models import MNERProcessor, MREProcessor
-from ..models.processing_mre import record_tail
+from ..models.images_mre import record_tail
 
 
 def make_collate_fn(processor: MREProcessor, uses_images: bool, image_feature_cache: ImageFeatureCache | None = None):

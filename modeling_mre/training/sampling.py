@@ -4,7 +4,7 @@ import torch
 from torch.utils.data import Sampler
 
 from ..models import MREProcessor
-from ..models.processing_mre import record_tail
+from ..models.images_mre import record_tail
 
 
 def example_lengths(dataset, processor: MREProcessor, chunk_size: int = 1024) -> list[int]:
