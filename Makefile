@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test install space
+.PHONY: demo test lint install space
 
 install: $(INSTALLED)
 
@@ -28,3 +28,8 @@ space: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(PYTHON) -m pytest
+
+# ruff's lint and format checks (pyproject.toml's [tool.ruff]); CI runs them before the tests.
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .

@@ -50,6 +50,7 @@ from transformers.utils import cached_file
 from modeling_mre import PIPELINE_TASK
 from modeling_mre.data.schema import excerpt, read_text_lines
 
+
 PARTS_SUFFIX, REJECTS_SUFFIX = ".parts", ".rejects.jsonl"
 INPUT_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
@@ -58,7 +59,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="A model folder or Hub id (its code runs: trust_remote_code).")
     parser.add_argument("--revision", default=None, help="The Hub revision of --model whose code you have read.")
-    parser.add_argument("--input", required=True, nargs="+", help="JSON Lines, CSV or parquet files, or a dataset name.")
+    parser.add_argument(
+        "--input", required=True, nargs="+", help="JSON Lines, CSV or parquet files, or a dataset name."
+    )
     parser.add_argument("--input_split", default="train", help="The split of a dataset given by name.")
     parser.add_argument("--output", required=True, type=Path, help="Results: .jsonl or .parquet.")
     parser.add_argument("--id_column", default="id", help="The column naming each row; its position when absent.")
@@ -69,7 +72,8 @@ def parse_args(argv=None):
         "--strict", action="store_true", help="Stop at the first row the pipeline refuses; fail a run that has any."
     )
     parser.add_argument(
-        "--overwrite_output", action="store_true",
+        "--overwrite_output",
+        action="store_true",
         help="Redo the run from the start when its input, model or arguments changed, or replace an --output "
         "this run did not write.",
     )
@@ -138,7 +142,7 @@ def check_csv_has_rows(path: Path) -> None:
 def read_json_lines(path: Path) -> list[tuple[dict, str]]:
     """One JSON object per non-empty line, with its `<file> line N`; anything else is refused with the file and line."""
     rows = []
-    for index, line, where in read_text_lines(path):
+    for _, line, where in read_text_lines(path):
         if not line.strip():
             continue
         try:
@@ -162,7 +166,11 @@ def row_ids(rows, origins: list[str], args) -> list:
     else:
         ids = [row.get(args.id_column, index) for index, row in enumerate(rows)]
     for where, value in zip(origins, ids):
-        if value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, float) and math.isnan(value)):
+        if (
+            value is None
+            or (isinstance(value, str) and not value.strip())
+            or (isinstance(value, float) and math.isnan(value))
+        ):
             raise ValueError(f"{where}, field {args.id_column!r}: empty; every row needs an id (or drop the column)")
     return ids
 
@@ -176,7 +184,9 @@ def check_run(extract, rows, args) -> None:
     if args.top_k is not None:
         columns = rows.column_names if isinstance(rows, datasets.Dataset) else {key for row in rows for key in row}
         if relations and "head" not in columns:
-            raise ValueError("--top_k ranks the relations of one pair; the rows are whole posts, each pair given its best")
+            raise ValueError(
+                "--top_k ranks the relations of one pair; the rows are whole posts, each pair given its best"
+            )
 
 
 def fingerprint(paths: list[Path]) -> str:
@@ -191,9 +201,14 @@ def fingerprint(paths: list[Path]) -> str:
 
 def model_files(args) -> list[Path]:
     """The config and weights files of --model: its folder's, or those of the Hub snapshot the pipeline loaded."""
-    folder = Path(args.model) if Path(args.model).is_dir() else Path(cached_file(args.model, "config.json", revision=args.revision)).parent
+    folder = (
+        Path(args.model)
+        if Path(args.model).is_dir()
+        else Path(cached_file(args.model, "config.json", revision=args.revision)).parent
+    )
     return sorted(
-        path for path in folder.iterdir()
+        path
+        for path in folder.iterdir()
         if path.name == "config.json" or path.suffix in (".safetensors", ".bin") or path.name.endswith(".index.json")
     )
 
@@ -215,10 +230,16 @@ def claim_parts(parts: Path, args, rows) -> None:
     """
     files = [Path(name) for name in args.input if Path(name).is_file()]
     run = {
-        "model": args.model, "revision": args.revision, "model_files": fingerprint(model_files(args)),
-        "input": [str(path.resolve()) for path in files] or args.input, "input_split": args.input_split,
-        "input_files": fingerprint(files) if files else rows._fingerprint, "rows": len(rows),
-        "id_column": args.id_column, "top_k": args.top_k, "ner_model": args.ner_model,
+        "model": args.model,
+        "revision": args.revision,
+        "model_files": fingerprint(model_files(args)),
+        "input": [str(path.resolve()) for path in files] or args.input,
+        "input_split": args.input_split,
+        "input_files": fingerprint(files) if files else rows._fingerprint,
+        "rows": len(rows),
+        "id_column": args.id_column,
+        "top_k": args.top_k,
+        "ner_model": args.ner_model,
     }
     recorded = parts / "run.json"
     if recorded.is_file():
@@ -227,7 +248,8 @@ def claim_parts(parts: Path, args, rows) -> None:
         if changed and not args.overwrite_output:
             what = {"input_files": "the input files' content", "model_files": "the model's weights or config"}
             details = "; ".join(
-                what[key] if key in what else f"{key} {before.get(key)!r} -> {run.get(key)!r}" for key in sorted(changed)
+                what[key] if key in what else f"{key} {before.get(key)!r} -> {run.get(key)!r}"
+                for key in sorted(changed)
             )
             raise ValueError(
                 f"{parts} holds the parts of a run with other arguments or inputs (changed: {details}): give "
@@ -236,7 +258,9 @@ def claim_parts(parts: Path, args, rows) -> None:
         if changed:
             shutil.rmtree(parts)
     elif args.output.exists() and not args.overwrite_output:
-        raise FileExistsError(f"--output {args.output} exists and was not written by this run: give --overwrite_output to replace it")
+        raise FileExistsError(
+            f"--output {args.output} exists and was not written by this run: give --overwrite_output to replace it"
+        )
     parts.mkdir(parents=True, exist_ok=True)
     staging = parts / ".run.json.partial"
     staging.write_text(json.dumps(run))
@@ -263,11 +287,16 @@ def run_batch(extract, rows: list[dict], args) -> list[tuple[str, dict]]:
     """("result" | "reject", record) per row; a batch the pipeline refuses is retried row by row to find the bad ones."""
     call = {"top_k": args.top_k} if args.top_k is not None else {}
     examples = [pipeline_input(row, args) for row in rows]
-    whole_posts = [("head" not in example) and ("entities" in example or "ner_model" in example) for example in examples]
+    whole_posts = [
+        ("head" not in example) and ("entities" in example or "ner_model" in example) for example in examples
+    ]
     if len(rows) > 1 and not any(whole_posts):
         try:
             results = extract(examples, batch_size=len(examples), **call)
-            return [("result", {"__index": row["__index"], "id": row["id"], "results": result}) for row, result in zip(rows, results)]
+            return [
+                ("result", {"__index": row["__index"], "id": row["id"], "results": result})
+                for row, result in zip(rows, results)
+            ]
         except (ValueError, TypeError, FileNotFoundError, KeyError):
             pass  # some row is refused: find which, one at a time
     outcomes = []
@@ -277,7 +306,9 @@ def run_batch(extract, rows: list[dict], args) -> list[tuple[str, dict]]:
         except (ValueError, TypeError, FileNotFoundError, KeyError) as err:
             if args.strict:
                 raise ValueError(f"row {row['__index']} (id {row['id']!r}): {err}") from err
-            outcomes.append(("reject", {"__index": row["__index"], "id": row["id"], "reason": f"{type(err).__name__}: {err}"}))
+            outcomes.append(
+                ("reject", {"__index": row["__index"], "id": row["id"], "reason": f"{type(err).__name__}: {err}"})
+            )
         else:
             outcomes.append(("result", {"__index": row["__index"], "id": row["id"], "results": result}))
     return outcomes
@@ -292,15 +323,19 @@ def merge(args, parts: Path, num_rows: int) -> dict:
             target.setdefault(record.pop("__index"), record)
     missing = sorted(set(range(num_rows)) - results.keys() - rejects.keys())
     if missing:
-        raise RuntimeError(f"{len(missing)} rows have no result nor reject (first: {missing[:5]}); run again to finish them")
+        raise RuntimeError(
+            f"{len(missing)} rows have no result nor reject (first: {missing[:5]}); run again to finish them"
+        )
     staging = args.output.with_name(f".{args.output.name}.partial")
     ordered = [results[index] for index in sorted(results)]
     if args.output.suffix == ".parquet":
         # The results' structure varies with the task: each row's list is kept as its JSON text.
-        table = datasets.Dataset.from_dict({
-            "id": [record["id"] for record in ordered],
-            "results": [json.dumps(record["results"]) for record in ordered],
-        })
+        table = datasets.Dataset.from_dict(
+            {
+                "id": [record["id"] for record in ordered],
+                "results": [json.dumps(record["results"]) for record in ordered],
+            }
+        )
         table.to_parquet(staging)
     else:
         with open(staging, "w", encoding="utf-8") as out:
@@ -317,8 +352,13 @@ def merge(args, parts: Path, num_rows: int) -> dict:
             f"--strict: {len(rejects)} rows were refused (first: row {first} (id {rejects[first]['id']!r}): "
             f"{excerpt(rejects[first]['reason'], 200)}); every reject is in {rejects_path}"
         )
-    return {"rows": num_rows, "results": len(results), "rejects": len(rejects), "output": str(args.output),
-            "rejects_file": str(rejects_path)}
+    return {
+        "rows": num_rows,
+        "results": len(results),
+        "rejects": len(rejects),
+        "output": str(args.output),
+        "rejects_file": str(rejects_path),
+    }
 
 
 def main(argv=None):
@@ -339,12 +379,21 @@ def main(argv=None):
     name = f"attempt{attempt:03d}-rank{accelerator.process_index:03d}.jsonl"
     with accelerator.split_between_processes(pending) as mine:
         started, written = time.perf_counter(), 0
-        progress = tqdm(total=len(mine), unit="rows", disable=not accelerator.is_local_main_process,
-                        desc=f"rows (this process's {len(mine)} of {len(pending)} to do)")
-        with open(parts / f"results-{name}", "a", encoding="utf-8") as results, \
-                open(parts / f"rejects-{name}", "a", encoding="utf-8") as rejects:
+        progress = tqdm(
+            total=len(mine),
+            unit="rows",
+            disable=not accelerator.is_local_main_process,
+            desc=f"rows (this process's {len(mine)} of {len(pending)} to do)",
+        )
+        with (
+            open(parts / f"results-{name}", "a", encoding="utf-8") as results,
+            open(parts / f"rejects-{name}", "a", encoding="utf-8") as rejects,
+        ):
             for start in range(0, len(mine), args.batch_size):
-                batch = [{**rows[index], "__index": index, "id": ids[index]} for index in mine[start : start + args.batch_size]]
+                batch = [
+                    {**rows[index], "__index": index, "id": ids[index]}
+                    for index in mine[start : start + args.batch_size]
+                ]
                 for kind, record in run_batch(extract, batch, args):
                     (results if kind == "result" else rejects).write(json.dumps(record, default=str) + "\n")
                 for part in (results, rejects):  # what is written survives a kill

@@ -78,27 +78,41 @@ def parse_args(argv=None):
     methods = sorted({method for task in TASKS.values() for method in task.methods})
     parser.add_argument("--method", choices=methods, default="mmib")
     parser.add_argument(
-        "--dataset", choices=[dataset for task in TASKS.values() for dataset in task.datasets], default="demo",
+        "--dataset",
+        choices=[dataset for task in TASKS.values() for dataset in task.datasets],
+        default="demo",
         help="demo (relations) and demo-mner (entities): the embedded synthetic sets; twitter2015 and twitter2017: MNER",
     )
-    parser.add_argument("--data_dir", type=str, default=None, help="Folder in MNRE's, MORE's or the Twitter sets' layout.")
+    parser.add_argument(
+        "--data_dir", type=str, default=None, help="Folder in MNRE's, MORE's or the Twitter sets' layout."
+    )
     parser.add_argument(
         "--image_dir", type=str, default=None, help="Images, if not <data_dir>/img_org (Twitter: <data_dir>/images)."
     )
-    parser.add_argument("--crop_dir", type=str, default=None, help="Twitter: the object crops' folder (<split>/crops/).")
+    parser.add_argument(
+        "--crop_dir", type=str, default=None, help="Twitter: the object crops' folder (<split>/crops/)."
+    )
     parser.add_argument("--text_backbone", type=str, default=None, help="Hub id or folder; default: embedded MiniLM.")
-    parser.add_argument("--vision_backbone", type=str, default=None, help="Hub id or folder; default: embedded MobileNetV2.")
+    parser.add_argument(
+        "--vision_backbone", type=str, default=None, help="Hub id or folder; default: embedded MobileNetV2."
+    )
     parser.add_argument("--output_dir", type=str, default=None, help="Default: outputs/<method>-<dataset>.")
-    parser.add_argument("--max_length", type=int, default=128, help="Longest tokenized input; entities are always kept.")
+    parser.add_argument(
+        "--max_length", type=int, default=128, help="Longest tokenized input; entities are always kept."
+    )
     parser.add_argument("--per_device_train_batch_size", type=int, default=32)
     parser.add_argument("--per_device_eval_batch_size", type=int, default=64)
     parser.add_argument(
-        "--group_by_length", action="store_true",
+        "--group_by_length",
+        action="store_true",
         help="Training batches of similar length (shuffled, seeded per epoch): less padding, faster epochs.",
     )
     parser.add_argument("--learning_rate", type=float, default=5e-5, help="Learning rate of the text encoder.")
     parser.add_argument(
-        "--head_learning_rate", type=float, default=1e-3, help="Learning rate of the freshly initialised method layers."
+        "--head_learning_rate",
+        type=float,
+        default=1e-3,
+        help="Learning rate of the freshly initialised method layers.",
     )
     parser.add_argument(
         "--weight_decay", type=float, default=0.01, help="AdamW decay of weight matrices (none on biases and norms)."
@@ -110,13 +124,19 @@ def parse_args(argv=None):
     parser.add_argument("--num_warmup_steps", type=int, default=None, help="Default: 6%% of the training steps.")
     parser.add_argument("--max_train_samples", type=int, default=None, help="Truncate train (for quick runs).")
     parser.add_argument(
-        "--hold_out_relations", nargs="+", default=None, metavar="RELATION",
+        "--hold_out_relations",
+        nargs="+",
+        default=None,
+        metavar="RELATION",
         help="Drop these relations' rows from train (they stay in the label set and in evaluation; ROC also leaves "
         "them out of its training softmax): how well a retrieval method finds relations it was never trained on, "
         "from their descriptions alone.",
     )
     parser.add_argument(
-        "--validation_from_train", type=float, default=None, metavar="FRACTION",
+        "--validation_from_train",
+        type=float,
+        default=None,
+        metavar="FRACTION",
         help="Select the best epoch on this share of train (seeded, stratified by relation) and evaluate the "
         "dataset's validation split once, as test: for data whose test split is withheld (MNRE here).",
     )
@@ -124,7 +144,10 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--checkpointing_steps", type=str, default=None, help="'epoch' or a number of steps.")
     parser.add_argument(
-        "--checkpoints_total_limit", type=int, default=None, help="Keep at most this many checkpoints (oldest deleted)."
+        "--checkpoints_total_limit",
+        type=int,
+        default=None,
+        help="Keep at most this many checkpoints (oldest deleted).",
     )
     parser.add_argument("--resume_from_checkpoint", type=str, default=None, help="A checkpoint folder, or 'latest'.")
     parser.add_argument("--with_tracking", action="store_true", help="Log to the trackers of --report_to.")
@@ -139,7 +162,7 @@ def parse_args(argv=None):
         "--config_overrides",
         type=str,
         default=None,
-        help='Fields of the method\'s config, as run_clm.py\'s: "use_watcher_fusion=false,kl_weight=0.01,supervised_layers=[2,4]"; '
+        help="Fields of the method's config, as run_clm.py's: \"use_watcher_fusion=false,kl_weight=0.01,supervised_layers=[2,4]\"; "
         "values are read as JSON, else as strings. The method's ablation switches are such fields.",
     )
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
@@ -152,11 +175,16 @@ def parse_args(argv=None):
         "(no image decoding or vision forward per step). Default: on when the vision encoder is frozen.",
     )
     parser.add_argument(
-        "--no_cache_image_features", dest="cache_image_features", action="store_const", const=False,
+        "--no_cache_image_features",
+        dest="cache_image_features",
+        action="store_const",
+        const=False,
         help="Read the pictures at every step instead.",
     )
     parser.add_argument(
-        "--image_feature_dtype", choices=sorted(FEATURE_DTYPES), default="float16",
+        "--image_feature_dtype",
+        choices=sorted(FEATURE_DTYPES),
+        default="float16",
         help="How the cache stores features: float16 (half the disk; logits within 1e-3 of float32's) or float32 "
         "(the logits of the pixels exactly).",
     )
@@ -179,10 +207,20 @@ def parse_args(argv=None):
                 parser.error(f"--{flag} is for {other.description}; --dataset {args.dataset} is {task.description}")
     if args.checkpointing_steps not in (None, "epoch") and not args.checkpointing_steps.isdigit():
         parser.error("--checkpointing_steps must be 'epoch' or a number of steps")
-    for flag, minimum in (("max_length", 1), ("per_device_train_batch_size", 1), ("per_device_eval_batch_size", 1),
-                          ("num_train_epochs", 1), ("max_train_steps", 1), ("gradient_accumulation_steps", 1),
-                          ("num_warmup_steps", 0), ("max_train_samples", 1), ("max_eval_samples", 1),
-                          ("checkpoints_total_limit", 1), ("lora_r", 1), ("dataloader_num_workers", 0)):
+    for flag, minimum in (
+        ("max_length", 1),
+        ("per_device_train_batch_size", 1),
+        ("per_device_eval_batch_size", 1),
+        ("num_train_epochs", 1),
+        ("max_train_steps", 1),
+        ("gradient_accumulation_steps", 1),
+        ("num_warmup_steps", 0),
+        ("max_train_samples", 1),
+        ("max_eval_samples", 1),
+        ("checkpoints_total_limit", 1),
+        ("lora_r", 1),
+        ("dataloader_num_workers", 0),
+    ):
         if getattr(args, flag) is not None and getattr(args, flag) < minimum:
             parser.error(f"--{flag} must be at least {minimum}, got {getattr(args, flag)}")
     if args.validation_from_train is not None and not 0 < args.validation_from_train < 1:
@@ -201,8 +239,12 @@ def load_data(args, accelerator):
     """The splits to train, select and test on: the task's reader, then the flags that reshape them."""
     with accelerator.main_process_first():  # the main process writes the demo, the others read it
         dataset = task_of_dataset(args.dataset).read(
-            args.dataset, args.data_dir, image_dir=args.image_dir, crop_dir=args.crop_dir,
-            demo_dir=Path(args.output_dir) / "demo_data", seed=args.seed,
+            args.dataset,
+            args.data_dir,
+            image_dir=args.image_dir,
+            crop_dir=args.crop_dir,
+            demo_dir=Path(args.output_dir) / "demo_data",
+            seed=args.seed,
         )
     if args.validation_from_train is not None:
         dataset = carve_validation_from_train(dataset, args.validation_from_train, args.seed)
@@ -213,7 +255,11 @@ def load_data(args, accelerator):
             raise ValueError(f"--hold_out_relations: {unknown} are not relations of the dataset ({', '.join(names)})")
         held_out = {names.index(relation) for relation in args.hold_out_relations}
         dataset["train"] = dataset["train"].filter(lambda relation: relation not in held_out, input_columns="relation")
-    for split, limit in (("train", args.max_train_samples), ("validation", args.max_eval_samples), ("test", args.max_eval_samples)):
+    for split, limit in (
+        ("train", args.max_train_samples),
+        ("validation", args.max_eval_samples),
+        ("test", args.max_eval_samples),
+    ):
         if split in dataset and limit is not None:
             dataset[split] = dataset[split].select(range(min(limit, len(dataset[split]))))
     return dataset
@@ -292,7 +338,10 @@ def main(argv=None):
         model.to(accelerator.device)  # encode on the training device; prepare() would move it there anyway
         with accelerator.main_process_first():  # the main process writes the cache, the others read it
             dataset, feature_cache = add_image_features(
-                dataset, base_model, processor, batch_size=args.per_device_eval_batch_size,
+                dataset,
+                base_model,
+                processor,
+                batch_size=args.per_device_eval_batch_size,
                 dtype=FEATURE_DTYPES[args.image_feature_dtype],
             )
     collate, eval_collate = task.make_collate_fns(processor, uses_images, feature_cache)
@@ -348,7 +397,9 @@ def main(argv=None):
     eval_dataloaders = dict(zip(eval_dataloaders, eval_loaders))
 
     if args.with_tracking:
-        accelerator.init_trackers("mre", {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
+        accelerator.init_trackers(
+            "mre", {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        )
 
     total_batch_size = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     logger.info("***** Running training *****")
@@ -399,11 +450,16 @@ def main(argv=None):
                 continue
             progress_bar.update(1)
             state["completed_steps"] += 1
-            progress_bar.set_postfix({name: f"{total / running_batches:.4f}" for name, total in running_losses.items()})
+            progress_bar.set_postfix(
+                {name: f"{total / running_batches:.4f}" for name, total in running_losses.items()}
+            )
             if args.checkpointing_steps and args.checkpointing_steps.isdigit():
                 if state["completed_steps"] % int(args.checkpointing_steps) == 0:
                     save_checkpoint(
-                        accelerator, output_dir / f"step_{state['completed_steps']}", state, args.checkpoints_total_limit
+                        accelerator,
+                        output_dir / f"step_{state['completed_steps']}",
+                        state,
+                        args.checkpoints_total_limit,
                     )
             if state["completed_steps"] >= args.max_train_steps:
                 break

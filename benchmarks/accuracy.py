@@ -58,13 +58,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import provenance  # benchmarks/common.py
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from modeling_mre import METHODS, NER_METHODS
 from modeling_mre.data.controlled import write_controlled_dataset
-
-from common import provenance  # benchmarks/common.py
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,14 +78,22 @@ def parse_args():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
-    parser.add_argument("--methods", nargs="+", choices=sorted(set(METHODS) | set(NER_METHODS)), default=None,
-                        help="Default: every method with a model for the dataset's task.")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=sorted(set(METHODS) | set(NER_METHODS)),
+        default=None,
+        help="Default: every method with a model for the dataset's task.",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     parser.add_argument(
         "--ablations", action="store_true", help="Also train each method with each of its declared parts removed."
     )
     parser.add_argument(
-        "--hold_out", nargs="+", default=None, metavar="RELATION",
+        "--hold_out",
+        nargs="+",
+        default=None,
+        metavar="RELATION",
         help="Also train without these relations' rows and compare them held out, trained in and at chance.",
     )
     parser.add_argument(
@@ -94,7 +101,9 @@ def parse_args():
     )
     parser.add_argument("--num_train_epochs", type=int, default=None, help="Default: train_accelerate.py's.")
     parser.add_argument(
-        "--dataset", choices=["mnre", "more", "controlled", "twitter2015", "twitter2017"], default="mnre",
+        "--dataset",
+        choices=["mnre", "more", "controlled", "twitter2015", "twitter2017"],
+        default="mnre",
         help="The layout of --data_dir, or the controlled benchmark (written by this script).",
     )
     controlled = parser.add_argument_group("controlled benchmark")
@@ -105,24 +114,33 @@ def parse_args():
     controlled.add_argument("--num_candidate_objects", type=int, default=0)
     controlled.add_argument("--layout", choices=["mnre", "more"], default="mnre", help="MORE's: object tails.")
     controlled.add_argument(
-        "--figure", type=Path, default=None,
+        "--figure",
+        type=Path,
+        default=None,
         help="Default: benchmarks/controlled_noise.png, or controlled_ablations.png with --ablations.",
     )
     parser.add_argument("--data_dir", type=str, default=None, help="A dataset folder; default: the embedded demo.")
     parser.add_argument("--output_dir", type=Path, default=REPO / "outputs" / "accuracy")
     parser.add_argument(
-        "--results_json", type=Path, default=None,
+        "--results_json",
+        type=Path,
+        default=None,
         help="Also write the table, its per-seed metrics and their provenance here.",
     )
     parser.add_argument(
-        "--figure_from", type=Path, default=None, metavar="RESULTS_JSON",
+        "--figure_from",
+        type=Path,
+        default=None,
+        metavar="RESULTS_JSON",
         help="Only draw --figure again from a controlled sweep's result file (no training).",
     )
     parser.add_argument(
         "--launcher", type=str, default=sys.executable, help="Runs the training script, e.g. 'accelerate launch'."
     )
     parser.add_argument(
-        "--note", type=str, default=None,
+        "--note",
+        type=str,
+        default=None,
         help="Stored in --results_json, e.g. at which commit reused runs were trained.",
     )
     args, train_flags = parser.parse_known_args()
@@ -164,9 +182,14 @@ def variants(args) -> list[Variant]:
         rows.append(Variant(method, method))
         if args.ablations:
             registry = NER_METHODS if args.dataset in NER_DATASETS else METHODS
-            rows += [Variant(f"{method} without {part}", method, switch) for part, switch in registry[method].ablations.items()]
+            rows += [
+                Variant(f"{method} without {part}", method, switch)
+                for part, switch in registry[method].ablations.items()
+            ]
         if args.hold_out:
-            rows.append(Variant(f"{method}, {len(args.hold_out)} relations held out", method, hold_out=tuple(args.hold_out)))
+            rows.append(
+                Variant(f"{method}, {len(args.hold_out)} relations held out", method, hold_out=tuple(args.hold_out))
+            )
     return rows
 
 
@@ -183,7 +206,12 @@ def train_command(args, run: Run, run_dir: Path) -> list[str]:
     command = [*args.launcher.split(), str(REPO / "train_accelerate.py"), "--method", run.variant.method]
     command += ["--seed", str(run.seed), "--output_dir", str(run_dir)]
     if run.data_dir is not None:
-        command += ["--dataset", run.dataset, "--data_dir", str(Path(run.data_dir).resolve())]  # the same run from any working directory
+        command += [
+            "--dataset",
+            run.dataset,
+            "--data_dir",
+            str(Path(run.data_dir).resolve()),
+        ]  # the same run from any working directory
     if args.num_train_epochs is not None:
         command += ["--num_train_epochs", str(args.num_train_epochs)]
     if run.variant.switch is not None:
@@ -203,7 +231,11 @@ def train(args, run: Run) -> dict:
     run_dir = args.output_dir / run.name
     command = train_command(args, run, run_dir)
     results_file, command_file = run_dir / "eval_results.json", run_dir / "benchmark_command.json"
-    if results_file.is_file() and command_file.is_file() and flags_of(json.loads(command_file.read_text()), args) == flags_of(command, args):
+    if (
+        results_file.is_file()
+        and command_file.is_file()
+        and flags_of(json.loads(command_file.read_text()), args) == flags_of(command, args)
+    ):
         print(f"{run.name}: reusing {results_file}", flush=True)
         return json.loads(results_file.read_text())
     print(f"{run.name}: {' '.join(command)}", flush=True)
@@ -245,16 +277,24 @@ def controlled_sweep(args) -> None:
         for noise in args.noise_shares:
             data_dir = args.output_dir / "data" / f"noise{noise}-seed{seed}"
             info = write_controlled_dataset(
-                data_dir, noise_share=noise, num_distractors=args.num_distractors, missing_share=args.missing_share,
-                fine_grained_pairs=args.fine_grained_pairs, num_candidate_objects=args.num_candidate_objects,
-                seed=seed, layout=args.layout,
+                data_dir,
+                noise_share=noise,
+                num_distractors=args.num_distractors,
+                missing_share=args.missing_share,
+                fine_grained_pairs=args.fine_grained_pairs,
+                num_candidate_objects=args.num_candidate_objects,
+                seed=seed,
+                layout=args.layout,
             )
             ceilings.setdefault(noise, []).append(info["ceilings"]["test"])
             for variant in rows:
                 text_only = METHODS[variant.method].visual_features is None
                 trained_on = args.noise_shares[0] if text_only else noise
                 runs[variant, noise, seed] = Run(
-                    variant, seed, str(args.output_dir / "data" / f"noise{trained_on}-seed{seed}"), args.layout,
+                    variant,
+                    seed,
+                    str(args.output_dir / "data" / f"noise{trained_on}-seed{seed}"),
+                    args.layout,
                     f"{variant.name}-noise{trained_on}-seed{seed}",
                 )
     outcomes = train_all(args, list(dict.fromkeys(runs.values())))  # text-only runs stand for every noise share
@@ -272,7 +312,10 @@ def controlled_sweep(args) -> None:
         "noise_shares": args.noise_shares,
         "ceilings": {str(noise): ceilings[noise] for noise in args.noise_shares},
         "rows": [
-            {"label": variant.label, "runs": {str(n): [compact(r) for r in results[(variant, n)]] for n in args.noise_shares}}
+            {
+                "label": variant.label,
+                "runs": {str(n): [compact(r) for r in results[(variant, n)]] for n in args.noise_shares},
+            }
             for variant in rows
         ],
     }
@@ -302,13 +345,24 @@ def controlled_figure(summary: dict, path: Path) -> None:
     axes = figure.subplots()
     noises = summary["noise_shares"]
     styles = {"both": ":", "unguided": (0, (5, 1, 1, 1)), "image": "-.", "text": "--"}
-    ceiling_styles = [(reader, styles[reader]) for reader in CEILINGS if reader in summary["ceilings"][str(noises[0])][0]]
-    scores = {row["label"]: [[100 * r["test"]["micro_f1"] for r in row["runs"][str(n)]] for n in noises] for row in summary["rows"]}
+    ceiling_styles = [
+        (reader, styles[reader]) for reader in CEILINGS if reader in summary["ceilings"][str(noises[0])][0]
+    ]
+    scores = {
+        row["label"]: [[100 * r["test"]["micro_f1"] for r in row["runs"][str(n)]] for n in noises]
+        for row in summary["rows"]
+    }
     spread = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0  # noqa: E731
     if len(noises) == 1:
         labels = list(scores)
-        axes.bar(range(len(labels)), [statistics.mean(s[0]) for s in scores.values()],
-                 yerr=[spread(s[0]) for s in scores.values()], capsize=4, color="tab:blue", alpha=0.8)
+        axes.bar(
+            range(len(labels)),
+            [statistics.mean(s[0]) for s in scores.values()],
+            yerr=[spread(s[0]) for s in scores.values()],
+            capsize=4,
+            color="tab:blue",
+            alpha=0.8,
+        )
         for position, values in enumerate(scores.values()):  # each seed, as a mean hides a seed that never learned
             axes.scatter([position] * len(values[0]), values[0], color="black", s=12, zorder=3)
         axes.set_xticks(range(len(labels)), [textwrap.fill(label, 18) for label in labels], fontsize="small")
@@ -319,15 +373,29 @@ def controlled_figure(summary: dict, path: Path) -> None:
         axes.set_title(f"Controlled benchmark, noise share {noises[0]}\n({summary['dials']})", fontsize="small")
     else:
         for reader, style in ceiling_styles:
-            values = [100 * statistics.mean(c[reader]["micro_f1"] for c in summary["ceilings"][str(n)]) for n in noises]
+            values = [
+                100 * statistics.mean(c[reader]["micro_f1"] for c in summary["ceilings"][str(n)]) for n in noises
+            ]
             axes.plot(noises, values, linestyle=style, color="grey", label=f"ceiling: {CEILINGS[reader]}")
         for label, per_noise in scores.items():
-            axes.errorbar(noises, [statistics.mean(s) for s in per_noise], yerr=[spread(s) for s in per_noise],
-                          marker="o", capsize=3, label=label)
-        axes.set(xlabel="share of posts with an unrelated image", ylabel="test micro-F1 (%)", ylim=(0, 102),
-                 title="Controlled benchmark: F1 against image noise")
+            axes.errorbar(
+                noises,
+                [statistics.mean(s) for s in per_noise],
+                yerr=[spread(s) for s in per_noise],
+                marker="o",
+                capsize=3,
+                label=label,
+            )
+        axes.set(
+            xlabel="share of posts with an unrelated image",
+            ylabel="test micro-F1 (%)",
+            ylim=(0, 102),
+            title="Controlled benchmark: F1 against image noise",
+        )
     axes.grid(alpha=0.3)
-    axes.legend(fontsize="small", loc="upper right" if len(noises) == 1 else "lower left", ncols=2 if len(noises) == 1 else 1)
+    axes.legend(
+        fontsize="small", loc="upper right" if len(noises) == 1 else "lower left", ncols=2 if len(noises) == 1 else 1
+    )
     figure.savefig(path, dpi=120)
 
 
@@ -377,12 +445,21 @@ def held_out_table(args, rows: list[Variant], runs_of, split: str, setting: str)
             continue
         trained_in, held_out = runs_of(variant), runs_of(held_out_variants[variant.method])
         for relation in args.hold_out:
-            def cells(runs):
-                return " / ".join(mean_std([r[split]["per_relation"][relation][key] for r in runs]) for key in ("precision", "recall", "f1"))
+
+            def cells(runs, relation=relation):
+                return " / ".join(
+                    mean_std([r[split]["per_relation"][relation][key] for r in runs])
+                    for key in ("precision", "recall", "f1")
+                )
+
             reference = trained_in[0][split]
             support = reference["per_relation"][relation]["support"]
-            chance = f"{100 * support / reference['num_examples']:.2f} / {100 / len(reference['confusion_matrix']):.2f}"
-            lines.append(f"| {variant.method} | {relation} | {support} | {cells(trained_in)} | {cells(held_out)} | {chance} |")
+            chance = (
+                f"{100 * support / reference['num_examples']:.2f} / {100 / len(reference['confusion_matrix']):.2f}"
+            )
+            lines.append(
+                f"| {variant.method} | {relation} | {support} | {cells(trained_in)} | {cells(held_out)} | {chance} |"
+            )
     return lines
 
 
@@ -394,7 +471,11 @@ def main():
         return controlled_sweep(args)
     origin = provenance()  # the code the runs train with, before anything can change it
     rows = variants(args)
-    runs = {(v, seed): Run(v, seed, args.data_dir, args.dataset, f"{v.name}-seed{seed}") for v in rows for seed in args.seeds}
+    runs = {
+        (v, seed): Run(v, seed, args.data_dir, args.dataset, f"{v.name}-seed{seed}")
+        for v in rows
+        for seed in args.seeds
+    }
     outcomes = train_all(args, list(runs.values()))
     results = {v.label: {seed: outcomes[runs[v, seed]] for seed in args.seeds} for v in rows}
 
@@ -409,8 +490,14 @@ def main():
         f"Seeds {', '.join(map(str, args.seeds))}; mean ± standard deviation over seeds, in %. "
         "Validation is the selection split (best epoch by its micro-F1), so its figures are optimistic; "
         "test is evaluated once, at that epoch."
-        + (" Here validation is carved from train (`--validation_from_train`) and test is the data's validation split." if carved else "")
-        + (" Entity-level (seqeval) micro figures; Acc is the token accuracy." if args.dataset in NER_DATASETS else ""),
+        + (
+            " Here validation is carved from train (`--validation_from_train`) and test is the data's validation split."
+            if carved
+            else ""
+        )
+        + (
+            " Entity-level (seqeval) micro figures; Acc is the token accuracy." if args.dataset in NER_DATASETS else ""
+        ),
         "",
         "| Method | split | " + " | ".join(label for _, label in METRICS) + " | best epochs | s / epoch |",
         "|---|---|" + "---|" * len(METRICS) + "---|---|",

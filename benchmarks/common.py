@@ -12,13 +12,21 @@ import torch
 
 def provenance() -> dict:
     """The command, the commit (`-dirty` when tracked Python files differ from it), the machine, the date."""
-    def git(*arguments):
-        return subprocess.run(["git", *arguments], capture_output=True, text=True, cwd=os.path.dirname(__file__)).stdout.strip()
 
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores ({platform.machine()})"
+    def git(*arguments):
+        return subprocess.run(
+            ["git", *arguments], capture_output=True, text=True, cwd=os.path.dirname(__file__)
+        ).stdout.strip()
+
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"{os.cpu_count()} CPU cores ({platform.machine()})"
+    )
     return {
         "command": " ".join(["python", *sys.argv]),
-        "commit": git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", "*.py") else ""),
+        "commit": git("rev-parse", "HEAD")
+        + ("-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", "*.py") else ""),
         "device": device,
         "date": datetime.date.today().isoformat(),
         "torch": torch.__version__,

@@ -45,6 +45,7 @@ from pathlib import Path
 
 from common import memory_status, provenance  # benchmarks/common.py, beside this script
 
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -54,21 +55,34 @@ PER_ROW_COMMIT = "3e70098"  # the last commit whose cache stored features in eve
 KIND_METHODS = {"pooled": "mmib", "patches": "wmajl", "levels": "dfma"}
 VISION = {
     "mobilenet_v2": None,  # the embedded backbone
-    "vit-b-32": dict(model_type="vit", hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                     intermediate_size=3072, image_size=224, patch_size=32),
+    "vit-b-32": dict(
+        model_type="vit",
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        image_size=224,
+        patch_size=32,
+    ),
 }
 TEXT = dict(model_type="bert", hidden_size=96, num_hidden_layers=1, num_attention_heads=2, intermediate_size=96)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fraction", type=float, default=1.0, help="Of MNRE's 7,356 training images (with all their rows).")
+    parser.add_argument(
+        "--fraction", type=float, default=1.0, help="Of MNRE's 7,356 training images (with all their rows)."
+    )
     parser.add_argument("--vision", nargs="+", choices=sorted(VISION), default=sorted(VISION))
     parser.add_argument("--kinds", nargs="+", choices=sorted(KIND_METHODS), default=list(KIND_METHODS))
     parser.add_argument("--layouts", nargs="+", choices=("per-row", "per-picture"), default=["per-row", "per-picture"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--memory_limit_mib", type=int, default=None,
-                        help="Run each pass in a cgroup v1 memory limit of this size (needs a writable /sys/fs/cgroup/memory).")
+    parser.add_argument(
+        "--memory_limit_mib",
+        type=int,
+        default=None,
+        help="Run each pass in a cgroup v1 memory limit of this size (needs a writable /sys/fs/cgroup/memory).",
+    )
     parser.add_argument("--output_json", type=Path, default=None)
     # One pass, in its own process (the driver runs these).
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -128,8 +142,12 @@ def write_rows(rows: list[dict], folder: Path, seed: int):
         tokens = record["token"]
         table["id"].append(f"train-{index}")
         table["tokens"].append(tokens)
-        table["head"].append({"name": record["h"]["name"], "start": record["h"]["pos"][0], "end": record["h"]["pos"][1]})
-        table["tail"].append({"name": record["t"]["name"], "start": record["t"]["pos"][0], "end": record["t"]["pos"][1]})
+        table["head"].append(
+            {"name": record["h"]["name"], "start": record["h"]["pos"][0], "end": record["h"]["pos"][1]}
+        )
+        table["tail"].append(
+            {"name": record["t"]["name"], "start": record["t"]["pos"][0], "end": record["t"]["pos"][1]}
+        )
         table["image"].append(path)
         table["image_id"].append(image_id)
         table["crops"].append(crop_paths)
@@ -139,15 +157,17 @@ def write_rows(rows: list[dict], folder: Path, seed: int):
 
 def build_model(kind: str, vision: str, processor):
     import torch
+    from transformers import AutoConfig
 
     from modeling_mre import METHODS
     from modeling_mre.backbones import embedded_vision_backbone
-    from transformers import AutoConfig
 
     method = METHODS[KIND_METHODS[kind]]
     vision_config = VISION[vision] or AutoConfig.from_pretrained(embedded_vision_backbone()).to_dict()
     config = method.config_class(
-        text_config={**TEXT, "vocab_size": len(processor.tokenizer)}, vision_config=vision_config, num_labels=2,
+        text_config={**TEXT, "vocab_size": len(processor.tokenizer)},
+        vision_config=vision_config,
+        num_labels=2,
         **processor.marker_config(),
     )
     torch.manual_seed(0)
@@ -205,7 +225,7 @@ def worker(args):
     processor = processor_for_benchmark()
     model = build_model(args.kinds[0], args.vision[0], processor)
     rows = datasets.load_from_disk(str(args.rows))
-    model.image_feature_size  # shapes read before the pass, by both layouts
+    _ = model.image_feature_size  # shapes read before the pass, by both layouts
     encoded = []  # pictures per vision-encoder call
     model.vision_encoder.register_forward_pre_hook(
         lambda module, args, kwargs: encoded.append(len(kwargs["pixel_values"])), with_kwargs=True
@@ -221,13 +241,20 @@ def worker(args):
             add_image_features(rows, model, processor, batch_size=64, cache_dir=args.cache_dir)
         seconds = time.perf_counter() - started
     peak = memory_status("VmHWM")["VmHWM"]
-    print(json.dumps({
-        "pictures_encoded": sum(encoded), "seconds": seconds, "feature_size": model.image_feature_size,
-        "pass_ram_bytes": memory.peak["RssAnon"] - memory.before["RssAnon"],
-        "mapped_file_bytes": memory.peak["RssFile"] - memory.before["RssFile"],
-        "rss_before_bytes": memory.before["VmRSS"], "peak_rss_bytes": peak,
-        "rss_growth_bytes": max(0, peak - memory.before["VmRSS"]),
-    }))
+    print(
+        json.dumps(
+            {
+                "pictures_encoded": sum(encoded),
+                "seconds": seconds,
+                "feature_size": model.image_feature_size,
+                "pass_ram_bytes": memory.peak["RssAnon"] - memory.before["RssAnon"],
+                "mapped_file_bytes": memory.peak["RssFile"] - memory.before["RssFile"],
+                "rss_before_bytes": memory.before["VmRSS"],
+                "peak_rss_bytes": peak,
+                "rss_growth_bytes": max(0, peak - memory.before["VmRSS"]),
+            }
+        )
+    )
 
 
 def disk_bytes(folder: Path) -> int:
@@ -262,8 +289,15 @@ def evict_from_page_cache(folder: Path):
                 os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-def run_pass(layout: str, vision: str, kind: str, data: Path, workdir: Path, old_checkout: Path,
-             memory_limit_mib: int | None = None) -> dict:
+def run_pass(
+    layout: str,
+    vision: str,
+    kind: str,
+    data: Path,
+    workdir: Path,
+    old_checkout: Path,
+    memory_limit_mib: int | None = None,
+) -> dict:
     """A pass in a fresh subprocess on a fresh copy of the rows' dataset folder; its figures and its disk."""
     import shutil
 
@@ -276,8 +310,21 @@ def run_pass(layout: str, vision: str, kind: str, data: Path, workdir: Path, old
         env["PYTHONPATH"] = str(old_checkout)
     else:
         env["PYTHONPATH"] = str(REPO)
-    command = [sys.executable, __file__, "--worker", "--rows", str(rows), "--cache_dir", str(cache_dir),
-               "--layout", layout, "--vision", vision, "--kinds", kind]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--rows",
+        str(rows),
+        "--cache_dir",
+        str(cache_dir),
+        "--layout",
+        layout,
+        "--vision",
+        vision,
+        "--kinds",
+        kind,
+    ]
     group = None
     if memory_limit_mib:
         evict_from_page_cache(rows)
@@ -286,11 +333,15 @@ def run_pass(layout: str, vision: str, kind: str, data: Path, workdir: Path, old
         # In the child before it runs, so every page it touches is charged to the limit.
         join = group and functools.partial(join_cgroup, group)
         output = subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=join)
-        limited = group and {
-            "memory_limit_bytes": memory_limit_mib * 2**20,
-            "limit_hits": int((group / "memory.failcnt").read_text()),
-            "cgroup_peak_bytes": int((group / "memory.max_usage_in_bytes").read_text()),
-        } or {}
+        limited = (
+            group
+            and {
+                "memory_limit_bytes": memory_limit_mib * 2**20,
+                "limit_hits": int((group / "memory.failcnt").read_text()),
+                "cgroup_peak_bytes": int((group / "memory.max_usage_in_bytes").read_text()),
+            }
+            or {}
+        )
     finally:
         if group:
             group.rmdir()
@@ -322,11 +373,16 @@ def float16_logits(data: Path, workdir: Path) -> dict:
         model = build_model(kind, "mobilenet_v2", processor)
         logits = {}
         for dtype in (torch.float16, torch.float32):
-            keyed, cache = add_image_features(rows, model, processor, dtype=dtype, cache_dir=workdir / f"logits-{kind}")
+            keyed, cache = add_image_features(
+                rows, model, processor, dtype=dtype, cache_dir=workdir / f"logits-{kind}"
+            )
             with torch.no_grad():
                 logits[dtype] = model(**make_collate_fn(processor, True, cache)(list(keyed))).logits
         difference = (logits[torch.float16] - logits[torch.float32]).abs().max().item()
-        differences[kind] = {"max_abs_logit_difference": difference, "max_abs_logit": logits[torch.float32].abs().max().item()}
+        differences[kind] = {
+            "max_abs_logit_difference": difference,
+            "max_abs_logit": logits[torch.float32].abs().max().item(),
+        }
     return differences
 
 
@@ -339,8 +395,10 @@ def markdown(results: dict, fraction: float) -> str:
     ]
     for entry in results["passes"]:
         if entry.get("killed_at_limit"):
-            lines.append(f"| {entry['vision']} | {entry['kind']} | {entry['layout']} | killed at the "
-                         f"{entry['memory_limit_bytes'] / 2**20:,.0f} MiB limit | | | | | | |")
+            lines.append(
+                f"| {entry['vision']} | {entry['kind']} | {entry['layout']} | killed at the "
+                f"{entry['memory_limit_bytes'] / 2**20:,.0f} MiB limit | | | | | | |"
+            )
             continue
         lines.append(
             f"| {entry['vision']} | {entry['kind']} | {entry['layout']} | {entry['pictures_encoded']:,} | "
@@ -360,25 +418,35 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         workdir = Path(workdir)
         old_checkout = workdir / "per-row-checkout"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(old_checkout), PER_ROW_COMMIT],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "add", "--detach", str(old_checkout), PER_ROW_COMMIT],
+            check=True,
+            capture_output=True,
+        )
         try:
             rows = mnre_rows(args.fraction)
             write_rows(rows, workdir / "data", args.seed)
             results = {
-                "rows": len(rows), "images": len({row["record"]["img_id"] for row in rows}),
-                "crops": sum(len(row["crops"]) for row in rows), "fraction": args.fraction,
-                "memory_limit_mib": args.memory_limit_mib, "passes": [],
+                "rows": len(rows),
+                "images": len({row["record"]["img_id"] for row in rows}),
+                "crops": sum(len(row["crops"]) for row in rows),
+                "fraction": args.fraction,
+                "memory_limit_mib": args.memory_limit_mib,
+                "passes": [],
             }
             for vision in args.vision:
                 for kind in args.kinds:
                     for layout in args.layouts:
-                        entry = run_pass(layout, vision, kind, workdir / "data", workdir, old_checkout, args.memory_limit_mib)
+                        entry = run_pass(
+                            layout, vision, kind, workdir / "data", workdir, old_checkout, args.memory_limit_mib
+                        )
                         results["passes"].append({"vision": vision, "kind": kind, "layout": layout, **entry})
                         print(json.dumps(results["passes"][-1]), flush=True)
             results["float16_logits"] = float16_logits(workdir / "data", workdir)
         finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old_checkout)], capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(old_checkout)], capture_output=True
+            )
     results["markdown"] = markdown(results, args.fraction)
     results.update(provenance())
     print(results["markdown"])

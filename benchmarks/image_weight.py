@@ -19,11 +19,10 @@ import statistics
 from pathlib import Path
 
 import torch
+from common import batches, provenance, training_info  # benchmarks/common.py
 from transformers import AutoModel, AutoProcessor
 
 from modeling_mre import load_mnre
-
-from common import batches, provenance, training_info  # benchmarks/common.py
 
 
 KINDS = ("related", "unrelated", "missing")
@@ -53,7 +52,8 @@ def image_weights(folder: str) -> dict:
         "training": training_info(folder),
         "kinds": {
             kind: {"count": len(values), "mean": statistics.mean(values), "std": statistics.pstdev(values)}
-            for kind, values in by_kind.items() if values
+            for kind, values in by_kind.items()
+            if values
         },
     }
 

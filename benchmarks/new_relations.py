@@ -44,6 +44,7 @@ import statistics
 import tempfile
 
 import torch
+from common import batches, provenance, training_info  # benchmarks/common.py
 from torch.nn import functional as F
 from transformers import AutoModel, AutoProcessor, pipeline
 
@@ -51,8 +52,6 @@ from modeling_mre import carve_validation_from_train, compute_mre_metrics, load_
 from modeling_mre.models.layers_mre import masked_mean
 from modeling_mre.models.modeling_roc import cosines, mean_directions
 from modeling_mre.models.processing_mre import fill_description
-
-from common import batches, provenance, training_info  # benchmarks/common.py
 
 
 NEW_RELATIONS = {
@@ -87,15 +86,51 @@ NEW_RELATIONS = {
 # sentences; `(e1,e2)` reads the head as the definition's first argument. The processor fills {head} and
 # {tail} with the pair's entities, so that the two directions of a relation differ.
 SEMEVAL_DEFINITIONS = {
-    "Cause-Effect": ["{head} causes {tail}", "{tail} is an effect of {head}", "{head} is an event or object that leads to {tail}"],
-    "Instrument-Agency": ["{head} is an instrument used by {tail}", "{tail} uses {head}", "{tail} is an agent that uses {head}"],
-    "Product-Producer": ["{head} is a product of {tail}", "{tail} produces {head}", "{tail} is a producer that causes {head} to exist"],
-    "Content-Container": ["{head} is in the container {tail}", "{tail} contains {head}", "{head} is physically stored in the space of {tail}"],
-    "Entity-Origin": ["{head} comes from {tail}", "{tail} is the origin of {head}", "{head} is derived from the position or material {tail}"],
-    "Entity-Destination": ["{head} moves towards {tail}", "{tail} is the destination of {head}", "{head} is moving towards {tail}"],
-    "Component-Whole": ["{head} is a component of {tail}", "{tail} is a whole that has {head} as a part", "{head} is a part of the larger whole {tail}"],
-    "Member-Collection": ["{head} is a member of {tail}", "{tail} is a collection that includes {head}", "{head} forms a nonfunctional part of the collection {tail}"],
-    "Message-Topic": ["{head} is a message about {tail}", "{tail} is the topic of {head}", "{head}, written or spoken, is about {tail}"],
+    "Cause-Effect": [
+        "{head} causes {tail}",
+        "{tail} is an effect of {head}",
+        "{head} is an event or object that leads to {tail}",
+    ],
+    "Instrument-Agency": [
+        "{head} is an instrument used by {tail}",
+        "{tail} uses {head}",
+        "{tail} is an agent that uses {head}",
+    ],
+    "Product-Producer": [
+        "{head} is a product of {tail}",
+        "{tail} produces {head}",
+        "{tail} is a producer that causes {head} to exist",
+    ],
+    "Content-Container": [
+        "{head} is in the container {tail}",
+        "{tail} contains {head}",
+        "{head} is physically stored in the space of {tail}",
+    ],
+    "Entity-Origin": [
+        "{head} comes from {tail}",
+        "{tail} is the origin of {head}",
+        "{head} is derived from the position or material {tail}",
+    ],
+    "Entity-Destination": [
+        "{head} moves towards {tail}",
+        "{tail} is the destination of {head}",
+        "{head} is moving towards {tail}",
+    ],
+    "Component-Whole": [
+        "{head} is a component of {tail}",
+        "{tail} is a whole that has {head} as a part",
+        "{head} is a part of the larger whole {tail}",
+    ],
+    "Member-Collection": [
+        "{head} is a member of {tail}",
+        "{tail} is a collection that includes {head}",
+        "{head} forms a nonfunctional part of the collection {tail}",
+    ],
+    "Message-Topic": [
+        "{head} is a message about {tail}",
+        "{tail} is the topic of {head}",
+        "{head}, written or spoken, is about {tail}",
+    ],
 }
 
 
@@ -107,7 +142,10 @@ def semeval_relations(relations_in_data) -> dict[str, list[str]]:
         base, direction = relation[:-7], relation[-7:]
         paraphrases = SEMEVAL_DEFINITIONS[base]
         if direction == "(e2,e1)":
-            paraphrases = [" ".join(swap.get(word, word) for word in p.replace(",", " ,").split()).replace(" ,", ",") for p in paraphrases]
+            paraphrases = [
+                " ".join(swap.get(word, word) for word in p.replace(",", " ,").split()).replace(" ,", ",")
+                for p in paraphrases
+            ]
         described[relation] = paraphrases
     return described
 
@@ -125,7 +163,11 @@ CASES = {
         ("Stephen King 's new novel The Institute hits shelves today", "Stephen King", "The Institute"),
         ("Taylor Swift wrote Shake It Off in one afternoon", "Taylor Swift", "Shake It Off"),
         ("Christopher Nolan 's Dunkirk is the best film of the year", "Christopher Nolan", "Dunkirk"),
-        ("J.K. Rowling reads from Harry Potter and the Cursed Child", "J.K. Rowling", "Harry Potter and the Cursed Child"),
+        (
+            "J.K. Rowling reads from Harry Potter and the Cursed Child",
+            "J.K. Rowling",
+            "Harry Potter and the Cursed Child",
+        ),
         ("Paulo Coelho signs copies of The Alchemist in Rio", "Paulo Coelho", "The Alchemist"),
     ],
     "/per/org/founder_of": [
@@ -169,21 +211,35 @@ CASES = {
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="A folder of a trained ROC model (train_accelerate.py --method roc).")
-    parser.add_argument("--data_dir", default=None, help="An MNRE folder: also rank its validation examples of --relations.")
-    parser.add_argument("--relations", nargs="+", default=[], help="The relations whose validation examples are ranked.")
     parser.add_argument(
-        "--margins", nargs="+", type=float, default=[], help="With --data_dir: the trained_relation_margin values to sweep."
+        "--data_dir", default=None, help="An MNRE folder: also rank its validation examples of --relations."
     )
-    parser.add_argument("--margin", type=float, default=None, help="The margin of the new-relation check (default: the folder's).")
+    parser.add_argument(
+        "--relations", nargs="+", default=[], help="The relations whose validation examples are ranked."
+    )
+    parser.add_argument(
+        "--margins",
+        nargs="+",
+        type=float,
+        default=[],
+        help="With --data_dir: the trained_relation_margin values to sweep.",
+    )
+    parser.add_argument(
+        "--margin", type=float, default=None, help="The margin of the new-relation check (default: the folder's)."
+    )
     parser.add_argument("--output_json", default=None, help="Also write the ranks here.")
-    parser.add_argument("--zeroshot", default=None, help="FewRel's val_semeval.json: rank SemEval-2010 Task 8's relations.")
+    parser.add_argument(
+        "--zeroshot", default=None, help="FewRel's val_semeval.json: rank SemEval-2010 Task 8's relations."
+    )
     parser.add_argument("--per_relation", type=int, default=40, help="With --zeroshot: sentences drawn per relation.")
     parser.add_argument("--seed", type=int, default=0, help="With --zeroshot: the seed of the drawn sentences.")
     args = parser.parse_args()
 
     model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
     if not hasattr(model, "set_relations"):
-        raise SystemExit(f"{args.model} holds a {type(model).__name__}: relations are added to a retrieval model (ROC)")
+        raise SystemExit(
+            f"{args.model} holds a {type(model).__name__}: relations are added to a retrieval model (ROC)"
+        )
     processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
     summary = {"model": args.model, **provenance(), "training": training_info(args.model)}
     if args.data_dir:  # among the relations the folder was trained with, before any is added
@@ -198,8 +254,12 @@ def main():
             summary["margins"] = margin_sweep(model, processor, validation, args.relations, args.margins)
             if carved:  # chosen on rows of train, reported once on the split nothing was chosen on
                 summary["chosen_margin"] = max(summary["margins"], key=lambda row: row["micro_f1"])["margin"]
-                print(f"\nmargin {summary['chosen_margin']:g}, chosen on {len(validation)} rows of train, on {args.data_dir}'s validation:")
-                summary["reported"] = margin_sweep(model, processor, dataset["test"], args.relations, [summary["chosen_margin"]])[0]
+                print(
+                    f"\nmargin {summary['chosen_margin']:g}, chosen on {len(validation)} rows of train, on {args.data_dir}'s validation:"
+                )
+                summary["reported"] = margin_sweep(
+                    model, processor, dataset["test"], args.relations, [summary["chosen_margin"]]
+                )[0]
         model.to("cpu")
     if args.zeroshot:
         summary["zeroshot"] = zero_shot(args.model, model, processor, args.zeroshot, args.per_relation, args.seed)
@@ -282,14 +342,25 @@ def zero_shot(folder: str, model, processor, path: str, per_relation: int, seed:
         inputs = [{key: row[key] for key in ("text", "head", "tail")} for row in rows]
         ranked = extract(inputs, candidate_relations=relations, top_k=1, batch_size=64)
         model_predictions[setting] = [r[0]["relation"] for r in ranked]
-    backbone_predictions = {setting: backbone_similarity(model, processor, rows, relations) for setting, rows in settings}
+    backbone_predictions = {
+        setting: backbone_similarity(model, processor, rows, relations) for setting, rows in settings
+    }
     # The descriptions with role words in the entities' places: the same text for every pair, as a
     # sentence-to-description similarity that knows nothing of the pair compares them.
-    unnamed = {name: [fill_description(p, "the first entity", "the second entity") for p in paraphrases] for name, paraphrases in relations.items()}
+    unnamed = {
+        name: [fill_description(p, "the first entity", "the second entity") for p in paraphrases]
+        for name, paraphrases in relations.items()
+    }
     unnamed_predictions = {setting: backbone_similarity(model, processor, rows, unnamed) for setting, rows in settings}
     references = [row["relation"] for row in sample]
     two_way = [i for i, r in enumerate(references) if inverse(r) in relations]
-    results = {"sentences": len(sample), "relations": len(names), "chance": 1 / len(names), "seed": seed, "per_relation": per_relation}
+    results = {
+        "sentences": len(sample),
+        "relations": len(names),
+        "chance": 1 / len(names),
+        "seed": seed,
+        "per_relation": per_relation,
+    }
     print(f"\nSemEval-2010 Task 8, {len(sample)} sentences, {len(names)} relations (chance {100 / len(names):.1f}%)\n")
     print("| model | accuracy | macro-F1 | swapped pair to the other direction | of those right before the swap |")
     print("|---|---|---|---|---|")
@@ -336,12 +407,18 @@ def backbone_similarity(model, processor, rows: list[dict], relations: dict[str,
 
     for start in range(0, len(rows), 32):
         chunk = rows[start : start + 32]
-        encoded = processor.tokenizer([row["text"] for row in chunk], padding=True, truncation=True, max_length=128, return_tensors="pt")
+        encoded = processor.tokenizer(
+            [row["text"] for row in chunk], padding=True, truncation=True, max_length=128, return_tensors="pt"
+        )
         sentences = embed(encoded["input_ids"], encoded["attention_mask"])  # (batch, hidden)
         # Descriptions that do not name the pair are the same for every row: encoded once per chunk.
-        described = processor.encode_relations(relations, [(row["text"][slice(*row["head"])], row["text"][slice(*row["tail"])]) for row in chunk])
+        described = processor.encode_relations(
+            relations, [(row["text"][slice(*row["head"])], row["text"][slice(*row["tail"])]) for row in chunk]
+        )
         shape = described["relation_input_ids"].shape[:-1]
-        embeddings = embed(described["relation_input_ids"].flatten(0, -2), described["relation_attention_mask"].flatten(0, -2))
+        embeddings = embed(
+            described["relation_input_ids"].flatten(0, -2), described["relation_attention_mask"].flatten(0, -2)
+        )
         directions = mean_directions(embeddings.view(*shape, -1), described["relation_index"].to(device), len(names))
         best = cosines(sentences, directions).argmax(-1)
         predictions += [names[i] for i in best.tolist()]
@@ -357,7 +434,8 @@ def rank_validation(model, processor, validation, relations: list[str]) -> dict:
     candidates = [name for name in model.config.relation_descriptions if name != "None"]
     found = {}
     for relation in relations:
-        rows = validation.filter(lambda r: r == names.index(relation), input_columns="relation")
+        label = names.index(relation)
+        rows = validation.filter(lambda r, label=label: r == label, input_columns="relation")
         firsts = {"all": 0, "without None": 0}
         for setting, among in (("all", None), ("without None", candidates)):
             described = {name: model.config.relation_descriptions[name] for name in among} if among else None

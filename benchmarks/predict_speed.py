@@ -25,18 +25,19 @@ import tempfile
 import time
 from pathlib import Path
 
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import datasets  # noqa: E402
 import torch  # noqa: E402
+from common import provenance  # noqa: E402  (benchmarks/common.py)
 from transformers import pipeline  # noqa: E402
 
 from modeling_mre import PIPELINE_TASK, MMIBForRelationExtraction, MREProcessor, load_mnre, write_demo_dataset  # noqa: E402
 from modeling_mre.backbones import embedded_text_backbone, embedded_vision_backbone  # noqa: E402
 from modeling_mre.hub import save_hub_folder  # noqa: E402
 
-from common import provenance  # noqa: E402  (benchmarks/common.py)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,14 +74,39 @@ def predict_rows_per_second(folder: Path, input_path: Path, output: Path, batch_
     # accelerate launch gives each CPU process 1 thread unless told: the cores are shared out instead, so
     # every setting uses the whole machine, as the in-process references do.
     threads = max(1, torch.get_num_threads() // processes)
-    launch = [accelerate, "launch", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--num_processes", str(processes), "--num_cpu_threads_per_process", str(threads),
-              *(["--multi_gpu"] if processes > 1 else [])]
+    launch = [
+        accelerate,
+        "launch",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--num_processes",
+        str(processes),
+        "--num_cpu_threads_per_process",
+        str(threads),
+        *(["--multi_gpu"] if processes > 1 else []),
+    ]
     environment = {**os.environ, "ACCELERATE_USE_CPU": "true"} if not torch.cuda.is_available() else dict(os.environ)
     completed = subprocess.run(
-        [*launch, str(REPO / "predict_accelerate.py"), "--model", str(folder), "--input", str(input_path),
-         "--output", str(output), "--batch_size", str(batch_size)],
-        cwd=REPO, env=environment, capture_output=True, text=True,
+        [
+            *launch,
+            str(REPO / "predict_accelerate.py"),
+            "--model",
+            str(folder),
+            "--input",
+            str(input_path),
+            "--output",
+            str(output),
+            "--batch_size",
+            str(batch_size),
+        ],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
     )
     if completed.returncode != 0:
         raise RuntimeError(completed.stderr[-3000:])
@@ -102,10 +128,18 @@ def main():
         text, vision = str(embedded_text_backbone()), str(embedded_vision_backbone())
         processor = MREProcessor.from_backbones(text, vision)
         label_names = ["None", "related"]
-        model = MMIBForRelationExtraction.from_backbones(
-            text, vision, processor=processor, num_labels=2, id2label=dict(enumerate(label_names)),
-            label2id={name: i for i, name in enumerate(label_names)},
-        ).eval().to(device)
+        model = (
+            MMIBForRelationExtraction.from_backbones(
+                text,
+                vision,
+                processor=processor,
+                num_labels=2,
+                id2label=dict(enumerate(label_names)),
+                label2id={name: i for i, name in enumerate(label_names)},
+            )
+            .eval()
+            .to(device)
+        )
         folder = workdir / "model"
         save_hub_folder(model, processor, folder)
         extract = pipeline(PIPELINE_TASK, model=model, processor=processor, device=device)
@@ -115,8 +149,12 @@ def main():
             with torch.no_grad():
                 for start in range(0, len(examples), args.batch_size):
                     chunk = examples[start : start + args.batch_size]
-                    batch = processor(text=[e["text"] for e in chunk], head=[e["head"] for e in chunk],
-                                      tail=[e["tail"] for e in chunk], images=[e["image"] for e in chunk])
+                    batch = processor(
+                        text=[e["text"] for e in chunk],
+                        head=[e["head"] for e in chunk],
+                        tail=[e["tail"] for e in chunk],
+                        images=[e["image"] for e in chunk],
+                    )
                     model(**batch.to(device))
 
         def plain_loop(examples=examples):
@@ -128,7 +166,9 @@ def main():
         plain_loop(examples[: args.batch_size])
 
         settings = {"bare model forward": bare_forward, "plain loop of pipeline calls": plain_loop}
-        rates = {name: [] for name in [*settings, "predict_accelerate.py, 1 process", "predict_accelerate.py, 2 processes"]}
+        rates = {
+            name: [] for name in [*settings, "predict_accelerate.py, 1 process", "predict_accelerate.py, 2 processes"]
+        }
         for _ in range(args.repeats):
             for name, run in settings.items():
                 started = time.perf_counter()
@@ -140,8 +180,13 @@ def main():
                 )
 
     reference = "bare model forward"
-    ratio = {name: statistics.median(r / f for r, f in zip(values, rates[reference])) for name, values in rates.items()}
-    loop = {name: statistics.median(r / f for r, f in zip(values, rates["plain loop of pipeline calls"])) for name, values in rates.items()}
+    ratio = {
+        name: statistics.median(r / f for r, f in zip(values, rates[reference])) for name, values in rates.items()
+    }
+    loop = {
+        name: statistics.median(r / f for r, f in zip(values, rates["plain loop of pipeline calls"]))
+        for name, values in rates.items()
+    }
     lines = [
         f"## predict_accelerate.py against a plain loop and the bare forward ({origin['device']})",
         "",
@@ -158,8 +203,14 @@ def main():
     print(markdown)
     if args.output_json:
         args.output_json.parent.mkdir(parents=True, exist_ok=True)
-        report = {**origin, "seeds": [args.seed], "markdown": markdown, "rows_per_second": rates,
-                  "over_bare_forward": ratio, "over_plain_loop": loop}
+        report = {
+            **origin,
+            "seeds": [args.seed],
+            "markdown": markdown,
+            "rows_per_second": rates,
+            "over_bare_forward": ratio,
+            "over_plain_loop": loop,
+        }
         args.output_json.write_text(json.dumps(report, indent=2) + "\n")
 
 

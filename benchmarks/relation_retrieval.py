@@ -26,15 +26,14 @@ import time
 from pathlib import Path
 
 import torch
+from common import provenance  # benchmarks/common.py
+from new_relations import macro_f1, semeval_relations, semeval_sample  # benchmarks/new_relations.py
 from torch.nn import functional as F
 from transformers import AutoModel, AutoTokenizer
 
 from modeling_mre import embedded_text_backbone, load_fewrel, load_mnre
 from modeling_mre.models.layers_mre import masked_mean
 from modeling_mre.models.processing_mre import fill_description
-
-from common import provenance  # benchmarks/common.py
-from new_relations import macro_f1, semeval_relations, semeval_sample  # benchmarks/new_relations.py
 
 
 # MNRE's relations with the pair named, written from ROCConfig's paraphrases (the symmetric ones say so).
@@ -50,7 +49,10 @@ MNRE_FILLED = {
     "/per/org/member_of": ["{head} is a member of {tail}", "{head} plays for, works for or belongs to {tail}"],
     "/per/loc/place_of_residence": ["{head} lives in {tail}", "{tail} is where {head} resides"],
     "/per/loc/place_of_birth": ["{head} was born in {tail}", "{tail} is the birthplace of {head}"],
-    "/org/org/alternate_names": ["{tail} is another name of the organization {head}", "{head} is also known as {tail}"],
+    "/org/org/alternate_names": [
+        "{tail} is another name of the organization {head}",
+        "{head} is also known as {tail}",
+    ],
     "/org/org/subsidiary": ["{head} is a subsidiary of {tail}", "{tail} owns or controls {head}"],
     "/org/loc/locate_at": ["{head} is located in {tail}", "{tail} is where {head} is based"],
     "/loc/loc/contain": ["{head} contains {tail}", "{tail} is located inside {head}"],
@@ -70,7 +72,10 @@ def text_row(record: dict, relation: str, relation_set: str) -> dict:
     """A record-schema row as text with the head's and tail's character spans."""
     tokens = record["tokens"]
     starts = [sum(len(token) + 1 for token in tokens[:i]) for i in range(len(tokens))]
-    spans = {role: (starts[record[role]["start"]], starts[record[role]["end"] - 1] + len(tokens[record[role]["end"] - 1])) for role in ("head", "tail")}
+    spans = {
+        role: (starts[record[role]["start"]], starts[record[role]["end"] - 1] + len(tokens[record[role]["end"] - 1]))
+        for role in ("head", "tail")
+    }
     return {"text": " ".join(tokens), **spans, "relation": relation, "set": relation_set}
 
 
@@ -78,14 +83,23 @@ def relation_sets(zeroshot_dir: Path, mnre_dir: Path | None) -> dict[str, tuple[
     """Each training set's rows and its relations' descriptions naming the pair."""
     labels = json.loads((zeroshot_dir / "pid2name_nyt.json").read_text())
     described = {
-        "nyt": lambda pid: [f"{{tail}} is the {labels[pid][0]} of {{head}}", f"{{head}} has {labels[pid][0]} {{tail}}"],
-        "pubmed": lambda name: [f"{{head}} {name.replace('_', ' ')} {{tail}}", f"{{head}} is {name.replace('_', ' ')} {{tail}}"],
+        "nyt": lambda pid: [
+            f"{{tail}} is the {labels[pid][0]} of {{head}}",
+            f"{{head}} has {labels[pid][0]} {{tail}}",
+        ],
+        "pubmed": lambda name: [
+            f"{{head}} {name.replace('_', ' ')} {{tail}}",
+            f"{{head}} is {name.replace('_', ' ')} {{tail}}",
+        ],
     }
     sets = {}
     for name, file in (("nyt", "val_nyt.json"), ("pubmed", "val_pubmed.json")):
         dataset = load_fewrel(zeroshot_dir / file)
         names = dataset.features["relation"].names
-        sets[name] = ([text_row(r, names[r["relation"]], name) for r in dataset], {n: described[name](n) for n in names})
+        sets[name] = (
+            [text_row(r, names[r["relation"]], name) for r in dataset],
+            {n: described[name](n) for n in names},
+        )
     if mnre_dir is not None:
         train = load_mnre(mnre_dir)["train"]
         names = train.features["relation"].names
@@ -129,8 +143,12 @@ def predict(model: Retriever, rows: list[dict], relations: dict[str, list[str]],
         chunk = rows[start : start + batch_size]
         sentences = model.embed([row["text"] for row in chunk], 128)  # (batch, hidden)
         texts = [fill_description(p, *entities(row)) for row in chunk for name in names for p in relations[name]]
-        owner = torch.tensor([i * len(names) + j for i in range(len(chunk)) for j, name in enumerate(names) for _ in relations[name]])
-        summed = torch.zeros(len(chunk) * len(names), sentences.shape[-1]).index_add_(0, owner, model.descriptions(texts))
+        owner = torch.tensor(
+            [i * len(names) + j for i in range(len(chunk)) for j, name in enumerate(names) for _ in relations[name]]
+        )
+        summed = torch.zeros(len(chunk) * len(names), sentences.shape[-1]).index_add_(
+            0, owner, model.descriptions(texts)
+        )
         directions = F.normalize(summed, dim=-1).view(len(chunk), len(names), -1)  # (batch, relations, hidden)
         predictions += [names[k] for k in torch.einsum("bh,brh->br", sentences, directions).argmax(-1).tolist()]
     return predictions
@@ -154,11 +172,26 @@ def evaluate(model: Retriever, held_out: tuple[list[dict], dict], semeval: tuple
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zeroshot_dir", type=Path, required=True, help="FewRel 2.0's NYT, PubMed and SemEval files.")
-    parser.add_argument("--mnre_dir", type=Path, default=None, help="MNRE's folder: its train rows (not None) join training.")
-    parser.add_argument("--mnre_rows", type=int, default=2000, help="MNRE train rows drawn (with the seed) for training.")
-    parser.add_argument("--hold_out", type=int, nargs=2, default=[5, 2], metavar=("NYT", "PUBMED"), help="Relations held out of each set.")
-    parser.add_argument("--negatives", type=int, default=3, help="Other relations of its set each example is contrasted with.")
-    parser.add_argument("--swap_negatives", action="store_true", help="Also its own relation with head and tail exchanged.")
+    parser.add_argument(
+        "--mnre_dir", type=Path, default=None, help="MNRE's folder: its train rows (not None) join training."
+    )
+    parser.add_argument(
+        "--mnre_rows", type=int, default=2000, help="MNRE train rows drawn (with the seed) for training."
+    )
+    parser.add_argument(
+        "--hold_out",
+        type=int,
+        nargs=2,
+        default=[5, 2],
+        metavar=("NYT", "PUBMED"),
+        help="Relations held out of each set.",
+    )
+    parser.add_argument(
+        "--negatives", type=int, default=3, help="Other relations of its set each example is contrasted with."
+    )
+    parser.add_argument(
+        "--swap_negatives", action="store_true", help="Also its own relation with head and tail exchanged."
+    )
     parser.add_argument("--temperature", type=float, default=0.05)
     parser.add_argument("--learning_rate", type=float, default=2e-5)
     parser.add_argument("--batch_size", type=int, default=32)
@@ -186,15 +219,24 @@ def main():
     semeval = (sample, semeval_relations(sorted({row["relation"] for row in sample})))
 
     model = Retriever(args.temperature)
-    summary = provenance() | {"kind": "relation_retrieval", "seed": args.seed, "arguments": {k: str(v) for k, v in vars(args).items()}}
-    summary |= {"held_out_relations": held, "training_rows": {name: sum(r["set"] == name for r in train) for name in sets}}
+    summary = provenance() | {
+        "kind": "relation_retrieval",
+        "seed": args.seed,
+        "arguments": {k: str(v) for k, v in vars(args).items()},
+    }
+    summary |= {
+        "held_out_relations": held,
+        "training_rows": {name: sum(r["set"] == name for r in train) for name in sets},
+    }
     if not args.skip_untrained:
         summary["untrained"] = evaluate(model, (held_rows, held_relations), semeval)
         print("untrained", summary["untrained"], flush=True)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.01)
     warmup = max(1, args.max_steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1, (step + 1) / warmup) * (args.max_steps - step) / args.max_steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1, (step + 1) / warmup) * (args.max_steps - step) / args.max_steps
+    )
     model.train()
     started, losses = time.time(), []
     for step in range(args.max_steps):
@@ -213,9 +255,13 @@ def main():
                 # Its own relation read the other way (for a symmetric one, one more other relation instead).
                 swapped = row["relation"] not in SYMMETRIC
                 relation = row["relation"] if swapped else rng.choice([r for r in described if r not in candidates])
-                descriptions.append(fill_description(rng.choice(described[relation]), *((tail, head) if swapped else (head, tail))))
+                descriptions.append(
+                    fill_description(rng.choice(described[relation]), *((tail, head) if swapped else (head, tail)))
+                )
         sentences = model.embed([row["text"] for row in chunk], 128)  # (batch, hidden)
-        candidates = model.descriptions(descriptions).view(len(chunk), -1, sentences.shape[-1])  # (batch, candidates, hidden)
+        candidates = model.descriptions(descriptions).view(
+            len(chunk), -1, sentences.shape[-1]
+        )  # (batch, candidates, hidden)
         logits = torch.einsum("bh,bch->bc", sentences, candidates) * model.log_scale.exp().clamp(max=100)
         loss = F.cross_entropy(logits, torch.tensor(targets))
         loss.backward()

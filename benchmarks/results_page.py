@@ -22,10 +22,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from modeling_mre import METHODS, NER_METHODS
-
 from accuracy import NER_DATASETS, controlled_table, mean_std  # benchmarks/accuracy.py
 from image_weight import format_table  # benchmarks/image_weight.py
+
+from modeling_mre import METHODS, NER_METHODS
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,15 +137,33 @@ def figures(files: list[tuple[Path, dict]]) -> list[Figure]:
             for noise in map(str, summary["noise_shares"]):
                 dataset = controlled_setting(summary, noise)
                 ceilings = summary["ceilings"][noise]
-                found.append(Figure(
-                    dataset, "ceiling: reads both", "micro-F1, test", tuple(c["both"]["micro_f1"] for c in ceilings),
-                    "", "", "", summary["date"], path,
-                ))
+                found.append(
+                    Figure(
+                        dataset,
+                        "ceiling: reads both",
+                        "micro-F1, test",
+                        tuple(c["both"]["micro_f1"] for c in ceilings),
+                        "",
+                        "",
+                        "",
+                        summary["date"],
+                        path,
+                    )
+                )
                 for variant in summary["rows"]:
                     if variant["label"] in METHODS:
                         runs = variant["runs"][noise]
                         values = tuple(r["test"]["micro_f1"] for r in runs)
-                        found.append(Figure(dataset, variant["label"], "micro-F1, test", values, path=path, **training(summary, runs)))
+                        found.append(
+                            Figure(
+                                dataset,
+                                variant["label"],
+                                "micro-F1, test",
+                                values,
+                                path=path,
+                                **training(summary, runs),
+                            )
+                        )
     return found
 
 
@@ -164,7 +182,9 @@ def accuracy_tables(files: list[tuple[Path, dict]], page: Path, folder: Path) ->
     for task, (registry, datasets) in TASKS.items():
         measured = [d for d, _ in chosen if d not in datasets and (d in NER_DATASETS) == (registry is NER_METHODS)]
         lines += [
-            "", f"**{task}** (mean ± standard deviation over seeds, in %)", "",
+            "",
+            f"**{task}** (mean ± standard deviation over seeds, in %)",
+            "",
             "| dataset | method | metric | mean ± std | seeds | epochs (best per seed) | backbones | device | date | file in benchmarks/results/ |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
@@ -176,10 +196,20 @@ def accuracy_tables(files: list[tuple[Path, dict]], page: Path, folder: Path) ->
                 if figure is None:
                     missing += [method] if method in registry else []
                     continue
-                lines.append(row(
-                    name, method, figure.metric, mean_std(list(figure.values)), len(figure.values), figure.epochs,
-                    figure.backbone, figure.device, figure.date, link(figure.path, page, figure.path.relative_to(folder)),
-                ))
+                lines.append(
+                    row(
+                        name,
+                        method,
+                        figure.metric,
+                        mean_std(list(figure.values)),
+                        len(figure.values),
+                        figure.epochs,
+                        figure.backbone,
+                        figure.device,
+                        figure.date,
+                        link(figure.path, page, figure.path.relative_to(folder)),
+                    )
+                )
             if missing:
                 lines.append(row(name, ", ".join(missing), f"no result file (any older figure: {history})", *[""] * 7))
     return lines
@@ -196,15 +226,19 @@ def speed_table(files: list[tuple[Path, dict]], page: Path, folder: Path) -> lis
             if best is None or (summary["date"], str(path)) > (best[1]["date"], str(best[0])):
                 newest[summary["device"]] = path, summary
     lines = [
-        "", "**Speed against the backbone floor** (time ÷ the floor's time on the same batches, median over repeats; "
+        "",
+        "**Speed against the backbone floor** (time ÷ the floor's time on the same batches, median over repeats; "
         "the floor is the text encoder's step, plus the frozen vision encoder's forward from pixels; without pixels "
-        "an image method reads cached image features)", "",
+        "an image method reads cached image features)",
+        "",
         "| method | training | training from pixels | inference | inference from pixels | repeats | device | date | file in benchmarks/results/ |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for device, (path, summary) in sorted(newest.items()):
         times = summary["seconds"]
-        for label, name, floor in [(m, m, "floor") for m in METHODS] + [(f"{m} (NER)", f"ner_{m}", "ner_floor") for m in NER_METHODS]:
+        for label, name, floor in [(m, m, "floor") for m in METHODS] + [
+            (f"{m} (NER)", f"ner_{m}", "ner_floor") for m in NER_METHODS
+        ]:
             if f"{name}_train" not in times:
                 lines.append(row(label, "no result file", *[""] * 7))
                 continue
@@ -213,9 +247,15 @@ def speed_table(files: list[tuple[Path, dict]], page: Path, folder: Path) -> lis
                 text_floor = [f"{floor}_text_{phase}"]
                 cells.append(f"{time_ratio(times, [f'{name}_{phase}'], text_floor):.2f}x")
                 pixels = f"{name}_{phase}_pixels"
-                cells.append(f"{time_ratio(times, [pixels], [*text_floor, f'{floor}_vision_{phase}']):.2f}x" if pixels in times else "")
+                cells.append(
+                    f"{time_ratio(times, [pixels], [*text_floor, f'{floor}_vision_{phase}']):.2f}x"
+                    if pixels in times
+                    else ""
+                )
             repeats = len(times[f"{name}_train"])
-            lines.append(row(label, *cells, repeats, device, summary["date"], link(path, page, path.relative_to(folder))))
+            lines.append(
+                row(label, *cells, repeats, device, summary["date"], link(path, page, path.relative_to(folder)))
+            )
     return lines
 
 

@@ -36,25 +36,25 @@ import tempfile
 import time
 from pathlib import Path
 
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import datasets  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from common import memory_status, provenance  # noqa: E402  (benchmarks/common.py)
 from PIL import Image  # noqa: E402
 from transformers import pipeline  # noqa: E402
 
 from modeling_mre import METHODS, NER_METHODS, NER_TAGS, PIPELINE_TASK, MNERProcessor, MREProcessor  # noqa: E402
+from modeling_mre.backbones import embedded_text_backbone, embedded_vision_backbone  # noqa: E402
+from modeling_mre.data.demo import write_demo_dataset, write_mner_demo_dataset  # noqa: E402
+from modeling_mre.data.feature_cache import add_image_features  # noqa: E402
 from modeling_mre.data.mnre import load_mnre  # noqa: E402
 from modeling_mre.data.twitter import load_twitter_mner  # noqa: E402
-from modeling_mre.data.demo import write_demo_dataset, write_mner_demo_dataset  # noqa: E402
-from modeling_mre.backbones import embedded_text_backbone, embedded_vision_backbone  # noqa: E402
-from modeling_mre.data.feature_cache import add_image_features  # noqa: E402
 from modeling_mre.training import LengthGroupedSampler  # noqa: E402
 from modeling_mre.training.collate import make_ner_collate_fn  # noqa: E402
-
-from common import memory_status, provenance  # noqa: E402  (benchmarks/common.py)
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +68,10 @@ def parse_args():
     parser.add_argument("--quick", action="store_true", help="64 examples per setting, 3 repeats.")
     parser.add_argument("--data_dir", type=Path, default=DEFAULT_MNRE, help="MNRE-layout folder; demo set if absent.")
     parser.add_argument(
-        "--ner_data_dir", type=Path, default=DEFAULT_TWITTER, help="Twitter-layout MNER folder; MNER demo set if absent."
+        "--ner_data_dir",
+        type=Path,
+        default=DEFAULT_TWITTER,
+        help="Twitter-layout MNER folder; MNER demo set if absent.",
     )
     parser.add_argument("--train_batch_size", type=int, default=32, help="As train_accelerate.py.")
     parser.add_argument("--eval_batch_size", type=int, default=64, help="As train_accelerate.py.")
@@ -147,9 +150,15 @@ def with_pictures(rows: datasets.Dataset, paths: list[str]) -> datasets.Dataset:
 def ner_benchmark_rows(args, workdir: Path, paths: list[str]) -> tuple[datasets.Dataset, str]:
     """Shuffled tweets with one synthetic JPEG each (those of the relation rows), and where they come from."""
     if (args.ner_data_dir / "valid.txt").is_file():
-        split, source = load_twitter_mner(args.ner_data_dir)["validation"], f"Twitter validation text ({args.ner_data_dir})"
+        split, source = (
+            load_twitter_mner(args.ner_data_dir)["validation"],
+            f"Twitter validation text ({args.ner_data_dir})",
+        )
     else:
-        split, source = load_twitter_mner(write_mner_demo_dataset(workdir / "demo-mner"))["validation"], "the MNER demo set's text"
+        split, source = (
+            load_twitter_mner(write_mner_demo_dataset(workdir / "demo-mner"))["validation"],
+            "the MNER demo set's text",
+        )
     rows = split.shuffle(seed=args.seed).select(range(min(args.num_examples, len(split), len(paths))))
     return with_pictures(rows, paths), source
 
@@ -237,7 +246,14 @@ def prepare_batches(args, processor, split, rows, cached_rows, device) -> dict:
     phases = {}
     for phase, batch_size in (("train", args.train_batch_size), ("inference", args.eval_batch_size)):
         chunks = [range(start, start + batch_size) for start in range(0, len(rows) - batch_size + 1, batch_size)]
-        batches = {"chunks": chunks, "examples": len(chunks) * batch_size, "pixels": [], "dynamic": [], "fixed": [], "grouped": []}
+        batches = {
+            "chunks": chunks,
+            "examples": len(chunks) * batch_size,
+            "pixels": [],
+            "dynamic": [],
+            "fixed": [],
+            "grouped": [],
+        }
         batches["features"] = {
             kind: [to_device(cache.stack([cached[i] for i in chunk]), device) for chunk in chunks]
             for kind, (cached, cache) in cached_rows.items()
@@ -271,7 +287,10 @@ def prepare_ner_batches(args, processor, rows, cached_rows, device) -> dict:
     window): `pixels`, `dynamic` (the text), and per kind of cached features (`cached_rows`), each
     window's post's (`with_features`).
     """
-    pictures, text = make_ner_collate_fn(processor, uses_images=True), make_ner_collate_fn(processor, uses_images=False)
+    pictures, text = (
+        make_ner_collate_fn(processor, uses_images=True),
+        make_ner_collate_fn(processor, uses_images=False),
+    )
     phases = {}
     for phase, batch_size in (("train", args.train_batch_size), ("inference", args.eval_batch_size)):
         chunks = [range(start, start + batch_size) for start in range(0, len(rows) - batch_size + 1, batch_size)]
@@ -285,7 +304,9 @@ def prepare_ner_batches(args, processor, rows, cached_rows, device) -> dict:
             batches["features"][kind] = []
             for chunk, text_batch in zip(chunks, batches["dynamic"]):
                 batch = with_cache([cached[i] for i in chunk])
-                batches["features"][kind].append(to_device({key: batch[key] for key in batch if key not in text_batch}, device))
+                batches["features"][kind].append(
+                    to_device({key: batch[key] for key in batch if key not in text_batch}, device)
+                )
         phases[phase] = batches
     return phases
 
@@ -401,7 +422,15 @@ def build_settings(args, models, processor, phases, rows, cached_rows, paths, de
     ner_models, ner_phases = ner
     ner_vision = next((model for model in ner_models.values() if hasattr(model, "get_image_features")), None)
     ner_variants = (("", "dynamic"),)
-    add_floor_settings(add, "ner_floor", copy.deepcopy(ner_models["baseline"].text_encoder), ner_vision, ner_phases, ner_variants, device)
+    add_floor_settings(
+        add,
+        "ner_floor",
+        copy.deepcopy(ner_models["baseline"].text_encoder),
+        ner_vision,
+        ner_phases,
+        ner_variants,
+        device,
+    )
     for method, model in ner_models.items():
         add_model_settings(add, f"ner_{method}", model, ner_phases, ner_variants, device)
 
@@ -493,7 +522,11 @@ def benchmark(args, workdir: Path) -> dict:
                 started = time.perf_counter()
                 # An empty cache each time, or the pictures would be read back rather than encoded.
                 add_image_features(
-                    rows, vision_model, processor, args.eval_batch_size, encoding_batch_size=chunk_size,
+                    rows,
+                    vision_model,
+                    processor,
+                    args.eval_batch_size,
+                    encoding_batch_size=chunk_size,
                     cache_dir=Path(tempfile.mkdtemp(dir=workdir)),
                 )
                 seconds[name].append(time.perf_counter() - started)
@@ -513,7 +546,9 @@ def benchmark(args, workdir: Path) -> dict:
     }
     ner_phases = prepare_ner_batches(args, ner_processor, ner_rows, ner_cached, device)
 
-    settings = build_settings(args, models, processor, phases, rows, cached_rows, paths, device, (ner_models, ner_phases))
+    settings = build_settings(
+        args, models, processor, phases, rows, cached_rows, paths, device, (ner_models, ner_phases)
+    )
     times, memory = measure(settings, args.repeats, device)
 
     lengths = processor(**rows.select_columns(["tokens", "head", "tail"])[:])["attention_mask"].sum(dim=1)
@@ -539,7 +574,9 @@ def time_ratio(times: dict[str, list[float]], numerator: list[str], denominator:
     repeat by setting, as a result file's "seconds"): a shared machine slows both sides of one repeat alike.
     """
     repeats = range(len(times[numerator[0]]))
-    return statistics.median(sum(times[n][r] for n in numerator) / sum(times[d][r] for d in denominator) for r in repeats)
+    return statistics.median(
+        sum(times[n][r] for n in numerator) / sum(times[d][r] for d in denominator) for r in repeats
+    )
 
 
 def build_report(args, context, settings, times, memory) -> dict:
@@ -578,16 +615,22 @@ def build_report(args, context, settings, times, memory) -> dict:
 
     def speed_table(floor: str, methods: list[str], prefix: str = ""):
         """The table of `methods` (settings `<prefix><method>_...`) against the floor's settings `<floor>_...`."""
-        lines.extend([
-            "",
-            "| setting | training ex/s | time ÷ floor | peak MiB | inference ex/s | time ÷ floor | peak MiB |",
-            "|---|---|---|---|---|---|---|",
-        ])
+        lines.extend(
+            [
+                "",
+                "| setting | training ex/s | time ÷ floor | peak MiB | inference ex/s | time ÷ floor | peak MiB |",
+                "|---|---|---|---|---|---|---|",
+            ]
+        )
 
         def row(label, train_name, train_floor, inference_name, inference_floor):
             cells = [label]
             for name, floor_names in ((train_name, train_floor), (inference_name, inference_floor)):
-                cells += [f"{throughput(name):.1f}", f"{ratio([name], floor_names):.2f}" if floor_names else "", mib(name)]
+                cells += [
+                    f"{throughput(name):.1f}",
+                    f"{ratio([name], floor_names):.2f}" if floor_names else "",
+                    mib(name),
+                ]
             lines.append("| " + " | ".join(cells) + " |")
 
         text_floor = {phase: [f"{floor}_text_{phase}"] for phase in ("train", "inference")}
@@ -595,12 +638,23 @@ def build_report(args, context, settings, times, memory) -> dict:
         row("floor: text encoder", f"{floor}_text_train", None, f"{floor}_text_inference", None)
         with_pixels = [m for m in methods if f"{prefix}{m}_train_pixels" in settings]
         if with_pixels:
-            row("floor: vision encoder forward (frozen)", f"{floor}_vision_train", None, f"{floor}_vision_inference", None)
+            row(
+                "floor: vision encoder forward (frozen)",
+                f"{floor}_vision_train",
+                None,
+                f"{floor}_vision_inference",
+                None,
+            )
         for method in methods:
             name = f"{prefix}{method}"
             if method in with_pixels:
-                row(f"{method}, pixels (floor: text + vision)", f"{name}_train_pixels", full_floor["train"],
-                    f"{name}_inference_pixels", full_floor["inference"])
+                row(
+                    f"{method}, pixels (floor: text + vision)",
+                    f"{name}_train_pixels",
+                    full_floor["train"],
+                    f"{name}_inference_pixels",
+                    full_floor["inference"],
+                )
                 label = f"{method}, cached image features (floor: text)"
             else:
                 label = f"{method} (floor: text)"
@@ -674,7 +728,8 @@ def build_report(args, context, settings, times, memory) -> dict:
             f"Image features computed once with the frozen vision encoder ({context['num_rows']} images in "
             f"{context['encoding_seconds']:.1f} s, {rate:.1f} images/s, before the first epoch), then reused: "
             "speed-up of a training step. Encoding rate by pictures per vision-encoder call (best of 2): "
-            + ", ".join(f"{name}: {rate:.1f} images/s" for name, rate in context["encoding_rates"].items()) + ".",
+            + ", ".join(f"{name}: {rate:.1f} images/s" for name, rate in context["encoding_rates"].items())
+            + ".",
             "",
             "| method | model step: pixels ÷ cached | data loading + model step: pixels ÷ cached |",
             "|---|---|---|",

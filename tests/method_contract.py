@@ -28,17 +28,28 @@ from modeling_mre.hub.cards import method_card_texts
 from modeling_mre.models import MREVisualModel
 from modeling_mre.training import encoder_parameter_ids, lora_config, make_collate_fn, parameter_groups
 
+
 # 48 wide: divisible by the head counts methods default to (12 for MMIB) and by the tiny ones.
 TINY_TEXT = dict(model_type="bert", hidden_size=48, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
 TINY_VISION = dict(
-    model_type="clip_vision_model", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-    intermediate_size=37, image_size=32, patch_size=16,
+    model_type="clip_vision_model",
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=37,
+    image_size=32,
+    patch_size=16,
 )
 NUM_LABELS = 4
 # Relation names in the tiny vocabulary: a retrieval method (ROC) embeds descriptions built from them.
 RELATIONS = ["None", "visits", "with", "today"]
 SHARED_REMOTE_CODE = {
-    "configuration_mre.py", "modeling_mre.py", "layers_mre.py", "processing_mre.py", "pipeline_mre.py", "images_mre.py"
+    "configuration_mre.py",
+    "modeling_mre.py",
+    "layers_mre.py",
+    "processing_mre.py",
+    "pipeline_mre.py",
+    "images_mre.py",
 }
 
 
@@ -72,7 +83,10 @@ def encode(processor, object_tails: bool = False, crops: bool = True):
     if object_tails:
         tails = [{"name": "w", "box": [0.1, 0.2, 0.6, 0.9]}, "obama", {"name": "x", "box": [4, 4, 30, 20]}]
     return processor(
-        text=texts, head=heads, tail=tails, images=[picture(0), None, picture(1)],
+        text=texts,
+        head=heads,
+        tail=tails,
+        images=[picture(0), None, picture(1)],
         crops=[[picture(2), picture(3)], [], [picture(4)]] if crops else None,
     )
 
@@ -83,6 +97,7 @@ FLOAT16_FEATURE_TOLERANCE = dict(atol=1e-3, rtol=1e-3)
 
 def dataset_rows() -> datasets.Dataset:
     """The posts of `encode(object_tails=True)` as dataset rows (MORE's record schema; boxes as centres)."""
+
     def span(name, start):
         return {"name": name, "start": start, "end": start + 1}
 
@@ -91,7 +106,14 @@ def dataset_rows() -> datasets.Dataset:
 
     rows = {
         "id": ["0", "1", "2"],
-        "tokens": [text.split() for text in ("obama visits berlin today with merkel", "merkel with obama", "the berlin visits today a b c d")],
+        "tokens": [
+            text.split()
+            for text in (
+                "obama visits berlin today with merkel",
+                "merkel with obama",
+                "the berlin visits today a b c d",
+            )
+        ],
         "head": [span("obama", 0), span("merkel", 0), span("berlin", 1)],
         "tail": [box_tail("w"), span("obama", 2), box_tail("x")],
         "tail_box": [[0.35, 0.55, 0.5, 0.7], None, [0.6, 0.3, 0.3, 0.4]],
@@ -108,7 +130,8 @@ def row(batch, index: int) -> dict:
     """Example `index` of a processor batch, alone, its padding dropped."""
     length = int(batch["attention_mask"][index].sum())
     return {
-        key: value[index : index + 1, :length] if key in ("input_ids", "attention_mask", "token_type_ids")
+        key: value[index : index + 1, :length]
+        if key in ("input_ids", "attention_mask", "token_type_ids")
         else value[index : index + 1]
         for key, value in batch.items()
     }
@@ -201,7 +224,10 @@ def save_again_as_remote_code(tmp_path, auto_class: str, prediction: str) -> str
         """
     )
     completed = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -254,13 +280,18 @@ class MethodContract:
             """
         )
         completed = subprocess.run(
-            [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+            [sys.executable, "-c", script],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
             env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
         )
         assert completed.returncode == 0, completed.stderr[-3000:]
         with torch.no_grad():
             expected = model(**batch).logits
-        torch.testing.assert_close(load_file(tmp_path / "logits.safetensors")["logits"], expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            load_file(tmp_path / "logits.safetensors")["logits"], expected, atol=1e-5, rtol=1e-5
+        )
 
     def test_a_remote_code_folder_saved_again_stays_whole(self, method_class, processor, tmp_path):
         # As after further fine-tuning: loaded with remote code, saved again, loaded again by every entry point.
@@ -284,8 +315,12 @@ class MethodContract:
         inputs = [
             {"text": "obama visits berlin today", "head": "obama", "tail": "berlin", "image": picture(0)},
             {"text": "merkel with obama", "head": (0, 6), "tail": "obama"},  # no image
-            {"text": "the berlin visits", "head": "berlin", "tail": {"name": "w", "box": [2, 3, 30, 25]},
-             "image": np.asarray(picture(1))},
+            {
+                "text": "the berlin visits",
+                "head": "berlin",
+                "tail": {"name": "w", "box": [2, 3, 30, 25]},
+                "image": np.asarray(picture(1)),
+            },
             {"text": "a b c d x y", "head": "a", "tail": {"name": "y", "box": [0.1, 0.1, 0.5, 0.9]}, "image": None},
         ]
         alone = [extract(example, top_k=2) for example in inputs]
@@ -310,7 +345,11 @@ class MethodContract:
             without_crops = model(**encode(processor, crops=False)).logits
             # The second post has neither image nor crops: absent pictures are masked, never read as blank ones.
             no_pictures = model(
-                **{**batch, "image_mask": torch.zeros(3, dtype=torch.bool), "crop_mask": torch.zeros(3, 2, dtype=torch.bool)}
+                **{
+                    **batch,
+                    "image_mask": torch.zeros(3, dtype=torch.bool),
+                    "crop_mask": torch.zeros(3, 2, dtype=torch.bool),
+                }
             ).logits
         torch.testing.assert_close(full[1], text_only[1], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(no_pictures, text_only, atol=1e-5, rtol=1e-5)
@@ -385,7 +424,9 @@ class MethodContract:
                 torch.testing.assert_close(value, expected)
 
     def test_output_hidden_states_and_attentions_are_the_text_encoders_on_the_input(self, method_class, processor):
-        check_text_encoder_states(build_model(method_class, processor, attn_implementation="eager").eval(), encode(processor))
+        check_text_encoder_states(
+            build_model(method_class, processor, attn_implementation="eager").eval(), encode(processor)
+        )
 
     def test_fusion_attention_follows_the_attention_implementation(self, method_class, processor):
         model = build_model(method_class, processor, object_tails=multimodal(method_class)).eval()
@@ -431,7 +472,9 @@ class MethodContract:
     def test_each_ablation_removes_its_part_and_still_trains(self, method_class, processor):
         full = build_model(method_class, processor, object_tails=multimodal(method_class))
         for part, switch in method_class.ablations.items():
-            model = build_model(method_class, processor, object_tails=multimodal(method_class), **{switch: False}).train()
+            model = build_model(
+                method_class, processor, object_tails=multimodal(method_class), **{switch: False}
+            ).train()
             assert getattr(model.config, switch) is False
             # A removed part leaves no parameter behind for DDP to wait on.
             assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in full.parameters()), part

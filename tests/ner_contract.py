@@ -12,13 +12,21 @@ import textwrap
 
 import pytest
 import torch
+from method_contract import (
+    TINY_TEXT,
+    TINY_VISION,
+    check_lora_round_trip,
+    multimodal,
+    picture,
+    save_again_as_remote_code,
+)
 from transformers import AutoModelForTokenClassification, pipeline
 
-from method_contract import TINY_TEXT, TINY_VISION, check_lora_round_trip, multimodal, picture, save_again_as_remote_code
 from modeling_mre import NER_PIPELINE_TASK, NER_TAGS
 from modeling_mre.hub import save_hub_folder
 from modeling_mre.hub.cards import method_card_texts
 from modeling_mre.training import encoder_parameter_ids, lora_config, parameter_groups
+
 
 POSTS = [
     ["obama", "visits", "berlin", "today"],
@@ -44,7 +52,8 @@ def build_tagger(ner_class, processor, **overrides):
 def encode(processor, labels: bool = False, crops: bool = True):
     """The three posts: an image with two crops; no image; an image with one crop (and two windows)."""
     return processor(
-        tokens=POSTS, images=[picture(0), None, picture(1)],
+        tokens=POSTS,
+        images=[picture(0), None, picture(1)],
         crops=[[picture(2), picture(3)], [], [picture(4)]] if crops else None,
         word_labels=TAGS if labels else None,
     )
@@ -54,7 +63,10 @@ def window(batch, index: int) -> dict:
     """Window `index` of a processor batch, alone, its padding dropped."""
     length = int(batch["attention_mask"][index].sum())
     sequences = ("input_ids", "attention_mask", "token_type_ids", "first_subword_mask", "labels")
-    return {key: value[index : index + 1, :length] if key in sequences else value[index : index + 1] for key, value in batch.items()}
+    return {
+        key: value[index : index + 1, :length] if key in sequences else value[index : index + 1]
+        for key, value in batch.items()
+    }
 
 
 class NERMethodContract:
@@ -81,7 +93,10 @@ class NERMethodContract:
             """
         )
         completed = subprocess.run(
-            [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+            [sys.executable, "-c", script],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
             env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
         )
         assert completed.returncode == 0, completed.stderr[-3000:]
@@ -100,11 +115,14 @@ class NERMethodContract:
         model = build_tagger(ner_class, ner_processor).eval()
         save_hub_folder(model, ner_processor, tmp_path / "model")
         found = save_again_as_remote_code(
-            tmp_path, "AutoModelForTokenClassification",
+            tmp_path,
+            "AutoModelForTokenClassification",
             'json.dumps([word["entity"] for word in run(text="obama visits berlin today", aggregation_strategy="none")])',
         )
         recognise = pipeline(NER_PIPELINE_TASK, model=model, processor=ner_processor)
-        expected = [word["entity"] for word in recognise(text="obama visits berlin today", aggregation_strategy="none")]
+        expected = [
+            word["entity"] for word in recognise(text="obama visits berlin today", aggregation_strategy="none")
+        ]
         assert json.loads(found) == expected
 
     def test_each_window_alone_equals_batched(self, ner_class, ner_processor):
@@ -141,7 +159,9 @@ class NERMethodContract:
             assert torch.isfinite(outputs.loss)
             moved = batch["labels"].clone()
             moved[batch["labels"] >= 0] = (moved[batch["labels"] >= 0] + 1) % len(NER_TAGS)
-            assert not torch.allclose(model(**{**batch, "labels": moved}).classification_loss, outputs.classification_loss)
+            assert not torch.allclose(
+                model(**{**batch, "labels": moved}).classification_loss, outputs.classification_loss
+            )
             missing = batch["labels"].clone()
             missing[0, 1] = -100  # a first subword without its tag
             with pytest.raises(ValueError, match="every word needs its tag"):
@@ -175,7 +195,9 @@ class NERMethodContract:
     def test_output_hidden_states_and_attentions_are_the_text_encoders_on_the_input(self, ner_class, ner_processor):
         from method_contract import check_text_encoder_states
 
-        check_text_encoder_states(build_tagger(ner_class, ner_processor, attn_implementation="eager").eval(), encode(ner_processor))
+        check_text_encoder_states(
+            build_tagger(ner_class, ner_processor, attn_implementation="eager").eval(), encode(ner_processor)
+        )
 
     def test_fusion_attention_follows_the_attention_implementation(self, ner_class, ner_processor):
         from method_contract import check_attention_implementations
@@ -209,7 +231,9 @@ class NERMethodContract:
         missing = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
         assert not missing, missing
         groups = parameter_groups(model, encoder_parameter_ids(model), 5e-5, 1e-3)
-        assert {id(p) for p in model.crf.parameters()} <= {id(p) for g in groups if g["lr"] == 1e-3 for p in g["params"]}
+        assert {id(p) for p in model.crf.parameters()} <= {
+            id(p) for g in groups if g["lr"] == 1e-3 for p in g["params"]
+        }
 
     def test_each_ablation_removes_its_part_and_still_trains(self, ner_class, ner_processor):
         full = build_tagger(ner_class, ner_processor)

@@ -15,6 +15,7 @@ import pytest
 
 import modeling_mre
 
+
 REPO = Path(__file__).parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "late_fusion"
 DOC = REPO / "docs" / "adding-a-method.md"
@@ -55,26 +56,54 @@ def run(command: list[str], package_root: Path, cwd: Path) -> subprocess.Complet
 
 
 def test_the_added_method_passes_the_contract_suite(package_with_late_fusion):
-    where = run([sys.executable, "-c", "import modeling_mre; print(modeling_mre.__file__)"], package_with_late_fusion, REPO)
+    where = run(
+        [sys.executable, "-c", "import modeling_mre; print(modeling_mre.__file__)"], package_with_late_fusion, REPO
+    )
     assert where.stdout.strip().startswith(str(package_with_late_fusion)), where.stdout + where.stderr
     completed = run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_contract.py", "-k", "late_fusion"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_contract.py",
+            "-k",
+            "late_fusion",
+        ],
         package_with_late_fusion,
         REPO,
     )
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-2000:]
-    num_contract_tests = len([name for name in dir(__import__("method_contract").MethodContract) if name.startswith("test_")])
+    num_contract_tests = len(
+        [name for name in dir(__import__("method_contract").MethodContract) if name.startswith("test_")]
+    )
     assert f"{num_contract_tests} passed" in completed.stdout, completed.stdout[-2000:]
 
 
 def test_the_added_method_trains_with_the_script(package_with_late_fusion, tmp_path):
     completed = run(
-        [sys.executable, str(REPO / "train_accelerate.py"), "--method", "late_fusion", "--output_dir", "run",
-         "--num_train_epochs", "1", "--max_train_samples", "32", "--max_eval_samples", "16"],
+        [
+            sys.executable,
+            str(REPO / "train_accelerate.py"),
+            "--method",
+            "late_fusion",
+            "--output_dir",
+            "run",
+            "--num_train_epochs",
+            "1",
+            "--max_train_samples",
+            "32",
+            "--max_eval_samples",
+            "16",
+        ],
         package_with_late_fusion,
         tmp_path,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     card = (tmp_path / "run" / "README.md").read_text()
     assert "Late fusion (the worked example of modeling_mre's method kit)" in card
-    assert {"modeling_late_fusion.py", "configuration_late_fusion.py", "visual_mre.py"} <= {p.name for p in (tmp_path / "run").glob("*.py")}
+    assert {"modeling_late_fusion.py", "configuration_late_fusion.py", "visual_mre.py"} <= {
+        p.name for p in (tmp_path / "run").glob("*.py")
+    }

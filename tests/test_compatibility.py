@@ -15,10 +15,14 @@ from transformers import AutoModel
 import modeling_mre
 from modeling_mre import BaselineForRelationExtraction, MMIBForRelationExtraction
 
+
 FIXTURES = Path(__file__).parent / "fixtures" / "pre_kit"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
-CLASSES = {"baseline": BaselineForRelationExtraction, "mmib": MMIBForRelationExtraction,
-           "mmib_object_tails": MMIBForRelationExtraction}
+CLASSES = {
+    "baseline": BaselineForRelationExtraction,
+    "mmib": MMIBForRelationExtraction,
+    "mmib_object_tails": MMIBForRelationExtraction,
+}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -58,7 +62,17 @@ def test_seeded_initialisation_is_unchanged(name):
 
 
 def test_the_public_api_is_importable_from_the_top_level():
-    for name in ("load_mnre", "load_more", "compute_mre_metrics", "MREProcessor", "write_demo_dataset",
-                 "add_image_features", "save_hub_folder", "write_model_card", "register_method", "METHODS"):
+    for name in (
+        "load_mnre",
+        "load_more",
+        "compute_mre_metrics",
+        "MREProcessor",
+        "write_demo_dataset",
+        "add_image_features",
+        "save_hub_folder",
+        "write_model_card",
+        "register_method",
+        "METHODS",
+    ):
         assert hasattr(modeling_mre, name), name
     assert set(modeling_mre.__all__) <= set(dir(modeling_mre))

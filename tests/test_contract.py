@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-
 from method_contract import MethodContract
-from modeling_mre import METHODS, NER_METHODS
 from ner_contract import NERMethodContract
+
+from modeling_mre import METHODS, NER_METHODS
 
 
 @pytest.fixture(params=sorted(METHODS))
@@ -71,9 +71,9 @@ def test_unknown_visual_inputs_are_refused(processor):
 
 
 def test_wrong_argument_types_name_the_argument(processor):
+    from method_contract import build_model
     from transformers import pipeline
 
-    from method_contract import build_model
     from modeling_mre import PIPELINE_TASK
 
     extract = pipeline(PIPELINE_TASK, model=build_model(METHODS["mmib"], processor).eval(), processor=processor)
@@ -91,9 +91,9 @@ def test_wrong_argument_types_name_the_argument(processor):
 
 
 def test_call_arguments_are_checked_before_any_work(processor):
+    from method_contract import build_model
     from transformers import pipeline
 
-    from method_contract import build_model
     from modeling_mre import PIPELINE_TASK
 
     extract = pipeline(PIPELINE_TASK, model=build_model(METHODS["mmib"], processor).eval(), processor=processor)
@@ -123,9 +123,15 @@ def test_call_arguments_are_checked_before_any_work(processor):
 def test_relation_names_and_placeholders_are_checked(processor):
     with pytest.raises(TypeError, match="relation names must be non-empty strings, got 1 \\(int\\)"):
         processor.encode_relations({1: "{head} founded {tail}"})
-    with pytest.raises(ValueError, match="relation 'founded_by': its description names \\{haed\\}; .* only \\{head\\} and \\{tail\\}"):
-        processor.encode_relations({"founded_by": ["{tail} founded {head}", "{haed} was founded by {tail}"]}, [("a", "b")])
-    assert processor.encode_relations({"founded_by": "{head} was founded by {tail}"}, [("a", "b")])["relation_names"] == ["founded_by"]
+    with pytest.raises(
+        ValueError, match="relation 'founded_by': its description names \\{haed\\}; .* only \\{head\\} and \\{tail\\}"
+    ):
+        processor.encode_relations(
+            {"founded_by": ["{tail} founded {head}", "{haed} was founded by {tail}"]}, [("a", "b")]
+        )
+    assert processor.encode_relations({"founded_by": "{head} was founded by {tail}"}, [("a", "b")])[
+        "relation_names"
+    ] == ["founded_by"]
 
 
 def test_processor_options_are_checked_by_name(processor):
@@ -141,9 +147,9 @@ def test_processor_options_are_checked_by_name(processor):
 
 
 def test_whole_posts_give_every_ordered_pair(processor, tmp_path):
+    from method_contract import build_model, picture
     from transformers import BertConfig, BertForTokenClassification, pipeline
 
-    from method_contract import build_model, picture
     from modeling_mre import PIPELINE_TASK
 
     extract = pipeline(PIPELINE_TASK, model=build_model(METHODS["mmib"], processor).eval(), processor=processor)
@@ -151,7 +157,10 @@ def test_whole_posts_give_every_ordered_pair(processor, tmp_path):
     post = extract(text=text, entities=["obama", "berlin", (31, 37), "today"], image=picture(0))
     assert len(post) == 12  # four entities: every ordered pair
     assert {(p["head"], p["tail"]) for p in post} == {
-        (a, b) for a in ("obama", "berlin", "merkel", "today") for b in ("obama", "berlin", "merkel", "today") if a != b
+        (a, b)
+        for a in ("obama", "berlin", "merkel", "today")
+        for b in ("obama", "berlin", "merkel", "today")
+        if a != b
     }
     first = post[0]
     assert text[slice(*first["head_offsets"])] == first["head"]
@@ -166,9 +175,16 @@ def test_whole_posts_give_every_ordered_pair(processor, tmp_path):
     )
 
     # The entities from a token-classification model (a tiny random one, saved here).
-    ner_config = BertConfig(vocab_size=processor.tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,
-                            num_attention_heads=2, intermediate_size=20, num_labels=3,
-                            id2label={0: "O", 1: "B-ENT", 2: "I-ENT"}, label2id={"O": 0, "B-ENT": 1, "I-ENT": 2})
+    ner_config = BertConfig(
+        vocab_size=processor.tokenizer.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=20,
+        num_labels=3,
+        id2label={0: "O", 1: "B-ENT", 2: "I-ENT"},
+        label2id={"O": 0, "B-ENT": 1, "I-ENT": 2},
+    )
     ner = BertForTokenClassification(ner_config)
     with torch.no_grad():  # every word its own entity: B-ENT wins everywhere
         ner.classifier.weight.zero_()
@@ -186,9 +202,9 @@ def test_whole_posts_give_every_ordered_pair(processor, tmp_path):
 
 
 def test_whole_post_entities_once_and_ner_model_named(processor, tmp_path):
+    from method_contract import build_model
     from transformers import pipeline
 
-    from method_contract import build_model
     from modeling_mre import PIPELINE_TASK
     from modeling_mre.hub import save_hub_folder
 
@@ -201,5 +217,7 @@ def test_whole_post_entities_once_and_ner_model_named(processor, tmp_path):
     with pytest.raises(FileNotFoundError, match=f"ner_model '{tmp_path / 'absent'}' is not a model folder"):
         extract(text=text, ner_model=str(tmp_path / "absent"))
     save_hub_folder(model, processor, tmp_path / "relations")
-    with pytest.raises(ValueError, match=f"is a relation extractor \\({PIPELINE_TASK}\\); ner_model needs an entity recognizer"):
+    with pytest.raises(
+        ValueError, match=f"is a relation extractor \\({PIPELINE_TASK}\\); ner_model needs an entity recognizer"
+    ):
         extract(text=text, ner_model=str(tmp_path / "relations"))

@@ -5,6 +5,7 @@ import pytest
 from modeling_mre import load_mnre
 from modeling_mre.data.controlled import Dials, relation_names, write_controlled_dataset
 
+
 SMALL = dict(num_train=300, num_validation=40, num_test=40, seed=3)
 
 
@@ -68,19 +69,30 @@ def test_candidate_objects_make_the_text_say_which_object_matters(clean, tmp_pat
     plain = load_mnre(folder)
     for row, original in zip(dataset["train"], plain["train"]):
         # The post is the same text, then the named object's colour: "( photo : the red one )".
-        assert row["tokens"][: len(original["tokens"])] == original["tokens"] and row["relation"] == original["relation"]
+        assert (
+            row["tokens"][: len(original["tokens"])] == original["tokens"] and row["relation"] == original["relation"]
+        )
         cue = row["tokens"][len(original["tokens"]) :]
         assert cue[:4] == ["(", "photo", ":", "the"] and cue[4] in OBJECT_COLOURS and cue[5:] == ["one", ")"]
     pixels = np.asarray(Image.open(tmp_path / "three/img_org/train/controlled_train_00000.png"), dtype=np.float32)
     half = pixels.shape[0] // 2
     quadrants = [pixels[top : top + half, left : left + half] for top in (0, half) for left in (0, half)]
-    assert sorted(float(q.std(axis=(0, 1)).mean()) > 20 for q in quadrants) == [False, True, True, True]  # 3 textures, 1 plain
+    assert sorted(float(q.std(axis=(0, 1)).mean()) > 20 for q in quadrants) == [
+        False,
+        True,
+        True,
+        True,
+    ]  # 3 textures, 1 plain
     # Three objects of three scenes: the picture alone tells nothing of the scene; two narrow it to a pair.
     for split in ("train", "val", "test"):
         ceilings = three["ceilings"][split]
         assert ceilings["both"]["accuracy"] == 1.0 and ceilings["image"]["accuracy"] < 0.35
         assert ceilings["text"] == info["ceilings"][split]["text"]
-        assert three["ceilings"][split]["image"]["accuracy"] < two["ceilings"][split]["image"]["accuracy"] < info["ceilings"][split]["image"]["accuracy"]
+        assert (
+            three["ceilings"][split]["image"]["accuracy"]
+            < two["ceilings"][split]["image"]["accuracy"]
+            < info["ceilings"][split]["image"]["accuracy"]
+        )
         # Reading both without knowing which object the post names: no better than the text with three
         # objects; with two, half the scenes, so between the text alone and both.
         assert ceilings["unguided"] == ceilings["text"]
@@ -94,7 +106,8 @@ def test_candidate_objects_make_the_text_say_which_object_matters(clean, tmp_pat
 
 
 @pytest.mark.parametrize(
-    "dials", [dict(noise_share=1.5), dict(num_distractors=5), dict(fine_grained_pairs=4), dict(num_candidate_objects=4)]
+    "dials",
+    [dict(noise_share=1.5), dict(num_distractors=5), dict(fine_grained_pairs=4), dict(num_candidate_objects=4)],
 )
 def test_out_of_range_dials_are_refused(dials):
     with pytest.raises(ValueError, match=next(iter(dials))):

@@ -7,10 +7,11 @@ Run on a machine with CUDA; elsewhere these tests skip, saying so.
 
 import pytest
 import torch
+from method_contract import build_model, encode, multimodal
 from transformers import pipeline
 
-from method_contract import build_model, encode, multimodal
 from modeling_mre import METHODS, PIPELINE_TASK, save_hub_folder
+
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU machine)")
 
@@ -51,18 +52,23 @@ def test_cached_features_on_cuda_equal_pixels(processor):
             "image_features": model.get_image_features(batch["pixel_values"]),
             "crop_features": model.get_image_features(batch["crop_pixel_values"].flatten(0, 1)).unflatten(0, (3, -1)),
         }
-        text = {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids", "image_mask", "crop_mask")}
+        text = {
+            key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids", "image_mask", "crop_mask")
+        }
         torch.testing.assert_close(model(**text, **features).logits, model(**batch).logits)
 
 
 def test_pipeline_on_cuda_in_bfloat16(processor, tmp_path):
     model = build_model(METHODS["mmib"], processor).eval()
     save_hub_folder(model, processor, tmp_path / "model")
-    extract = pipeline(PIPELINE_TASK, model=str(tmp_path / "model"), trust_remote_code=True, device=0,
-                       dtype=torch.bfloat16)
+    extract = pipeline(
+        PIPELINE_TASK, model=str(tmp_path / "model"), trust_remote_code=True, device=0, dtype=torch.bfloat16
+    )
     from method_contract import picture
 
     example = {"text": "obama visits berlin today", "head": "obama", "tail": "berlin", "image": picture(0)}
     on_cpu = pipeline(PIPELINE_TASK, model=str(tmp_path / "model"), trust_remote_code=True)(example, top_k=4)
     on_cuda = extract(example, top_k=4)
-    assert {r["relation"]: r["score"] for r in on_cuda} == pytest.approx({r["relation"]: r["score"] for r in on_cpu}, abs=0.03)
+    assert {r["relation"]: r["score"] for r in on_cuda} == pytest.approx(
+        {r["relation"]: r["score"] for r in on_cpu}, abs=0.03
+    )

@@ -6,7 +6,11 @@ from modeling_mre import load_fewrel
 
 
 def instance(**overrides) -> dict:
-    base = {"tokens": ["aspirin", "relieves", "the", "headache"], "h": ["aspirin", "C1", [[0]]], "t": ["the headache", "C2", [[2, 3]]]}
+    base = {
+        "tokens": ["aspirin", "relieves", "the", "headache"],
+        "h": ["aspirin", "C1", [[0]]],
+        "t": ["the headache", "C2", [[2, 3]]],
+    }
     base.update(overrides)
     return base
 
@@ -18,7 +22,10 @@ def write(tmp_path, data) -> str:
 
 
 def test_rows_follow_the_record_schema_with_spans_from_the_token_indices(tmp_path):
-    path = write(tmp_path, {"treats": [instance()], "causes": [instance(h=["headache", "C2", [[3]]], t=["aspirin", "C1", [[0]]])]})
+    path = write(
+        tmp_path,
+        {"treats": [instance()], "causes": [instance(h=["headache", "C2", [[3]]], t=["aspirin", "C1", [[0]]])]},
+    )
     dataset = load_fewrel(path, split="validation")
     assert dataset.features["relation"].names == ["treats", "causes"]  # file order
     first, second = dataset[0], dataset[1]
@@ -37,8 +44,14 @@ def test_rows_follow_the_record_schema_with_spans_from_the_token_indices(tmp_pat
         ({"treats": []}, "relation 'treats': expected a non-empty list of instances"),
         ({"treats": [instance(), "aspirin"]}, "relation 'treats', instance 1: expected an object"),
         ({"treats": [instance(tokens=[])]}, "instance 0, field 'tokens'"),
-        ({"treats": [instance(h=["aspirin", "C1", [[0, 2]]])]}, "instance 0, field 'h': token indices [0, 2] are not consecutive"),
-        ({"treats": [instance(t=["x", "C2", [[3, 4]]])]}, "field 't': token indices [3, 4] are not consecutive indices of the 4 tokens"),
+        (
+            {"treats": [instance(h=["aspirin", "C1", [[0, 2]]])]},
+            "instance 0, field 'h': token indices [0, 2] are not consecutive",
+        ),
+        (
+            {"treats": [instance(t=["x", "C2", [[3, 4]]])]},
+            "field 't': token indices [3, 4] are not consecutive indices of the 4 tokens",
+        ),
         ({"treats": [instance(t=["x", "C2", []])]}, "field 't': expected [name, id, [[token indices], ...]]"),
         ({"treats": [instance(t=["aspirin", "C1", [[0]]])]}, "field 't': the tail is the same span as the head"),
     ],

@@ -233,7 +233,9 @@ class TestFilesAndSchema:
         plain = load_mnre(write_dataset(tmp_path / "plain", lines), cache_dir=tmp_path / "cache")["train"]
         for ending in ("\r", "\r\n"):  # classic Mac and Windows exports read as the same rows
             root = write_dataset(tmp_path / f"ending{len(ending)}", lines)
-            (root / "ours_train.txt").write_bytes((root / "ours_train.txt").read_bytes().replace(b"\n", ending.encode()))
+            (root / "ours_train.txt").write_bytes(
+                (root / "ours_train.txt").read_bytes().replace(b"\n", ending.encode())
+            )
             assert load_mnre(root, cache_dir=tmp_path / "cache")["train"].to_list() == plain.to_list()
         root = write_dataset(tmp_path / "latin1", lines)
         content = (root / "ours_train.txt").read_bytes()

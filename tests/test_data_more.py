@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from modeling_mre.data.demo import DEMO_REL2ID, write_more_demo_dataset
 from modeling_mre.data.more import load_more
 from modeling_mre.data.schema import record_features
-from modeling_mre.data.demo import DEMO_REL2ID, write_more_demo_dataset
 
 
 @pytest.fixture(scope="module")

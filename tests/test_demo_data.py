@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modeling_mre.data.mnre import load_mnre
 from modeling_mre.data.demo import DEMO_REL2ID, IMAGE_SIZE, write_demo_dataset
+from modeling_mre.data.mnre import load_mnre
 
 
 def file_tree(root: Path) -> dict[str, bytes]:

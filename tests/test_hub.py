@@ -31,18 +31,26 @@ import pytest
 from huggingface_hub import DatasetCard, HfApi, ModelCard, constants
 from huggingface_hub.errors import HfHubHTTPError
 
+from modeling_mre.data.demo import write_demo_dataset, write_more_demo_dataset
 from modeling_mre.data.mnre import load_mnre
 from modeling_mre.data.more import load_more
-from modeling_mre.data.demo import write_demo_dataset, write_more_demo_dataset
+from modeling_mre.hub import model_repo_files, push_dataset, push_model_folder, pushes, write_model_card
 from modeling_mre.hub.figures import CONFUSION_MATRIX_FIGURE, TRAINING_CURVE_FIGURE
-from modeling_mre.hub import model_repo_files, push_dataset, push_model_folder, write_model_card
-from modeling_mre.hub import pushes
+
 
 REPO = Path(__file__).parents[1]
 TOKEN = "hf_recorder_test_token"
 MODEL_REPO = "org/mre-mmib-demo"
-QUICK = ["--num_train_epochs", "2", "--max_train_samples", "32", "--max_eval_samples", "16",
-         "--per_device_train_batch_size", "16"]
+QUICK = [
+    "--num_train_epochs",
+    "2",
+    "--max_train_samples",
+    "32",
+    "--max_eval_samples",
+    "16",
+    "--per_device_train_batch_size",
+    "16",
+]
 # What the Hub keeps in LFS by its default .gitattributes, among what we upload.
 LFS_SUFFIXES = (".parquet", ".safetensors")
 METRICS = {"micro_f1": "f1", "micro_precision": "precision", "micro_recall": "recall", "accuracy": "accuracy"}
@@ -77,9 +85,15 @@ class HubRecorder:
                     oid = recorder._resolve(repo, match[3])
                     if oid is None:
                         return self._reply(404, {"error": "Revision not found"}, error_code="RevisionNotFound")
-                    return self._reply(200, {"id": match[2], "sha": oid, "private": True, "siblings": [
-                        {"rfilename": name} for name in sorted(recorder.snapshots[oid])
-                    ]})
+                    return self._reply(
+                        200,
+                        {
+                            "id": match[2],
+                            "sha": oid,
+                            "private": True,
+                            "siblings": [{"rfilename": name} for name in sorted(recorder.snapshots[oid])],
+                        },
+                    )
                 if match := re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/tree/([^/]+)/?(.*)", path):
                     oid = recorder._resolve(f"{match[1]}/{match[2]}", match[3])
                     if oid is None:
@@ -114,22 +128,40 @@ class HubRecorder:
                 if self.path == "/api/validate-yaml":
                     return self._reply(200, {"errors": [], "warnings": []})
                 if re.fullmatch(r"/(?:datasets/)?[^/]+/[^/]+\.git/info/lfs/objects/batch", self.path):
-                    return self._reply(200, {"transfer": "basic", "objects": [
-                        {"oid": o["oid"], "size": o["size"], "actions": {"upload": {
-                            "href": f"{recorder.endpoint}/lfs-upload/{o['oid']}"}}}
-                        for o in json.loads(body)["objects"]
-                    ]})
+                    return self._reply(
+                        200,
+                        {
+                            "transfer": "basic",
+                            "objects": [
+                                {
+                                    "oid": o["oid"],
+                                    "size": o["size"],
+                                    "actions": {"upload": {"href": f"{recorder.endpoint}/lfs-upload/{o['oid']}"}},
+                                }
+                                for o in json.loads(body)["objects"]
+                            ],
+                        },
+                    )
                 match = re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/(preupload|commit)/[^/?]+", self.path)
                 if match is None:
                     return self._reply(404, {"error": f"the recorder does not serve POST {self.path}"})
                 repo = f"{match[1]}/{match[2]}"
                 if match[3] == "preupload":
                     files = json.loads(body)["files"]
-                    return self._reply(200, {"files": [
-                        {"path": f["path"], "uploadMode": "lfs" if f["path"].endswith(LFS_SUFFIXES) else "regular",
-                         "shouldIgnore": False, "oid": None}
-                        for f in files
-                    ]})
+                    return self._reply(
+                        200,
+                        {
+                            "files": [
+                                {
+                                    "path": f["path"],
+                                    "uploadMode": "lfs" if f["path"].endswith(LFS_SUFFIXES) else "regular",
+                                    "shouldIgnore": False,
+                                    "oid": None,
+                                }
+                                for f in files
+                            ]
+                        },
+                    )
                 commit = {"repo": repo, "parent": None, "added": {}, "lfs": [], "deleted": []}
                 for line in body.splitlines():
                     item = json.loads(line)
@@ -153,8 +185,14 @@ class HubRecorder:
                 tree.update(commit["added"])
                 commit["oid"] = recorder._snapshot(repo, tree)
                 recorder.commits.append(commit)
-                self._reply(200, {"commitUrl": f"{recorder.endpoint}/{repo}/commit/{commit['oid']}",
-                                  "commitOid": commit["oid"], "pullRequestUrl": None})
+                self._reply(
+                    200,
+                    {
+                        "commitUrl": f"{recorder.endpoint}/{repo}/commit/{commit['oid']}",
+                        "commitOid": commit["oid"],
+                        "pullRequestUrl": None,
+                    },
+                )
 
             def _file(self, repo, revision, path, body):
                 oid = recorder._resolve(repo, revision)
@@ -170,7 +208,7 @@ class HubRecorder:
                 self.send_header("X-Repo-Commit", oid)
                 self.end_headers()
                 if body:
-                    self.wfile.write(data[start:end + 1])
+                    self.wfile.write(data[start : end + 1])
 
             def _reply(self, status, payload, error_code=None):
                 data = json.dumps(payload).encode()
@@ -191,8 +229,13 @@ class HubRecorder:
 
     def environment(self) -> dict:
         """A subprocess's environment that sends its huggingface_hub here (over LFS: no Xet here)."""
-        return environment(HF_HUB_OFFLINE="0", HF_ENDPOINT=self.endpoint, NO_PROXY="127.0.0.1",
-                           HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_XET="1")
+        return environment(
+            HF_HUB_OFFLINE="0",
+            HF_ENDPOINT=self.endpoint,
+            NO_PROXY="127.0.0.1",
+            HF_HUB_DISABLE_TELEMETRY="1",
+            HF_HUB_DISABLE_XET="1",
+        )
 
     def _record(self, handler):
         self.requests.append((handler.command, handler.path.split("?")[0], handler.headers.get("Authorization")))
@@ -216,8 +259,10 @@ class HubRecorder:
         for path, data in sorted(self.snapshots[oid].items()):
             if not path.startswith(prefix):
                 continue
-            parts = path[len(prefix):].split("/")
-            folders.update(prefix + "/".join(parts[:depth]) for depth in range(1, len(parts) if recursive else min(2, len(parts))))
+            parts = path[len(prefix) :].split("/")
+            folders.update(
+                prefix + "/".join(parts[:depth]) for depth in range(1, len(parts) if recursive else min(2, len(parts)))
+            )
             if recursive or len(parts) == 1:
                 files.append({"type": "file", "path": path, "size": len(data), "oid": hashlib.sha1(data).hexdigest()})
         if folder and not files and not folders:
@@ -259,7 +304,9 @@ def hub(recorder, monkeypatch, tmp_path):
     `HF_HUB_OFFLINE=0` set at import, set again here (HfApi reads them when it is created).
     """
     monkeypatch.setattr(constants, "ENDPOINT", recorder.endpoint)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", recorder.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", recorder.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    )
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the recorder speaks LFS, not Xet
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
@@ -272,8 +319,21 @@ def hub(recorder, monkeypatch, tmp_path):
 def pushed_run(recorder, tmp_path_factory):
     """The quick demo run of train_accelerate.py with --push_to_hub, against the recorder."""
     output_dir = tmp_path_factory.mktemp("run") / "mmib-demo"
-    command = [sys.executable, str(REPO / "train_accelerate.py"), "--output_dir", str(output_dir), "--method", "mmib",
-               *QUICK, "--push_to_hub", "--hub_model_id", MODEL_REPO, "--hub_token", TOKEN, "--hub_private_repo"]
+    command = [
+        sys.executable,
+        str(REPO / "train_accelerate.py"),
+        "--output_dir",
+        str(output_dir),
+        "--method",
+        "mmib",
+        *QUICK,
+        "--push_to_hub",
+        "--hub_model_id",
+        MODEL_REPO,
+        "--hub_token",
+        TOKEN,
+        "--hub_private_repo",
+    ]
     env = recorder.environment()
     env.pop("HF_TOKEN", None)  # the token must come from --hub_token
     first_request = len(recorder.requests)
@@ -298,8 +358,12 @@ def test_train_accelerate_pushes_the_model_in_one_commit(pushed_run, recorder):
         ("PUT", f"/lfs-upload/{weights_oid}", None),
         ("POST", f"/api/{repo}/commit/main", f"Bearer {TOKEN}"),
     ]
-    assert {"name": "mre-mmib-demo", "organization": "org", "type": "model", "visibility": "private"}.items() <= \
-        recorder.created[0].items()
+    assert {
+        "name": "mre-mmib-demo",
+        "organization": "org",
+        "type": "model",
+        "visibility": "private",
+    }.items() <= recorder.created[0].items()
 
     (commit,) = recorder.commits_to(repo)
     assert commit["summary"] == "Upload mmib trained on demo with modeling_mre"
@@ -311,9 +375,20 @@ def test_train_accelerate_pushes_the_model_in_one_commit(pushed_run, recorder):
     assert sorted(commit["added"]) == sorted(top_level + figures) == model_repo_files(output_dir)
     assert "demo_data" in {path.name for path in output_dir.iterdir() if path.is_dir()}
     assert {
-        "README.md", "config.json", "model.safetensors", "processor_config.json", "tokenizer.json",
-        "tokenizer_config.json", "configuration_mmib.py", "configuration_mre.py", "modeling_mmib.py",
-        "modeling_mre.py", "processing_mre.py", "pipeline_mre.py", "eval_results.json", "training_args.json",
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "processor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "configuration_mmib.py",
+        "configuration_mre.py",
+        "modeling_mmib.py",
+        "modeling_mre.py",
+        "processing_mre.py",
+        "pipeline_mre.py",
+        "eval_results.json",
+        "training_args.json",
         TRAINING_CURVE_FIGURE,
     } <= set(commit["added"])
     for path, data in commit["added"].items():
@@ -349,14 +424,18 @@ def test_card_metrics_equal_eval_results(pushed_run, recorder, tmp_path):
     assert data.base_model == ["sentence-transformers/all-MiniLM-L6-v2"]
     assert data.model_name == MODEL_REPO
     recorded = {(r.dataset_split, r.metric_type): r.metric_value for r in data.eval_results}
-    expected = {(split, kind): results[split][key] for split in ("validation", "test") for key, kind in METRICS.items()}
+    expected = {
+        (split, kind): results[split][key] for split in ("validation", "test") for key, kind in METRICS.items()
+    }
     assert recorded == expected  # exact: the card's numbers are eval_results.json's, not re-typed
     assert {r.task_type for r in data.eval_results} == {"relation-extraction"}
 
     for split in ("validation", "test"):
         for name, row in results[split]["per_relation"].items():
-            line = (f"| `{name}` | {100 * row['precision']:.2f} | {100 * row['recall']:.2f} | "
-                    f"{100 * row['f1']:.2f} | {row['support']} |")
+            line = (
+                f"| `{name}` | {100 * row['precision']:.2f} | {100 * row['recall']:.2f} | "
+                f"{100 * row['f1']:.2f} | {row['support']} |"
+            )
             assert line in card.text, line
         assert f"| {split} | {results[split]['num_examples']} | {100 * results[split]['micro_f1']:.2f} |" in card.text
     assert f"(epoch {results['best_epoch']} of 2)" in card.text
@@ -388,9 +467,14 @@ def test_confusion_matrix_figure_comes_from_eval_results(pushed_run, tmp_path):
         shutil.copy(output_dir / name, folder / name)
     num_labels = len(json.loads((output_dir / "config.json").read_text())["id2label"])
     matrix = np.diag(np.arange(1, num_labels + 1)).tolist()
-    (folder / "eval_results.json").write_text(json.dumps({**results, "test": {**results["test"], "confusion_matrix": matrix}}))
+    (folder / "eval_results.json").write_text(
+        json.dumps({**results, "test": {**results["test"], "confusion_matrix": matrix}})
+    )
     text = write_model_card(folder, "org/name").text
-    assert f"![Confusion matrix on the test split: rows are gold relations, columns predictions]({CONFUSION_MATRIX_FIGURE})" in text
+    assert (
+        f"![Confusion matrix on the test split: rows are gold relations, columns predictions]({CONFUSION_MATRIX_FIGURE})"
+        in text
+    )
     with Image.open(folder / CONFUSION_MATRIX_FIGURE) as figure:
         assert figure.format == "PNG"
 
@@ -423,8 +507,13 @@ def test_pushed_repository_loads_as_remote_code_and_the_snippet_runs(pushed_run,
     demo_image = next((output_dir / "demo_data" / "img_org" / "val").iterdir())
     Image.open(demo_image).convert("RGB").save(tmp_path / "photo.jpg")
 
-    completed = subprocess.run([sys.executable, "-c", SNIPPET_RUNNER, str(tmp_path / "snippet.py")], cwd=tmp_path,
-                               env=environment(), capture_output=True, text=True)
+    completed = subprocess.run(
+        [sys.executable, "-c", SNIPPET_RUNNER, str(tmp_path / "snippet.py")],
+        cwd=tmp_path,
+        env=environment(),
+        capture_output=True,
+        text=True,
+    )
     assert completed.returncode == 0, completed.stderr[-5000:]
     pipeline_output, labels = completed.stdout.strip().splitlines()[-2:]
     label_names = set(json.loads((downloaded / "config.json").read_text())["id2label"].values())
@@ -438,9 +527,23 @@ def test_an_entity_recognizer_trained_with_lora_is_pushed_and_runs_from_the_down
     # model-index, then the downloaded repository answering the pipeline where modeling_mre is absent.
     repo_id = "org/mre-mmib-demo-mner"
     output_dir = tmp_path / "mmib-demo-mner"
-    command = [sys.executable, str(REPO / "train_accelerate.py"), "--output_dir", str(output_dir), "--method", "mmib",
-               "--dataset", "demo-mner", "--lora", *QUICK, "--push_to_hub", "--hub_model_id", repo_id,
-               "--hub_token", TOKEN]
+    command = [
+        sys.executable,
+        str(REPO / "train_accelerate.py"),
+        "--output_dir",
+        str(output_dir),
+        "--method",
+        "mmib",
+        "--dataset",
+        "demo-mner",
+        "--lora",
+        *QUICK,
+        "--push_to_hub",
+        "--hub_model_id",
+        repo_id,
+        "--hub_token",
+        TOKEN,
+    ]
     env = recorder.environment()
     completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
@@ -449,8 +552,13 @@ def test_an_entity_recognizer_trained_with_lora_is_pushed_and_runs_from_the_down
 
     (commit,) = recorder.commits_to(f"models/{repo_id}")
     assert sorted(commit["added"]) == model_repo_files(output_dir)
-    assert {"modeling_mmib_ner.py", "modeling_ner.py", "processing_mner.py", "pipeline_mner.py",
-            "model.safetensors"} <= set(commit["added"])
+    assert {
+        "modeling_mmib_ner.py",
+        "modeling_ner.py",
+        "processing_mner.py",
+        "pipeline_mner.py",
+        "model.safetensors",
+    } <= set(commit["added"])
     assert not any(path.startswith("lora_") or path.startswith("adapter_") for path in commit["added"])  # merged
     config = json.loads(commit["added"]["config.json"])
     assert config["model_type"] == "mre-mmib-ner"
@@ -461,7 +569,9 @@ def test_an_entity_recognizer_trained_with_lora_is_pushed_and_runs_from_the_down
     card = ModelCard.load(downloaded / "README.md")
     assert card.data.pipeline_tag is None  # the Hub's token-classification snippet could not run it
     recorded = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
-    assert recorded == {(split, kind): results[split][key] for split in ("validation", "test") for key, kind in METRICS.items()}
+    assert recorded == {
+        (split, kind): results[split][key] for split in ("validation", "test") for key, kind in METRICS.items()
+    }
     assert {r.task_type for r in card.data.eval_results} == {"token-classification"}
 
     script = textwrap.dedent(
@@ -473,7 +583,9 @@ def test_an_entity_recognizer_trained_with_lora_is_pushed_and_runs_from_the_down
         print(json.dumps(recognise(text="So this happened at Kasimir Penhale lol .", image=None)))
         """
     )
-    completed = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=environment(), capture_output=True, text=True)
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=environment(), capture_output=True, text=True
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     entities = json.loads(completed.stdout.strip().splitlines()[-1])
     assert all(set(entity) == {"entity_group", "score", "word", "start", "end"} for entity in entities)
@@ -488,8 +600,10 @@ def test_the_cards_install_line_is_what_the_remote_code_needs_as_pyproject_pins_
     downloaded = recorder.checkout(f"models/{MODEL_REPO}", tmp_path / "repo")
     install = re.search(r"## How to use\n\n```bash\npip install (.*)\n```", (downloaded / "README.md").read_text())[1]
     assert tuple(shlex.split(install)) == REMOTE_CODE_REQUIREMENTS
-    pinned = {re.split(r"[<>=]", requirement)[0]: requirement
-              for requirement in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    pinned = {
+        re.split(r"[<>=]", requirement)[0]: requirement
+        for requirement in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
     for requirement in REMOTE_CODE_REQUIREMENTS:
         name = re.split(r"[<>=]", requirement)[0]
         assert name in pinned and (requirement == name or requirement == pinned[name]), requirement
@@ -502,14 +616,28 @@ def test_the_cards_install_line_is_what_the_remote_code_needs_as_pyproject_pins_
 
 
 def test_model_repo_files_leaves_run_artifacts_out(tmp_path):
-    for path in ("config.json", "model.safetensors", "figures/training_curve.png", "epoch_1/model.safetensors",
-                 "step_20/optimizer.bin", "demo_data/ours_train.txt", "lora_base/config.json",
-                 "lora_adapter/adapter_config.json", "best_model/model.safetensors", ".export-abc/config.json",
-                 "figures/.hidden.png", ".DS_Store", "runs/events.out"):
+    for path in (
+        "config.json",
+        "model.safetensors",
+        "figures/training_curve.png",
+        "epoch_1/model.safetensors",
+        "step_20/optimizer.bin",
+        "demo_data/ours_train.txt",
+        "lora_base/config.json",
+        "lora_adapter/adapter_config.json",
+        "best_model/model.safetensors",
+        ".export-abc/config.json",
+        "figures/.hidden.png",
+        ".DS_Store",
+        "runs/events.out",
+    ):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("x")
     assert model_repo_files(tmp_path) == [
-        "config.json", "figures/training_curve.png", "model.safetensors", "runs/events.out",
+        "config.json",
+        "figures/training_curve.png",
+        "model.safetensors",
+        "runs/events.out",
     ]
 
 
@@ -535,7 +663,9 @@ def assert_same_dataset(loaded: datasets.DatasetDict, local: datasets.DatasetDic
         ours, theirs = (d[split].cast(datasets.Features({**d[split].features, **undecoded})) for d in (loaded, local))
         assert len(ours) == len(theirs)
         for a, b in zip(ours, theirs):
-            assert {k: v for k, v in a.items() if k not in undecoded} == {k: v for k, v in b.items() if k not in undecoded}
+            assert {k: v for k, v in a.items() if k not in undecoded} == {
+                k: v for k, v in b.items() if k not in undecoded
+            }
             assert image_bytes(a["image"]) == image_bytes(b["image"])
             assert [image_bytes(c) for c in a["crops"]] == [image_bytes(c) for c in b["crops"]]
 
@@ -552,10 +682,17 @@ def test_demo_dataset_round_trip_through_the_hub(hub, tmp_path, monkeypatch):
     assert sorted(data["added"]) == ["README.md", *shards] and sorted(data["lfs"]) == shards
     # Our card goes on top of exactly the data commit, and replaces only the card.
     assert (card["summary"], card["parent"], list(card["added"])) == (
-        "Dataset card from modeling_mre", data["oid"], ["README.md"])
+        "Dataset card from modeling_mre",
+        data["oid"],
+        ["README.md"],
+    )
     assert card_commit.oid == card["oid"] == hub.heads["datasets/org/mre-demo"]
-    assert {"name": "mre-demo", "organization": "org", "type": "dataset", "visibility": "private"}.items() <= \
-        hub.created[-1].items()
+    assert {
+        "name": "mre-demo",
+        "organization": "org",
+        "type": "dataset",
+        "visibility": "private",
+    }.items() <= hub.created[-1].items()
     assert all(auth == f"Bearer {TOKEN}" for _, path, auth in hub.requests if "org/mre-demo" in path)
 
     # What the card tells a user to type, against the repository.
@@ -572,7 +709,8 @@ def test_demo_dataset_round_trip_through_the_hub(hub, tmp_path, monkeypatch):
     second = hub.commits_to("datasets/org/mre-demo")[2]
     assert second["summary"] == "Re-shard" and sorted(second["deleted"]) == shards
     assert sorted(path for path in hub.tree("datasets/org/mre-demo") if path.startswith("data/")) == [
-        "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet",
+        "data/test-00000-of-00001.parquet",
+        "data/train-00000-of-00001.parquet",
         "data/validation-00000-of-00001.parquet",
     ]
     assert_same_dataset(datasets.load_dataset("org/mre-demo", cache_dir=str(tmp_path / "cache-2")), local)
@@ -586,8 +724,9 @@ def test_a_commit_between_the_data_and_the_card_fails_the_card(hub, tmp_path, mo
     class LoadedDuringAConcurrentCommit(DatasetCard):
         @classmethod
         def load(cls, *args, **kwargs):
-            HfApi(token=TOKEN).upload_file(path_or_fileobj=b"x", path_in_repo="notes.txt", repo_id="org/more-race",
-                                           repo_type="dataset")
+            HfApi(token=TOKEN).upload_file(
+                path_or_fileobj=b"x", path_in_repo="notes.txt", repo_id="org/more-race", repo_type="dataset"
+            )
             return super().load(*args, **kwargs)
 
     monkeypatch.setattr(pushes, "DatasetCard", LoadedDuringAConcurrentCommit)

@@ -84,8 +84,14 @@ def test_bytes_and_datasets_undecoded_dicts_read_as_the_file(tmp_path):
     data = path.read_bytes()
     # What a user holds, and what `datasets.Image(decode=False)` gives a row.
     rows = datasets.Dataset.from_dict({"image": [str(path)]}).cast_column("image", datasets.Image(decode=False))
-    for given in (data, bytearray(data), memoryview(data), {"bytes": data, "path": None}, {"bytes": None, "path": str(path)},
-                  rows[0]["image"]):
+    for given in (
+        data,
+        bytearray(data),
+        memoryview(data),
+        {"bytes": data, "path": None},
+        {"bytes": None, "path": str(path)},
+        rows[0]["image"],
+    ):
         np.testing.assert_array_equal(np.asarray(load_image(given)), expected)
     with pytest.raises(ValueError, match="image bytes are empty"):
         load_image(b"")
@@ -98,8 +104,13 @@ def test_bytes_and_datasets_undecoded_dicts_read_as_the_file(tmp_path):
 def test_reader_falls_back_on_unreadable_images_and_strict_refuses(tmp_path, caplog):
     (tmp_path / "ours_rel2id.json").write_text('{"None": 0, "/per/per/peer": 1}')
     lines = [
-        {"token": ["a", "b"], "h": {"name": "a", "pos": [0, 1]}, "t": {"name": "b", "pos": [1, 2]}, "img_id": name,
-         "relation": "None"}
+        {
+            "token": ["a", "b"],
+            "h": {"name": "a", "pos": [0, 1]},
+            "t": {"name": "b", "pos": [1, 2]},
+            "img_id": name,
+            "relation": "None",
+        }
         for name in ("good.png", "empty.png", "text.png", "missing.png")
     ]
     (tmp_path / "ours_train.txt").write_text("".join(repr(line) + "\n" for line in lines))
@@ -150,8 +161,17 @@ def test_every_form_transformers_accepts_gives_the_same_picture(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/photo.png"
-        forms = [str(path), path, url, encoded, "data:image/png;base64," + encoded, pixels,
-                 pixels.transpose(2, 0, 1), pixels / 255.0, torch.from_numpy(pixels).permute(2, 0, 1)]
+        forms = [
+            str(path),
+            path,
+            url,
+            encoded,
+            "data:image/png;base64," + encoded,
+            pixels,
+            pixels.transpose(2, 0, 1),
+            pixels / 255.0,
+            torch.from_numpy(pixels).permute(2, 0, 1),
+        ]
         for form in forms:
             loaded = load_image(form)
             assert loaded.mode == "RGB" and np.array_equal(np.asarray(loaded), pixels), type(form).__name__

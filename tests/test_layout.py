@@ -4,6 +4,7 @@ import re
 import subprocess
 from pathlib import Path
 
+
 REPO = Path(__file__).parents[1]
 NAME_COLUMN = 23  # where the tree's descriptions start: anything indented this far continues one
 

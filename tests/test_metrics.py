@@ -197,7 +197,9 @@ def test_the_mner_evaluate_module_is_the_package_metric():
     folder = Path(__file__).parents[1] / "metrics" / "mner"
     shipped = folder / "entities_mner.py"
     assert not shipped.is_symlink()
-    assert shipped.read_text() == (Path(__file__).parents[1] / "modeling_mre" / "models" / "entities_mner.py").read_text()
+    assert (
+        shipped.read_text() == (Path(__file__).parents[1] / "modeling_mre" / "models" / "entities_mner.py").read_text()
+    )
     module = evaluate.load(str(folder))
     predictions = [["B-PER", "I-PER", "O", "I-LOC"], ["B-ORG"]]
     references = [["B-PER", "O", "O", "B-LOC"], ["B-ORG"]]

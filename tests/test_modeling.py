@@ -16,18 +16,29 @@ from modeling_mre import (
     MMIBForRelationExtraction,
 )
 
+
 HEAD, HEAD_END, TAIL, TAIL_END = 46, 47, 48, 49
 TEXT_CONFIG = dict(
     model_type="bert", vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
 )
 VISION_CONFIGS = {
     "clip_vision_model": dict(
-        model_type="clip_vision_model", hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=37, image_size=32, patch_size=8,
+        model_type="clip_vision_model",
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        image_size=32,
+        patch_size=8,
     ),
     "vit": dict(
-        model_type="vit", hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-        image_size=32, patch_size=8,
+        model_type="vit",
+        hidden_size=24,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        image_size=32,
+        patch_size=8,
     ),
     "resnet": dict(model_type="resnet", embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1]),
     "mobilenet_v2": dict(model_type="mobilenet_v2", image_size=32, depth_multiplier=0.35),
@@ -36,8 +47,13 @@ VISION_CONFIGS = {
 
 def mmib_config(vision="clip_vision_model", **kwargs):
     return MMIBConfig(
-        text_config=TEXT_CONFIG, vision_config=VISION_CONFIGS[vision], num_labels=5, num_attention_heads=2,
-        head_start_token_id=HEAD, tail_start_token_id=TAIL, **kwargs,
+        text_config=TEXT_CONFIG,
+        vision_config=VISION_CONFIGS[vision],
+        num_labels=5,
+        num_attention_heads=2,
+        head_start_token_id=HEAD,
+        tail_start_token_id=TAIL,
+        **kwargs,
     )
 
 
@@ -79,7 +95,9 @@ def test_mmib_trains_on_every_vision_backbone_family(vision):
 def test_mmib_loss_weights_and_reduction_follow_the_config():
     torch.manual_seed(0)
     model = MMIBForRelationExtraction(
-        mmib_config(alignment_loss_weight=0.5, text_kl_weight=0.0, image_kl_weight=2.0, classification_loss_reduction="mean")
+        mmib_config(
+            alignment_loss_weight=0.5, text_kl_weight=0.0, image_kl_weight=2.0, classification_loss_reduction="mean"
+        )
     ).eval()
     labels = torch.tensor([1, 0])
     outputs = model(**text_batch(), pixel_values=torch.randn(2, 3, 32, 32), labels=labels)
@@ -101,7 +119,9 @@ def test_mmib_absent_image_is_not_a_blank_picture():
     pixel_values = torch.randn(2, 3, 32, 32)
     absent = model(**batch, pixel_values=pixel_values, image_mask=torch.tensor([False, False])).logits
     # What the pixels of an absent image hold must not matter, and equals giving no pixels at all.
-    absent_other_pixels = model(**batch, pixel_values=torch.zeros(2, 3, 32, 32), image_mask=torch.tensor([False, False])).logits
+    absent_other_pixels = model(
+        **batch, pixel_values=torch.zeros(2, 3, 32, 32), image_mask=torch.tensor([False, False])
+    ).logits
     no_pixels = model(**batch).logits
     torch.testing.assert_close(absent, absent_other_pixels)
     torch.testing.assert_close(absent, no_pixels)
@@ -130,7 +150,9 @@ def test_absent_crops_are_masked_out():
     batch, pixel_values = text_batch(), torch.randn(2, 3, 32, 32)
     crops = torch.randn(2, 2, 3, 32, 32)
     no_crops = model(**batch, pixel_values=pixel_values).logits
-    masked = model(**batch, pixel_values=pixel_values, crop_pixel_values=crops, crop_mask=torch.zeros(2, 2, dtype=torch.bool)).logits
+    masked = model(
+        **batch, pixel_values=pixel_values, crop_pixel_values=crops, crop_mask=torch.zeros(2, 2, dtype=torch.bool)
+    ).logits
     torch.testing.assert_close(masked, no_crops)
     with_crops = model(**batch, pixel_values=pixel_values, crop_pixel_values=crops).logits
     assert not torch.allclose(with_crops, no_crops)
@@ -166,14 +188,19 @@ def test_object_tail_slot_reads_its_crop_and_its_box():
     reference = model(**batch, pixel_values=pixel_values, tail_pixel_values=crops, **tail).logits
     other_crop = model(**batch, pixel_values=pixel_values, tail_pixel_values=crops.flip(0), **tail).logits
     other_box = model(
-        **batch, pixel_values=pixel_values, tail_pixel_values=crops, tail_mask=tail["tail_mask"],
+        **batch,
+        pixel_values=pixel_values,
+        tail_pixel_values=crops,
+        tail_mask=tail["tail_mask"],
         tail_box_features=tail["tail_box_features"].flip(0),
     ).logits
     assert not torch.allclose(reference, other_crop) and not torch.allclose(reference, other_box)
     # Without its image the tail is placed by its box alone: the crop pixels are not read.
     no_image = torch.tensor([False, False])
     boxed = model(**batch, pixel_values=pixel_values, image_mask=no_image, tail_pixel_values=crops, **tail).logits
-    boxed_other = model(**batch, pixel_values=pixel_values, image_mask=no_image, tail_pixel_values=crops.flip(0), **tail).logits
+    boxed_other = model(
+        **batch, pixel_values=pixel_values, image_mask=no_image, tail_pixel_values=crops.flip(0), **tail
+    ).logits
     torch.testing.assert_close(boxed, boxed_other)
     torch.testing.assert_close(boxed, model(**batch, **tail).logits)
     # A text tail (tail_mask False) has no tail slot: the same as giving no tail inputs.
@@ -198,8 +225,12 @@ def test_object_tail_gets_gradients_to_its_layers():
     torch.manual_seed(0)
     model = MMIBForRelationExtraction(mmib_config(object_tails=True)).train()
     outputs = model(
-        **text_batch(), pixel_values=torch.randn(2, 3, 32, 32), tail_mask=torch.tensor([True, False]),
-        tail_box_features=torch.rand(2, 5), tail_pixel_values=torch.randn(2, 3, 32, 32), labels=torch.tensor([1, 0]),
+        **text_batch(),
+        pixel_values=torch.randn(2, 3, 32, 32),
+        tail_mask=torch.tensor([True, False]),
+        tail_box_features=torch.rand(2, 5),
+        tail_pixel_values=torch.randn(2, 3, 32, 32),
+        labels=torch.tensor([1, 0]),
     )
     outputs.loss.backward()
     assert model.tail_box_projection.weight.grad.abs().sum() > 0
@@ -210,7 +241,9 @@ def test_sampling_only_in_training():
     model = MMIBForRelationExtraction(mmib_config())
     batch, pixel_values = text_batch(), torch.randn(2, 3, 32, 32)
     model.eval()
-    torch.testing.assert_close(model(**batch, pixel_values=pixel_values).logits, model(**batch, pixel_values=pixel_values).logits)
+    torch.testing.assert_close(
+        model(**batch, pixel_values=pixel_values).logits, model(**batch, pixel_values=pixel_values).logits
+    )
     model.train()
     first = model(**batch, pixel_values=pixel_values).logits
     second = model(**batch, pixel_values=pixel_values).logits
@@ -257,7 +290,9 @@ def test_save_load_roundtrip_and_auto_classes(tmp_path):
     assert type(reloaded) is MMIBForRelationExtraction
     assert type(AutoConfig.from_pretrained(tmp_path)) is MMIBConfig
     batch, pixel_values = text_batch(), torch.randn(2, 3, 32, 32)
-    torch.testing.assert_close(reloaded(**batch, pixel_values=pixel_values).logits, model(**batch, pixel_values=pixel_values).logits)
+    torch.testing.assert_close(
+        reloaded(**batch, pixel_values=pixel_values).logits, model(**batch, pixel_values=pixel_values).logits
+    )
 
 
 def test_from_backbones_loads_pretrained_encoder_weights(tmp_path):
@@ -267,8 +302,12 @@ def test_from_backbones_loads_pretrained_encoder_weights(tmp_path):
     vision = AutoModel.from_config(AutoConfig.for_model(**VISION_CONFIGS["resnet"]))
     vision.save_pretrained(tmp_path / "vision")
     model = MMIBForRelationExtraction.from_backbones(
-        str(tmp_path / "text"), str(tmp_path / "vision"), num_labels=3,
-        num_attention_heads=2, head_start_token_id=HEAD, tail_start_token_id=TAIL,
+        str(tmp_path / "text"),
+        str(tmp_path / "vision"),
+        num_labels=3,
+        num_attention_heads=2,
+        head_start_token_id=HEAD,
+        tail_start_token_id=TAIL,
     )
     torch.testing.assert_close(
         model.text_encoder.embeddings.word_embeddings.weight, text.embeddings.word_embeddings.weight
@@ -303,7 +342,11 @@ def test_the_base_model_file_opens_with_the_contract_and_imports_no_pipeline_or_
 
     needed = {Path(path).name for path in get_relative_import_files(base.__file__)}
     assert not {name for name in needed if name.startswith(("pipeline_", "processing_"))}, needed
-    definitions = [node for node in ast.parse(Path(base.__file__).read_text()).body if isinstance(node, (ast.ClassDef, ast.FunctionDef))]
+    definitions = [
+        node
+        for node in ast.parse(Path(base.__file__).read_text()).body
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef))
+    ]
     names = [node.name for node in definitions]
     # Only small types (frozen dataclasses) come before the contract.
     for node in definitions[: names.index("MREPreTrainedModel")]:

@@ -15,13 +15,16 @@ from modeling_mre.models.entities_mner import bio_entities
 from modeling_mre.models.modeling_ner import ConditionalRandomField, gather_words
 from modeling_mre.models.processing_mner import merge_windows, split_words
 
+
 TWITTER_DIR = Path(__file__).parents[1].parent / "shared" / "data" / "twitter"
 
 
 @pytest.fixture(scope="module")
 def twitter_dir() -> Path:
     if not (TWITTER_DIR / "twitter2015" / "train.txt").is_file():
-        pytest.skip(f"the Twitter MNER annotations are not at {TWITTER_DIR} (research-only, not shipped with the repository)")
+        pytest.skip(
+            f"the Twitter MNER annotations are not at {TWITTER_DIR} (research-only, not shipped with the repository)"
+        )
     return TWITTER_DIR
 
 
@@ -80,7 +83,13 @@ def test_words_are_labelled_at_their_first_subword(ner_processor):
     tokenizer = ner_processor.tokenizer
     batch = ner_processor(tokens=["obama", "\ufe0f", "visits"], word_labels=[3, 0, 1], return_word_ids=True)
     # The invisible word reads as [UNK] and keeps its place and tag.
-    assert tokenizer.convert_ids_to_tokens(batch["input_ids"][0].tolist()) == ["[CLS]", "obama", "[UNK]", "visits", "[SEP]"]
+    assert tokenizer.convert_ids_to_tokens(batch["input_ids"][0].tolist()) == [
+        "[CLS]",
+        "obama",
+        "[UNK]",
+        "visits",
+        "[SEP]",
+    ]
     assert batch["labels"][0].tolist() == [-100, 3, 0, 1, -100]
     assert batch["first_subword_mask"][0].tolist() == [False, True, True, True, False]
     assert batch["word_ids"][0].tolist() == [-1, 0, 1, 2, -1]
@@ -117,7 +126,10 @@ def test_long_posts_are_read_in_overlapping_windows_of_whole_words(ner_processor
         assert batch["labels"][row][first].tolist() == batch["word_ids"][row][first].tolist()
     # Merged back, each word once, in order, from the window where it has the most context.
     values = [[int(w) for w in row if w >= 0] for row in batch["word_ids"]]
-    assert merge_windows(batch["word_ids"], batch["overflow_to_sample_mapping"], values, 2) == [list(range(len(words))), [0]]
+    assert merge_windows(batch["word_ids"], batch["overflow_to_sample_mapping"], values, 2) == [
+        list(range(len(words))),
+        [0],
+    ]
 
 
 def test_merge_windows_takes_each_word_from_its_most_central_window():
@@ -137,7 +149,14 @@ def test_split_words_keeps_character_offsets():
 
 def test_bio_entities_read_tags_as_seqeval_default_mode():
     tags = ["B-PER", "I-PER", "O", "I-LOC", "I-LOC", "B-LOC", "I-ORG", "B-MISC", "I-PER"]
-    assert bio_entities(tags) == [("PER", 0, 2), ("LOC", 3, 5), ("LOC", 5, 6), ("ORG", 6, 7), ("MISC", 7, 8), ("PER", 8, 9)]
+    assert bio_entities(tags) == [
+        ("PER", 0, 2),
+        ("LOC", 3, 5),
+        ("LOC", 5, 6),
+        ("ORG", 6, 7),
+        ("MISC", 7, 8),
+        ("PER", 8, 9),
+    ]
     with pytest.raises(ValueError, match="'X' at position 1"):
         bio_entities(["O", "X"])
 
@@ -183,7 +202,7 @@ def test_the_twitter_sets_read_as_their_sources_count_them(twitter_dir):
             assert all(image is None for image in rows["image"])  # the images are not distributed here
     # Twitter-2015's file ends right after its last word: that tweet is read, whole.
     lines = (twitter_dir / "twitter2015" / "train.txt").read_text(encoding="utf-8").splitlines()
-    last_id = next(line for line in reversed(lines) if line.startswith("IMGID:"))[len("IMGID:"):]
+    last_id = next(line for line in reversed(lines) if line.startswith("IMGID:"))[len("IMGID:") :]
     last = load_twitter_mner(twitter_dir / "twitter2015")["train"][-1]
     assert last["image_id"] == last_id and last["tokens"][-1] == lines[-1].split("\t")[0]
 
@@ -224,7 +243,9 @@ def test_bad_twitter_lines_name_the_file_line_and_field(tmp_path):
         assert load_twitter_mner(folder)["train"]["tokens"] == rows["tokens"]
     # A long line is quoted in part: no message holds a whole file.
     (folder / "train.txt").write_text("IMGID:1\n" + "word " * 20000 + "\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="line 2, field 'tag': expected 'token<TAB>tag', got 0 tabs in 'word word") as error:
+    with pytest.raises(
+        ValueError, match="line 2, field 'tag': expected 'token<TAB>tag', got 0 tabs in 'word word"
+    ) as error:
         load_twitter_mner(folder)
     assert len(str(error.value)) < 300
     with pytest.raises(NotADirectoryError, match="image_dir '.*absent' is not a folder"):
@@ -254,19 +275,39 @@ def test_the_mner_demo_reads_with_its_absent_pictures_counted(tmp_path, caplog):
 def trained_mner(tmp_path_factory, train_script):
     """MMIB trained briefly on the synthetic MNER demo by train_accelerate.py."""
     output = tmp_path_factory.mktemp("mner") / "mmib-demo-mner"
-    results = train_script.main([
-        "--method", "mmib", "--dataset", "demo-mner", "--output_dir", str(output), "--num_train_epochs", "2",
-        "--max_train_samples", "200", "--max_eval_samples", "24", "--per_device_train_batch_size", "16",
-        # 200 is no multiple of 16 nor 24 of 10: gathering the posts once after the loop scored only
-        # a remainder's worth of them (8); every post must be scored.
-        "--per_device_eval_batch_size", "10",
-    ])
+    results = train_script.main(
+        [
+            "--method",
+            "mmib",
+            "--dataset",
+            "demo-mner",
+            "--output_dir",
+            str(output),
+            "--num_train_epochs",
+            "2",
+            "--max_train_samples",
+            "200",
+            "--max_eval_samples",
+            "24",
+            "--per_device_train_batch_size",
+            "16",
+            # 200 is no multiple of 16 nor 24 of 10: gathering the posts once after the loop scored only
+            # a remainder's worth of them (8); every post must be scored.
+            "--per_device_eval_batch_size",
+            "10",
+        ]
+    )
     return output, results
 
 
 def test_train_accelerate_trains_and_cards_an_entity_recognizer(trained_mner):
     output, results = trained_mner
-    assert results["task"] == "token-classification" and set(results["validation"]["per_type"]) <= {"PER", "LOC", "ORG", "MISC"}
+    assert results["task"] == "token-classification" and set(results["validation"]["per_type"]) <= {
+        "PER",
+        "LOC",
+        "ORG",
+        "MISC",
+    }
     saved = json.loads((output / "eval_results.json").read_text())
     assert saved["test"]["num_sentences"] == 24 and saved["validation"]["num_sentences"] == 24
     card = (output / "README.md").read_text()
@@ -275,9 +316,9 @@ def test_train_accelerate_trains_and_cards_an_entity_recognizer(trained_mner):
 
 
 def test_whole_posts_get_typed_entities_from_a_multimodal_recognizer(trained_mner, processor, tmp_path):
+    from method_contract import build_model, picture
     from transformers import pipeline
 
-    from method_contract import build_model, picture
     from modeling_mre import METHODS, PIPELINE_TASK
 
     output, _ = trained_mner
@@ -291,7 +332,9 @@ def test_whole_posts_get_typed_entities_from_a_multimodal_recognizer(trained_mne
         types = {(e["start"], e["end"]): e["entity_group"] for e in entities}
         assert len(post) == len(types) * (len(types) - 1)
         for pair in post:
-            assert pair["head_type"] == types[pair["head_offsets"]] and pair["tail_type"] == types[pair["tail_offsets"]]
+            assert (
+                pair["head_type"] == types[pair["head_offsets"]] and pair["tail_type"] == types[pair["tail_offsets"]]
+            )
 
 
 def test_a_saved_recognizer_runs_where_modeling_mre_cannot_be_imported(trained_mner, tmp_path):
@@ -306,7 +349,10 @@ def test_a_saved_recognizer_runs_where_modeling_mre_cannot_be_imported(trained_m
         """
     )
     completed = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -335,8 +381,22 @@ def test_an_entity_recognizer_killed_mid_epoch_resumes_as_if_never_stopped(tmp_p
 
     # 96 tweets in batches of 16: 6 steps an epoch, a checkpoint every 4 steps, so the kill lands
     # inside the first epoch and the resumed run must skip the batches already seen.
-    args = ["--method", "mmib", "--dataset", "demo-mner", "--num_train_epochs", "2", "--max_train_samples", "96",
-            "--max_eval_samples", "20", "--per_device_train_batch_size", "16", "--checkpointing_steps", "4"]
+    args = [
+        "--method",
+        "mmib",
+        "--dataset",
+        "demo-mner",
+        "--num_train_epochs",
+        "2",
+        "--max_train_samples",
+        "96",
+        "--max_eval_samples",
+        "20",
+        "--per_device_train_batch_size",
+        "16",
+        "--checkpointing_steps",
+        "4",
+    ]
     reference = train(tmp_path / "reference", *args)
     interrupted = tmp_path / "interrupted"
     start_and_kill_after(interrupted, args, "step_4")
@@ -345,21 +405,28 @@ def test_an_entity_recognizer_killed_mid_epoch_resumes_as_if_never_stopped(tmp_p
     assert resumed["best_epoch"] == reference["best_epoch"]
     for ours, theirs in zip(resumed["log_history"], reference["log_history"], strict=True):
         assert ours["validation_micro_f1"] == pytest.approx(theirs["validation_micro_f1"], abs=1e-6)
-    assert resumed["log_history"][-1]["train_loss"] == pytest.approx(reference["log_history"][-1]["train_loss"], rel=1e-5)
+    assert resumed["log_history"][-1]["train_loss"] == pytest.approx(
+        reference["log_history"][-1]["train_loss"], rel=1e-5
+    )
     for split in ("validation", "test"):
         assert resumed[split]["micro_f1"] == pytest.approx(reference[split]["micro_f1"], abs=1e-6)
         assert resumed[split]["per_type"].keys() == reference[split]["per_type"].keys()
         for entity_type, row in reference[split]["per_type"].items():
-            assert resumed[split]["per_type"][entity_type]["f1"] == pytest.approx(row["f1"], abs=1e-6), (split, entity_type)
+            assert resumed[split]["per_type"][entity_type]["f1"] == pytest.approx(row["f1"], abs=1e-6), (
+                split,
+                entity_type,
+            )
 
 
 def test_the_entity_pipeline_reads_a_cut_emoji_and_refuses_relation_arguments(ner_processor):
+    from ner_contract import build_tagger
     from transformers import pipeline
 
-    from ner_contract import build_tagger
     from modeling_mre import NER_METHODS, NER_PIPELINE_TASK
 
-    recognise = pipeline(NER_PIPELINE_TASK, model=build_tagger(NER_METHODS["mmib"], ner_processor).eval(), processor=ner_processor)
+    recognise = pipeline(
+        NER_PIPELINE_TASK, model=build_tagger(NER_METHODS["mmib"], ner_processor).eval(), processor=ner_processor
+    )
     # A tweet cut inside an emoji: read as U+FFFD in its place, so the words keep their offsets.
     cut = recognise(text="obama visits berlin \ud83d", aggregation_strategy="none")
     whole = recognise(text="obama visits berlin \ufffd", aggregation_strategy="none")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+
 REPO = Path(__file__).parents[1]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 # Import names that are not their distribution's name.
@@ -80,8 +81,13 @@ def test_the_models_and_the_pipeline_run_without_any_extra(tmp_path):
         print("loaded:", loaded)
         """
     )
-    completed = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                               env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"})
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.strip().splitlines()[-1] == "loaded: []"
 
@@ -97,13 +103,32 @@ def test_the_wheel_ships_the_card_templates_and_the_package(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     completed = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)],
-        capture_output=True, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     (wheel,) = tmp_path.glob("modeling_mre-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    templates = {f"modeling_mre/hub_cards/{path.relative_to(REPO / 'hub_cards').as_posix()}" for path in (REPO / "hub_cards").rglob("*.md")}
+    templates = {
+        f"modeling_mre/hub_cards/{path.relative_to(REPO / 'hub_cards').as_posix()}"
+        for path in (REPO / "hub_cards").rglob("*.md")
+    }
     assert templates and templates <= names
-    modules = {f"modeling_mre/{path.relative_to(REPO / 'modeling_mre').as_posix()}" for path in (REPO / "modeling_mre").rglob("*.py")}
+    modules = {
+        f"modeling_mre/{path.relative_to(REPO / 'modeling_mre').as_posix()}"
+        for path in (REPO / "modeling_mre").rglob("*.py")
+    }
     assert modules <= names

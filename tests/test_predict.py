@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+
 REPO = Path(__file__).parents[1]
 WORDS = ["obama", "visits", "berlin", "today", "with", "merkel"]
 
@@ -18,14 +19,17 @@ WORDS = ["obama", "visits", "berlin", "today", "with", "merkel"]
 def model_folder(tmp_path_factory):
     from conftest import TINY_WORDS
     from method_contract import build_model
+    from transformers import BertTokenizer, CLIPImageProcessor
+
     from modeling_mre import METHODS, MREProcessor
     from modeling_mre.hub import save_hub_folder
-    from transformers import BertTokenizer, CLIPImageProcessor
 
     folder = tmp_path_factory.mktemp("predict")
     (folder / "vocab.txt").write_text("\n".join(TINY_WORDS))
     image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    processor = MREProcessor(image_processor=image_processor, tokenizer=BertTokenizer(vocab=str(folder / "vocab.txt")), max_length=16)
+    processor = MREProcessor(
+        image_processor=image_processor, tokenizer=BertTokenizer(vocab=str(folder / "vocab.txt")), max_length=16
+    )
     save_hub_folder(build_model(METHODS["mmib"], processor).eval(), processor, folder / "model")
     return folder / "model"
 
@@ -35,8 +39,13 @@ def write_posts(path: Path, count: int, bad: set[int] = frozenset()) -> None:
     Image.new("RGB", (40, 30), "red").save(image)
     with open(path, "w") as posts:
         for i in range(count):
-            post = {"id": f"post-{i}", "text": "obama visits berlin today", "head": "obama", "tail": "berlin",
-                    "image": str(image) if i % 2 else None}
+            post = {
+                "id": f"post-{i}",
+                "text": "obama visits berlin today",
+                "head": "obama",
+                "tail": "berlin",
+                "image": str(image) if i % 2 else None,
+            }
             if i % 5 == 3:
                 post["head"] = [0, 5]  # offsets in some rows, strings in others: JSON Lines rows may differ
             if i in bad:
@@ -57,8 +66,18 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def test_each_row_once_in_order_with_rejects_apart(model_folder, tmp_path):
     write_posts(tmp_path / "posts.jsonl", 30, bad={4, 17})
-    completed = predict("--model", str(model_folder), "--input", str(tmp_path / "posts.jsonl"),
-                        "--output", str(tmp_path / "relations.jsonl"), "--batch_size", "8", "--top_k", "2")
+    completed = predict(
+        "--model",
+        str(model_folder),
+        "--input",
+        str(tmp_path / "posts.jsonl"),
+        "--output",
+        str(tmp_path / "relations.jsonl"),
+        "--batch_size",
+        "8",
+        "--top_k",
+        "2",
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary = json.loads(completed.stdout.strip().splitlines()[-1])
     assert summary["rows"] == 30 and summary["results"] == 28 and summary["rejects"] == 2
@@ -69,21 +88,41 @@ def test_each_row_once_in_order_with_rejects_apart(model_folder, tmp_path):
     assert [(r["row"], r["id"]) for r in rejects] == [(4, "post-4"), (17, "post-17")]
     assert all("paris" in r["reason"] for r in rejects)
 
-    strict = predict("--model", str(model_folder), "--input", str(tmp_path / "posts.jsonl"),
-                     "--output", str(tmp_path / "strict.jsonl"), "--strict")
+    strict = predict(
+        "--model",
+        str(model_folder),
+        "--input",
+        str(tmp_path / "posts.jsonl"),
+        "--output",
+        str(tmp_path / "strict.jsonl"),
+        "--strict",
+    )
     assert strict.returncode != 0 and "row 4 (id 'post-4')" in strict.stderr
 
     # A JSON array of the same posts (offsets in all, as a JSON file holds one schema) reads as well.
     as_array = [{**post, "head": [0, 5]} for post in read_jsonl(tmp_path / "posts.jsonl")[:3]]
     (tmp_path / "posts.json").write_text(json.dumps(as_array))
-    array = predict("--model", str(model_folder), "--input", str(tmp_path / "posts.json"), "--output", str(tmp_path / "array.jsonl"))
+    array = predict(
+        "--model",
+        str(model_folder),
+        "--input",
+        str(tmp_path / "posts.json"),
+        "--output",
+        str(tmp_path / "array.jsonl"),
+    )
     assert array.returncode == 0, array.stderr[-3000:]
     assert [r["id"] for r in read_jsonl(tmp_path / "array.jsonl")] == ["post-0", "post-1", "post-2"]
 
     with open(tmp_path / "posts.jsonl", "a") as posts:
         posts.write('{"id": "cut", "text": "obama vis\n')
-    broken = predict("--model", str(model_folder), "--input", str(tmp_path / "posts.jsonl"),
-                     "--output", str(tmp_path / "broken.jsonl"))
+    broken = predict(
+        "--model",
+        str(model_folder),
+        "--input",
+        str(tmp_path / "posts.jsonl"),
+        "--output",
+        str(tmp_path / "broken.jsonl"),
+    )
     assert broken.returncode != 0 and f"{tmp_path / 'posts.jsonl'} line 31: not JSON" in broken.stderr
 
 
@@ -96,8 +135,13 @@ def test_a_run_killed_midway_and_launched_again_gives_each_row_exactly_once(mode
     output = tmp_path / "relations.jsonl"
     from test_training import environment
 
-    process = subprocess.Popen([sys.executable, str(REPO / "predict_accelerate.py"), *args, "--output", str(output)],
-                               cwd=REPO, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "predict_accelerate.py"), *args, "--output", str(output)],
+        cwd=REPO,
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     part = output.with_name(output.name + ".parts") / "results-attempt000-rank000.jsonl"
     deadline = time.monotonic() + 300
     while not (part.is_file() and part.read_text().count("\n") >= 600):
@@ -125,15 +169,28 @@ def test_two_processes_give_what_one_gives(model_folder, tmp_path):
     one = predict(*args, "--output", str(tmp_path / "one.parquet"))
     assert one.returncode == 0, one.stderr[-3000:]
     accelerate = str(Path(sys.executable).with_name("accelerate"))  # the venv's CLI, activated or not
-    launcher = (accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no")
+    launcher = (
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    )
     two = predict(*args, "--output", str(tmp_path / "two.parquet"), launcher=launcher, ACCELERATE_USE_CPU="true")
     assert two.returncode == 0, two.stderr[-3000:]
     assert json.loads(two.stdout.strip().splitlines()[-1])["processes"] == 2
 
     import datasets
 
-    one_rows, two_rows = (datasets.Dataset.from_parquet(str(tmp_path / name)) for name in ("one.parquet", "two.parquet"))
+    one_rows, two_rows = (
+        datasets.Dataset.from_parquet(str(tmp_path / name)) for name in ("one.parquet", "two.parquet")
+    )
     assert two_rows["id"] == one_rows["id"] == [f"post-{i}" for i in range(50) if i != 7]
     for ours, theirs in zip(two_rows["results"], one_rows["results"]):
         assert json.loads(ours)[0]["relation"] == json.loads(theirs)[0]["relation"]
@@ -185,22 +242,31 @@ def test_inputs_that_hold_no_rows_or_an_empty_id_are_named(predict_script, tmp_p
     assert rows_of("ids.csv", "id,text\n1,a b\n3,e f\n") == [1, 3]
 
 
-def test_top_k_for_an_entity_recognizer_or_whole_posts_is_refused(predict_script, model_folder, ner_processor, tmp_path):
+def test_top_k_for_an_entity_recognizer_or_whole_posts_is_refused(
+    predict_script, model_folder, ner_processor, tmp_path
+):
+    from ner_contract import build_tagger
     from transformers import pipeline
 
     from modeling_mre import NER_METHODS
     from modeling_mre.hub import save_hub_folder
-    from ner_contract import build_tagger
 
     save_hub_folder(build_tagger(NER_METHODS["mmib"], ner_processor).eval(), ner_processor, tmp_path / "ner")
     recognise = pipeline(model=str(tmp_path / "ner"), trust_remote_code=True)
     rows = [{"id": "a", "text": "obama visits berlin"}]
     for flag in (["--top_k", "2"], ["--ner_model", str(tmp_path / "ner")]):
-        args = predict_script.parse_args(["--model", str(tmp_path / "ner"), "--input", "x.jsonl", "--output", "r.jsonl", *flag])
-        with pytest.raises(ValueError, match=f"{flag[0]} is for a relation extractor; --model .* is a multimodal-token-classification model"):
+        args = predict_script.parse_args(
+            ["--model", str(tmp_path / "ner"), "--input", "x.jsonl", "--output", "r.jsonl", *flag]
+        )
+        with pytest.raises(
+            ValueError,
+            match=f"{flag[0]} is for a relation extractor; --model .* is a multimodal-token-classification model",
+        ):
             predict_script.check_run(recognise, rows, args)
     extract = pipeline(model=str(model_folder), trust_remote_code=True)
-    args = predict_script.parse_args(["--model", str(model_folder), "--input", "x.jsonl", "--output", "r.jsonl", "--top_k", "2"])
+    args = predict_script.parse_args(
+        ["--model", str(model_folder), "--input", "x.jsonl", "--output", "r.jsonl", "--top_k", "2"]
+    )
     with pytest.raises(ValueError, match="--top_k ranks the relations of one pair; the rows are whole posts"):
         predict_script.check_run(extract, [{"text": "obama visits berlin", "entities": ["obama", "berlin"]}], args)
     predict_script.check_run(extract, [{"text": "obama visits berlin", "head": "obama", "tail": "berlin"}], args)
@@ -214,7 +280,9 @@ def test_a_relaunch_sees_a_changed_input_or_model_and_strict_fails_on_rejects(mo
     posts, output = tmp_path / "posts.jsonl", tmp_path / "relations.jsonl"
     write_posts(posts, 6, bad={2})
     with open(posts, "a") as more:  # a post cut inside an emoji is read, not rejected
-        more.write(json.dumps({"id": "cut", "text": "obama visits berlin \ud83d", "head": "obama", "tail": "berlin"}) + "\n")
+        more.write(
+            json.dumps({"id": "cut", "text": "obama visits berlin \ud83d", "head": "obama", "tail": "berlin"}) + "\n"
+        )
     args = ["--model", str(model), "--input", str(posts), "--output", str(output)]
     first = predict(*args)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -13,6 +13,7 @@ from modeling_mre import MREProcessor
 from modeling_mre.models.images_mre import record_tail
 from modeling_mre.models.processing_mre import entity_pair_problem
 
+
 def tokens_of(processor, input_ids):
     return [t for t in processor.tokenizer.convert_ids_to_tokens(input_ids) if t != "[PAD]"]
 
@@ -20,7 +21,16 @@ def tokens_of(processor, input_ids):
 def test_text_with_entity_strings(processor):
     encoding = processor(text="Obama visits Berlin today", head="Obama", tail="Berlin")
     assert tokens_of(processor, encoding["input_ids"][0]) == [
-        "[CLS]", "<s>", "obama", "</s>", "visits", "<o>", "berlin", "</o>", "today", "[SEP]"
+        "[CLS]",
+        "<s>",
+        "obama",
+        "</s>",
+        "visits",
+        "<o>",
+        "berlin",
+        "</o>",
+        "today",
+        "[SEP]",
     ]
     assert "pixel_values" not in encoding
 
@@ -35,14 +45,18 @@ def test_character_offsets_and_token_spans_give_the_same_encoding(processor):
 
 def test_closing_marker_kept_when_span_ends_the_sentence(processor):
     # HVPNeT drops </o> here because its loop inserts closers before index pos[1].
-    encoding = processor(tokens=["obama", "visits", "berlin"], head={"start": 0, "end": 1}, tail={"start": 2, "end": 3})
+    encoding = processor(
+        tokens=["obama", "visits", "berlin"], head={"start": 0, "end": 1}, tail={"start": 2, "end": 3}
+    )
     assert tokens_of(processor, encoding["input_ids"][0])[-3:] == ["berlin", "</o>", "[SEP]"]
 
 
 def test_a_span_inside_the_other_nests_its_markers_and_crossing_spans_are_refused(processor):
     encoding = processor(tokens=["a", "b", "c", "d"], head={"start": 0, "end": 3}, tail={"start": 1, "end": 2})
     assert tokens_of(processor, encoding["input_ids"][0])[1:-1] == ["<s>", "a", "<o>", "b", "</o>", "c", "</s>", "d"]
-    with pytest.raises(ValueError, match=r"example 0: the head \(0, 3\) and the tail \(2, 5\) overlap without one containing"):
+    with pytest.raises(
+        ValueError, match=r"example 0: the head \(0, 3\) and the tail \(2, 5\) overlap without one containing"
+    ):
         processor(tokens=["a", "b", "c", "d"], head={"start": 0, "end": 2}, tail={"start": 1, "end": 3})
     with pytest.raises(ValueError, match="overlap without one containing"):
         processor(text="New York City Hall", head=(0, 8), tail=(4, 13))
@@ -63,8 +77,18 @@ def test_long_text_is_cut_around_the_entities(processor):
     for marker in ("<s>", "</s>", "<o>", "</o>"):
         assert tokens.count(marker) == 1
     # Entities at the very end of a long text stay in the window too.
-    encoding = processor(tokens=["w"] * 60 + ["obama", "berlin"], head={"start": 60, "end": 61}, tail={"start": 61, "end": 62})
-    assert tokens_of(processor, encoding["input_ids"][0])[-7:] == ["<s>", "obama", "</s>", "<o>", "berlin", "</o>", "[SEP]"]
+    encoding = processor(
+        tokens=["w"] * 60 + ["obama", "berlin"], head={"start": 60, "end": 61}, tail={"start": 61, "end": 62}
+    )
+    assert tokens_of(processor, encoding["input_ids"][0])[-7:] == [
+        "<s>",
+        "obama",
+        "</s>",
+        "<o>",
+        "berlin",
+        "</o>",
+        "[SEP]",
+    ]
 
 
 def test_entities_farther_apart_than_max_length_are_read_in_two_windows(processor):
@@ -81,14 +105,19 @@ def test_entities_farther_apart_than_max_length_are_read_in_two_windows(processo
 
 def test_an_entity_too_long_on_its_own_is_an_error(processor):
     words = ["obama"] * 14 + ["w"] * 30 + ["berlin"]
-    with pytest.raises(ValueError, match=r"example 0: an entity with its markers is too long for max_length=16 \(19 tokens"):
+    with pytest.raises(
+        ValueError, match=r"example 0: an entity with its markers is too long for max_length=16 \(19 tokens"
+    ):
         processor(tokens=words, head={"start": 0, "end": 14}, tail={"start": 44, "end": 45})
 
 
 def test_two_windows_on_the_real_tokenizer(minilm_processor):
     filler = " ".join(["the weather was mild and the crowd was large"] * 6)
     text = f"Yesterday Angela Merkel met officials. {filler} Later she visited Paris with friends."
-    head, tail = (text.index("Angela Merkel"), text.index("Angela Merkel") + 13), (text.index("Paris"), text.index("Paris") + 5)
+    head, tail = (
+        (text.index("Angela Merkel"), text.index("Angela Merkel") + 13),
+        (text.index("Paris"), text.index("Paris") + 5),
+    )
     input_ids = minilm_processor(text=text, head=head, tail=tail)["input_ids"][0].tolist()
     tokens = minilm_processor.tokenizer.convert_ids_to_tokens(input_ids)
     assert len(input_ids) == minilm_processor.max_length == 32
@@ -133,11 +162,18 @@ def test_offsets_of_any_integer_type_and_a_dict_naming_its_text(processor):
     import numpy as np
 
     expected = processor(text="a visits Berlin a", head=(9, 15), tail=(2, 8))["input_ids"]
-    for head in ((np.int64(9), np.int32(15)), {"name": "Berlin", "start": np.int64(9), "end": 15}, {"start": 9, "end": 15}):
+    for head in (
+        (np.int64(9), np.int32(15)),
+        {"name": "Berlin", "start": np.int64(9), "end": 15},
+        {"start": 9, "end": 15},
+    ):
         assert torch.equal(processor(text="a visits Berlin a", head=head, tail=(2, 8))["input_ids"], expected)
     words = ["a", "visits", "b"]
     numpy_span = processor(tokens=words, head={"start": np.int64(0), "end": np.int64(1)}, tail={"start": 2, "end": 3})
-    assert torch.equal(numpy_span["input_ids"], processor(tokens=words, head={"start": 0, "end": 1}, tail={"start": 2, "end": 3})["input_ids"])
+    assert torch.equal(
+        numpy_span["input_ids"],
+        processor(tokens=words, head={"start": 0, "end": 1}, tail={"start": 2, "end": 3})["input_ids"],
+    )
 
 
 def test_unpaired_surrogates_are_replaced_one_for_one_and_counted(processor, caplog):
@@ -153,9 +189,13 @@ def test_unpaired_surrogates_are_replaced_one_for_one_and_counted(processor, cap
     for key in ("input_ids", "relation_input_ids"):
         assert torch.equal(encoding[key], reference[key])
     # An entity string holding the surrogate is found where the text holds it; offsets still count it.
-    assert torch.equal(processor(text=cut, head="obama", tail="berlin \ud83d")["input_ids"],
-                       processor(text=whole, head="obama", tail=(13, 21))["input_ids"])
-    ner = MNERProcessor(image_processor=processor.image_processor, tokenizer=processor.tokenizer, max_length=16, stride=2)
+    assert torch.equal(
+        processor(text=cut, head="obama", tail="berlin \ud83d")["input_ids"],
+        processor(text=whole, head="obama", tail=(13, 21))["input_ids"],
+    )
+    ner = MNERProcessor(
+        image_processor=processor.image_processor, tokenizer=processor.tokenizer, max_length=16, stride=2
+    )
     assert torch.equal(ner(text=cut)["input_ids"], ner(text=whole)["input_ids"])
     assert torch.equal(ner(tokens=["obama", "\udc00"])["input_ids"], ner(tokens=["obama", "\ufffd"])["input_ids"])
 
@@ -203,7 +243,9 @@ def test_markers_that_clash_with_special_tokens_are_refused(tiny_vocab):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_markers_and_entities_always_survive(processor, data):
-    words = data.draw(st.lists(st.sampled_from(["a", "b", "c", "x", "y", "obama", "é", "🙂"]), min_size=2, max_size=40))
+    words = data.draw(
+        st.lists(st.sampled_from(["a", "b", "c", "x", "y", "obama", "é", "🙂"]), min_size=2, max_size=40)
+    )
     length = data.draw(st.integers(1, 2))
     head_start = data.draw(st.integers(0, len(words) - 1))
     tail_start = data.draw(st.integers(max(0, head_start - 3), min(len(words) - 1, head_start + 3)))
@@ -282,7 +324,17 @@ def test_object_tail_is_a_second_segment_with_box_features_and_crop(processor):
         images=[image, image],
     )
     assert tokens_of(processor, encoding["input_ids"][0]) == [
-        "[CLS]", "<s>", "obama", "</s>", "visits", "berlin", "[SEP]", "<o>", "[UNK]", "</o>", "[SEP]"
+        "[CLS]",
+        "<s>",
+        "obama",
+        "</s>",
+        "visits",
+        "berlin",
+        "[SEP]",
+        "<o>",
+        "[UNK]",
+        "</o>",
+        "[SEP]",
     ]
     assert encoding["token_type_ids"][0].tolist() == [0] * 7 + [1] * 4
     assert encoding["token_type_ids"][1].tolist() == [0] * 11  # a text tail stays one segment
@@ -296,9 +348,14 @@ def test_object_tail_is_a_second_segment_with_box_features_and_crop(processor):
 
 def test_pixel_and_normalised_boxes_agree_and_caption_wins_over_name(processor):
     image = quadrants()
-    in_pixels = processor(text="Obama visits", head="Obama", tail={"box": [0, 10, 20, 20], "name": "dog"}, images=image)
+    in_pixels = processor(
+        text="Obama visits", head="Obama", tail={"box": [0, 10, 20, 20], "name": "dog"}, images=image
+    )
     normalised = processor(
-        text="Obama visits", head="Obama", tail={"box": [0, 0.5, 0.5, 1.0], "name": "x", "caption": "dog"}, images=image
+        text="Obama visits",
+        head="Obama",
+        tail={"box": [0, 0.5, 0.5, 1.0], "name": "x", "caption": "dog"},
+        images=image,
     )
     for key in ("input_ids", "tail_box_features", "tail_pixel_values"):
         torch.testing.assert_close(in_pixels[key], normalised[key])
@@ -323,7 +380,11 @@ def test_pixel_boxes_refer_to_the_upright_image(processor, tmp_path):
 @pytest.mark.parametrize(
     "box, image, message",
     [
-        ([10, 5, 50, 15], quadrants(), r"example 0: the tail box \[10, 5, 50, 15\] \(pixels\) lies outside the 40x20 image"),
+        (
+            [10, 5, 50, 15],
+            quadrants(),
+            r"example 0: the tail box \[10, 5, 50, 15\] \(pixels\) lies outside the 40x20 image",
+        ),
         ([-2, 0, 10, 10], quadrants(), r"lies outside the 40x20 image"),
         ([10, 5, 10, 15], quadrants(), r"has zero area"),
         ([0.5, 0.2, 0.4, 0.9], None, r"has zero area"),

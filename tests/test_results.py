@@ -5,8 +5,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from results_page import BEGIN, END, PAGES, RESULTS, headline, render  # benchmarks/results_page.py
+
 
 RESULTS_MD = Path(__file__).parents[1] / "benchmarks" / "RESULTS.md"
 

@@ -2,11 +2,12 @@
 
 import pytest
 import torch
+from method_contract import build_model, encode, picture
 from torch.nn import functional as F
 
-from method_contract import build_model, encode, picture
 from modeling_mre import PIPELINE_TASK, MMIBForRelationExtraction, ROCConfig, ROCForRelationExtraction
 from modeling_mre.models.configuration_roc import MNRE_RELATION_DESCRIPTIONS
+
 
 MNRE_RELATIONS = ["None", "/per/org/member_of", "/per/loc/place_of_birth", "/org/loc/locate_at"]
 
@@ -29,7 +30,9 @@ def test_mnre_relations_come_described_and_others_fall_back_to_their_name():
 
 
 def test_eval_logits_never_depend_on_labels(processor):
-    model = roc(processor, id2label=dict(enumerate(MNRE_RELATIONS)), label2id={n: i for i, n in enumerate(MNRE_RELATIONS)})
+    model = roc(
+        processor, id2label=dict(enumerate(MNRE_RELATIONS)), label2id={n: i for i, n in enumerate(MNRE_RELATIONS)}
+    )
     batch = encode(processor)
     with torch.no_grad():
         unlabelled = model(**batch)
@@ -39,7 +42,12 @@ def test_eval_logits_never_depend_on_labels(processor):
         for labels in ([0, 1, 2], [3, 3, 1], [0, 0, 0]):
             labelled = model(**batch, labels=torch.tensor(labels))
             torch.testing.assert_close(labelled.logits, unlabelled.logits, rtol=0, atol=0)
-            terms = [-log_types[row, role, types[label][role]] for row, label in enumerate(labels) if label for role in (0, 1)]
+            terms = [
+                -log_types[row, role, types[label][role]]
+                for row, label in enumerate(labels)
+                if label
+                for role in (0, 1)
+            ]
             expected = torch.stack(terms).mean() if terms else torch.zeros(())  # None gives no type to learn
             torch.testing.assert_close(labelled.type_loss, expected)
     assert unlabelled.type_logits.shape == (3, 2, 3)
@@ -96,13 +104,17 @@ def test_descriptions_are_embedded_once_until_the_relations_or_the_weights_chang
 def test_relations_added_after_training_are_saved_and_scored(processor, tmp_path):
     model = roc(processor)
     batch = encode(processor)
-    model.set_relations({**{name: None for name in model.config.relation_descriptions}, "berlin": ["obama visits berlin"]})
+    model.set_relations(
+        {**{name: None for name in model.config.relation_descriptions}, "berlin": ["obama visits berlin"]}
+    )
     assert model.config.id2label[4] == "berlin" and model.config.num_labels == 5
     with torch.no_grad():
         logits = model(**batch).logits
     assert logits.shape == (3, 5)
     model.save_pretrained(tmp_path / "model")
-    reloaded = ROCForRelationExtraction.from_pretrained(tmp_path / "model").eval()  # its own tokenizer, saved beside it
+    reloaded = ROCForRelationExtraction.from_pretrained(
+        tmp_path / "model"
+    ).eval()  # its own tokenizer, saved beside it
     assert reloaded.config.relation_descriptions["berlin"] == ["obama visits berlin"]
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**batch).logits, logits)
@@ -114,15 +126,23 @@ def test_pipeline_candidate_relations_for_one_call(processor):
     model = roc(processor)
     extract = pipeline(PIPELINE_TASK, model=model, processor=processor)
     example = {"text": "obama visits berlin today", "head": "obama", "tail": "berlin", "image": picture(0)}
-    ranked = extract(example, top_k=3, candidate_relations={"met": "obama with merkel", "went": ["visits berlin", "today"]})
+    ranked = extract(
+        example, top_k=3, candidate_relations={"met": "obama with merkel", "went": ["visits berlin", "today"]}
+    )
     assert len(ranked) == 2  # only the candidates, despite top_k=3
     # In the order of the model's own scores for those descriptions, passed as the processor passes them.
-    inputs = processor(text=example["text"], head="obama", tail="berlin", images=example["image"],
-                       relations={"met": "obama with merkel", "went": ["visits berlin", "today"]})
+    inputs = processor(
+        text=example["text"],
+        head="obama",
+        tail="berlin",
+        images=example["image"],
+        relations={"met": "obama with merkel", "went": ["visits berlin", "today"]},
+    )
     with torch.no_grad():
         scores = model(**inputs).logits.softmax(-1)[0]
     assert [(r["relation"], r["score"]) for r in ranked] == [
-        (name, pytest.approx(float(score), abs=1e-5)) for score, name in sorted(zip(scores, ["met", "went"]), reverse=True)
+        (name, pytest.approx(float(score), abs=1e-5))
+        for score, name in sorted(zip(scores, ["met", "went"]), reverse=True)
     ]
     assert list(model.config.id2label.values()) == ["None", "visits", "with", "today"]  # never touched by the call
     known = extract(example, top_k=4, candidate_relations=["with", "today"])
@@ -130,7 +150,9 @@ def test_pipeline_candidate_relations_for_one_call(processor):
     assert [r["relation"] for r in known] == everything  # names it knows keep their order among themselves
     with pytest.raises(ValueError, match=r"candidate_relations \['rival'\] have no description"):
         extract(example, candidate_relations=["rival"])
-    classifier = pipeline(PIPELINE_TASK, model=build_model(MMIBForRelationExtraction, processor).eval(), processor=processor)
+    classifier = pipeline(
+        PIPELINE_TASK, model=build_model(MMIBForRelationExtraction, processor).eval(), processor=processor
+    )
     with pytest.raises(TypeError, match="candidate_relations needs a retrieval model"):
         classifier(example, candidate_relations=["with"])
 
@@ -165,8 +187,11 @@ def test_relations_held_out_of_training_are_no_negatives_either(processor):
     # Trained with a relation as a negative, the model learns to steer every pair away from its
     # description (recall 0 when it is added back); held out, only the trained relations compete.
     model = roc(
-        processor, id2label=dict(enumerate(MNRE_RELATIONS)), label2id={n: i for i, n in enumerate(MNRE_RELATIONS)},
-        held_out_relations=["/per/loc/place_of_birth"], trained_relation_margin=0.0,  # logits = the scores
+        processor,
+        id2label=dict(enumerate(MNRE_RELATIONS)),
+        label2id={n: i for i, n in enumerate(MNRE_RELATIONS)},
+        held_out_relations=["/per/loc/place_of_birth"],
+        trained_relation_margin=0.0,  # logits = the scores
     ).train()
     labels = torch.tensor([1, 0, 3])
     outputs = model(**encode(processor), labels=labels)
@@ -220,7 +245,9 @@ def test_an_added_relation_is_judged_as_the_untrained_backbone_judges_it_before_
             sentences, cosines = backbone_cosines()
         torch.testing.assert_close(output.logits[:, 4] * model.config.temperature, cosines[:, 1])  # the added one
         # A trained relation reads the pair embedding: the text plus the marked pair, normalised.
-        torch.testing.assert_close(output.logits[:, 1] * model.config.temperature, output.pair_embedding @ model.embed_relations()[1])
+        torch.testing.assert_close(
+            output.logits[:, 1] * model.config.temperature, output.pair_embedding @ model.embed_relations()[1]
+        )
         assert not torch.allclose(output.pair_embedding, sentences)
         if step == 0:  # one training step moves the pair's embedding, never the added relation's footing
             model.train()
@@ -237,7 +264,9 @@ def test_the_trained_relation_margin_favours_only_relations_added_after_training
     with torch.no_grad():
         calibrated = model(**batch).logits
         model.config.trained_relation_margin = 0.0
-        torch.testing.assert_close(calibrated.softmax(-1), model(**batch).logits.softmax(-1))  # trained only: no change
+        torch.testing.assert_close(
+            calibrated.softmax(-1), model(**batch).logits.softmax(-1)
+        )  # trained only: no change
         model.set_relations({**dict.fromkeys(trained), "berlin": "obama visits berlin"})
         plain = model(**batch).logits
         model.config.trained_relation_margin = 0.2
@@ -317,7 +346,9 @@ def test_the_margin_never_moves_the_none_decision(processor):
         assert torch.equal(logits.argmax(-1) == 0, is_none), margin  # None exactly where no relation reaches it
     # Among the relations, the margin moves trained ones down against the added one, by margin / temperature.
     related = logits[~is_none, 1:] - scores[~is_none, 1:]
-    torch.testing.assert_close(related, torch.tensor([-1.0, -1.0, -1.0, 0.0]).expand_as(related) / model.config.temperature)
+    torch.testing.assert_close(
+        related, torch.tensor([-1.0, -1.0, -1.0, 0.0]).expand_as(related) / model.config.temperature
+    )
 
 
 def test_none_wins_exactly_when_no_relation_reaches_the_threshold(processor):
@@ -350,8 +381,12 @@ def test_distance_buckets_tell_adjacent_entities_from_one_apart():
 def test_a_trained_model_tells_pairs_of_one_sentence_and_their_direction_apart(processor):
     # Two directional relations, seen in training in both directions: "first" when the head comes first.
     model = roc(
-        processor, num_labels=2, id2label={0: "first", 1: "second"}, label2id={"first": 0, "second": 1},
-        relation_descriptions={"first": "obama visits", "second": "visits obama"}, trained_relation_margin=0.0,
+        processor,
+        num_labels=2,
+        id2label={0: "first", 1: "second"},
+        label2id={"first": 0, "second": 1},
+        relation_descriptions={"first": "obama visits", "second": "visits obama"},
+        trained_relation_margin=0.0,
     ).train()
     words = ["obama", "visits", "berlin", "today", "with", "merkel", "the", "a", "b", "c"]
     generator = torch.Generator().manual_seed(0)
@@ -377,14 +412,21 @@ def test_a_trained_model_tells_pairs_of_one_sentence_and_their_direction_apart(p
     with torch.no_grad():
         forward = model(**processor(text=[text] * 2, head=["obama", "berlin"], tail=["merkel", "today"]))
         swapped = model(**processor(text=[text] * 2, head=["merkel", "today"], tail=["obama", "berlin"]))
-    assert not torch.allclose(forward.pair_embedding[0], forward.pair_embedding[1], atol=1e-3)  # two pairs, two embeddings
+    assert not torch.allclose(
+        forward.pair_embedding[0], forward.pair_embedding[1], atol=1e-3
+    )  # two pairs, two embeddings
     assert forward.logits.argmax(-1).tolist() == [0, 0]
     assert swapped.logits.argmax(-1).tolist() == [1, 1]  # head and tail swapped: the other direction
 
 
 def test_descriptions_naming_the_pair_are_filled_with_its_entities(processor):
     relations = {"None": "the", "visits": ["{head} visits {tail}", "{tail} with {head}"]}
-    encoded = processor(text=["obama visits berlin", "merkel with obama"], head=["obama", "merkel"], tail=["berlin", "obama"], relations=relations)
+    encoded = processor(
+        text=["obama visits berlin", "merkel with obama"],
+        head=["obama", "merkel"],
+        tail=["berlin", "obama"],
+        relations=relations,
+    )
     assert encoded["relation_input_ids"].shape[:2] == (2, 3)  # per example: 3 paraphrases
     assert encoded["relation_index"].tolist() == [0, 1, 1] and encoded["relation_names"] == ["None", "visits"]
     decoded = [processor.tokenizer.decode(ids, skip_special_tokens=True) for ids in encoded["relation_input_ids"][1]]
@@ -392,7 +434,9 @@ def test_descriptions_naming_the_pair_are_filled_with_its_entities(processor):
     model = roc(processor)
     with torch.no_grad():
         given = model(**encoded).logits
-        swapped = model(**processor(text=["obama visits berlin"], head=["berlin"], tail=["obama"], relations=relations)).logits
+        swapped = model(
+            **processor(text=["obama visits berlin"], head=["berlin"], tail=["obama"], relations=relations)
+        ).logits
     assert given.shape == (2, 2)
     assert not torch.allclose(given[0], swapped[0])  # the filled descriptions differ with the direction
     with pytest.raises(ValueError, match="filled with each pair's entities by the processor"):
@@ -447,9 +491,9 @@ def test_two_threads_with_different_candidate_relations_each_get_their_own(proce
     assert list(model.config.id2label.values()) == ["None", "visits", "with", "today"]
 
 
-
-
-def test_a_loaded_folder_tokenizes_its_relations_from_the_same_revision_without_asking(processor, tmp_path, monkeypatch):
+def test_a_loaded_folder_tokenizes_its_relations_from_the_same_revision_without_asking(
+    processor, tmp_path, monkeypatch
+):
     import transformers
 
     model = roc(processor)

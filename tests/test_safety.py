@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 
 import modeling_mre
-
 from modeling_mre import MMIBConfig, MMIBForRelationExtraction
 from modeling_mre.hub.folders import save_hub_folder
+
 
 REPO = Path(__file__).parents[1]
 # What runs on users' data; tests may exec their own documentation snippets.
@@ -56,11 +56,19 @@ print(json.dumps(watched))
 
 def test_remote_code_modules_only_define_classes(tmp_path, processor):
     config = MMIBConfig(
-        text_config=dict(model_type="bert", vocab_size=len(processor.tokenizer), hidden_size=16, num_hidden_layers=1,
-                         num_attention_heads=2, intermediate_size=20),
+        text_config=dict(
+            model_type="bert",
+            vocab_size=len(processor.tokenizer),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=20,
+        ),
         vision_config=dict(model_type="mobilenet_v2", image_size=32, depth_multiplier=0.35),
-        num_labels=2, num_attention_heads=2,
-        head_start_token_id=processor.head_start_token_id, tail_start_token_id=processor.tail_start_token_id,
+        num_labels=2,
+        num_attention_heads=2,
+        head_start_token_id=processor.head_start_token_id,
+        tail_start_token_id=processor.tail_start_token_id,
     )
     written = save_hub_folder(MMIBForRelationExtraction(config).eval(), processor, tmp_path / "model")
     modules = sorted(name[:-3] for name in written if name.endswith(".py"))
@@ -69,7 +77,10 @@ def test_remote_code_modules_only_define_classes(tmp_path, processor):
     assert "model.safetensors" in written
 
     completed = subprocess.run(
-        [sys.executable, "-B", "-c", IMPORT_AUDIT, *modules], capture_output=True, text=True, cwd=tmp_path,
+        [sys.executable, "-B", "-c", IMPORT_AUDIT, *modules],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1"},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -89,8 +100,11 @@ def test_shipped_modules_import_only_torch_transformers_pil_and_each_other():
                 if node.level != 1 or node.module is None:  # remote code is flat: `from .module import Name`
                     offences.append(f"{path.name}: from {'.' * node.level}{node.module or ''} import ...")
                 continue
-            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module] if isinstance(node, ast.ImportFrom) else [])
+            )
             for name in names:
                 top = name.split(".")[0]
                 if top not in SHIPPED_IMPORTS and top not in sys.stdlib_module_names:

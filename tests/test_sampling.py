@@ -2,8 +2,6 @@
 
 import random
 
-import pytest
-
 from modeling_mre.training import LengthGroupedSampler, example_lengths
 
 

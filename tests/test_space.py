@@ -14,9 +14,8 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from transformers import pipeline
-
 from test_training import QUICK, demo_examples, environment, train
+from transformers import pipeline
 
 
 REPO = Path(__file__).parents[1]
@@ -24,8 +23,13 @@ REPO = Path(__file__).parents[1]
 SCREENSHOTS = REPO / "outputs" / "test-screenshots"
 # Without the background-networking flags Chromium keeps dialling Google's hosts through a closed network.
 CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -39,12 +43,20 @@ def load_app():
 def test_entities_to_pick_boxes_and_relations_for_one_call():
     app = load_app()
     assert app.entity_choices("RT @daily_snaps : Farrah Brantley meets Kasimir in Port Velmar #memories") == [
-        "RT", "@daily_snaps", "Farrah Brantley", "Kasimir", "Port Velmar", "#memories",
+        "RT",
+        "@daily_snaps",
+        "Farrah Brantley",
+        "Kasimir",
+        "Port Velmar",
+        "#memories",
     ]
     assert app.parse_box(" 10, 20 30,40 ") == [10.0, 20.0, 30.0, 40.0] and app.parse_box("  ") is None
     with pytest.raises(gr.Error, match="four numbers"):
         app.parse_box("10, 20, 30")
-    assert app.parse_candidates("/per/per/rival: they compete\nNone\n\n") == {"/per/per/rival": "they compete", "None": None}
+    assert app.parse_candidates("/per/per/rival: they compete\nNone\n\n") == {
+        "/per/per/rival": "they compete",
+        "None": None,
+    }
     assert app.parse_candidates("") is None
 
 
@@ -65,8 +77,21 @@ def demo_model(tmp_path_factory):
 def demo_recognizer(tmp_path_factory):
     """MMIB trained briefly as an entity recognizer on the synthetic MNER demo."""
     output_dir = tmp_path_factory.mktemp("space") / "mmib-demo-mner"
-    train(output_dir, "--method", "mmib", "--dataset", "demo-mner", "--num_train_epochs", "2", "--max_train_samples", "192",
-          "--max_eval_samples", "32", "--per_device_train_batch_size", "16")
+    train(
+        output_dir,
+        "--method",
+        "mmib",
+        "--dataset",
+        "demo-mner",
+        "--num_train_epochs",
+        "2",
+        "--max_train_samples",
+        "192",
+        "--max_eval_samples",
+        "32",
+        "--per_device_train_batch_size",
+        "16",
+    )
     return output_dir
 
 
@@ -77,11 +102,17 @@ def served(demo_model, demo_recognizer):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = environment(
-        MRE_MODEL=str(demo_model), MRE_NER_MODEL=str(demo_recognizer), GRADIO_SERVER_PORT=str(port),
+        MRE_MODEL=str(demo_model),
+        MRE_NER_MODEL=str(demo_recognizer),
+        GRADIO_SERVER_PORT=str(port),
         GRADIO_ANALYTICS_ENABLED="False",
     )
     server = subprocess.Popen(
-        [sys.executable, str(REPO / "space" / "app.py")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, str(REPO / "space" / "app.py")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -106,7 +137,9 @@ def served(demo_model, demo_recognizer):
 def page():
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.skip("Debian's chromium is not installed, so there is no browser to drive (.ci/run installs it: apt-get install chromium)")
+        pytest.skip(
+            "Debian's chromium is not installed, so there is no browser to drive (.ci/run installs it: apt-get install chromium)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -117,7 +150,9 @@ def page():
 
 def test_a_demo_example_in_the_browser_gives_the_pipelines_relation(served, demo_model, page):
     example = demo_examples(demo_model, 1)[0]
-    expected = pipeline("multimodal-relation-extraction", model=str(demo_model), trust_remote_code=True)(**example, top_k=1)
+    expected = pipeline("multimodal-relation-extraction", model=str(demo_model), trust_remote_code=True)(
+        **example, top_k=1
+    )
     screenshot = SCREENSHOTS / "one_pair.png"
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -133,7 +168,9 @@ def test_a_demo_example_in_the_browser_gives_the_pipelines_relation(served, demo
         shown = page.locator("#scores [data-testid='label-output-value']")
         shown.wait_for(timeout=60_000)
         assert shown.inner_text().strip() == expected[0]["relation"]
-        assert page.locator("#details").inner_text().startswith(f"{expected[0]['relation']} ({expected[0]['score']:.1%})")
+        assert (
+            page.locator("#details").inner_text().startswith(f"{expected[0]['relation']} ({expected[0]['score']:.1%})")
+        )
     finally:
         page.screenshot(path=str(screenshot), full_page=True)
         print(f"screenshot: {screenshot}")
@@ -189,14 +226,20 @@ def test_a_post_and_its_photo_in_the_browser_give_typed_entities_and_their_relat
         page.click("#submit_ner")
         deadline = time.monotonic() + 60
         while True:  # both tables fill in when the answer arrives
-            entity_cells = [line.strip() for line in page.locator("#found_entities").inner_text().splitlines() if line.strip()][6:]
-            pair_cells = [line.strip() for line in page.locator("#related_pairs").inner_text().splitlines() if line.strip()][7:]
+            entity_cells = [
+                line.strip() for line in page.locator("#found_entities").inner_text().splitlines() if line.strip()
+            ][6:]
+            pair_cells = [
+                line.strip() for line in page.locator("#related_pairs").inner_text().splitlines() if line.strip()
+            ][7:]
             full = len(entity_cells) == 5 * len(entities) and len(pair_cells) == 6 * len(pairs)
             if full or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         # After each table's label and headers: one row of cells per entity, and per pair.
-        assert [entity_cells[i : i + 2] for i in range(0, len(entity_cells), 5)] == [[e["word"], e["entity_group"]] for e in entities]
+        assert [entity_cells[i : i + 2] for i in range(0, len(entity_cells), 5)] == [
+            [e["word"], e["entity_group"]] for e in entities
+        ]
         assert [pair_cells[i : i + 5] for i in range(0, len(pair_cells), 6)] == [
             [p["head"], p["head_type"], p["tail"], p["tail_type"], p["relation"]] for p in pairs
         ]
@@ -219,9 +262,17 @@ def test_a_post_without_its_image_and_a_refused_box_through_the_api(served, demo
     assert scores["confidences"][0]["confidence"] == pytest.approx(expected["score"], abs=1e-5)
     # The pipeline's own messages reach the user: this demo model reads text tails only (no box field shown).
     with pytest.raises(Exception, match="upload the image too"):
-        client.predict(example["text"], example["head"], example["tail"], None, "0, 0, 5, 5", "", 1, api_name="/extract")
+        client.predict(
+            example["text"], example["head"], example["tail"], None, "0, 0, 5, 5", "", 1, api_name="/extract"
+        )
     with pytest.raises(Exception, match="built for text tails only"):
         client.predict(
-            example["text"], example["head"], example["tail"], handle_file(example["image"]), "0, 0, 5, 5", "", 1,
+            example["text"],
+            example["head"],
+            example["tail"],
+            handle_file(example["image"]),
+            "0, 0, 5, 5",
+            "",
+            1,
             api_name="/extract",
         )

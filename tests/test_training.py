@@ -27,9 +27,10 @@ from modeling_mre import (
     load_mnre,
     write_demo_dataset,
 )
-from modeling_mre.data.more import load_more
 from modeling_mre.data.demo import write_more_demo_dataset
+from modeling_mre.data.more import load_more
 from modeling_mre.models.images_mre import record_tail
+
 
 REPO = Path(__file__).parents[1]
 QUICK = ["--num_train_epochs", "2", "--max_train_samples", "128", "--max_eval_samples", "64"]
@@ -79,7 +80,9 @@ def test_results_follow_the_paper_protocol(mmib_run):
     assert results["test"]["num_examples"] == 64
     # Every loss term the method declares is logged per epoch, beside the total.
     for record in history:
-        terms = [record[f"train_{name}"] for name in ("classification_loss", *MMIBForRelationExtraction.auxiliary_losses)]
+        terms = [
+            record[f"train_{name}"] for name in ("classification_loss", *MMIBForRelationExtraction.auxiliary_losses)
+        ]
         assert all(value > 0 for value in terms)
         assert record["train_loss"] > max(terms)
     assert set(results["validation"]["per_relation"]) == {"/per/per/couple", "/per/per/peer", "/per/misc/present_in"}
@@ -89,8 +92,16 @@ def test_output_folder_is_hub_ready(mmib_run):
     output_dir, _ = mmib_run
     names = {path.name for path in output_dir.iterdir()}
     assert {
-        "config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "configuration_mmib.py",
-        "configuration_mre.py", "modeling_mmib.py", "modeling_mre.py", "processing_mre.py", "pipeline_mre.py",
+        "config.json",
+        "model.safetensors",
+        "processor_config.json",
+        "tokenizer.json",
+        "configuration_mmib.py",
+        "configuration_mre.py",
+        "modeling_mmib.py",
+        "modeling_mre.py",
+        "processing_mre.py",
+        "pipeline_mre.py",
         "eval_results.json",
     } <= names
     assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in names)
@@ -159,7 +170,11 @@ def demo_examples(output_dir: Path, count: int = 4) -> list[dict]:
 
 def run_without_package(script: str, *args: str, cwd: Path) -> dict:
     completed = subprocess.run(
-        [sys.executable, "-c", script, *args], cwd=cwd, env=environment(), capture_output=True, text=True,
+        [sys.executable, "-c", script, *args],
+        cwd=cwd,
+        env=environment(),
+        capture_output=True,
+        text=True,
         stdin=subprocess.DEVNULL,  # a "run the custom code? [y/N]" prompt would wait for an answer: here it fails
     )
     assert completed.returncode == 0, completed.stderr[-5000:]
@@ -178,8 +193,10 @@ def test_remote_code_reload_in_fresh_process(mmib_run, tmp_path):
     model = MMIBForRelationExtraction.from_pretrained(output_dir).eval()  # the installed package's classes
     processor = MREProcessor.from_pretrained(output_dir)
     inputs = processor(
-        text=[e["text"] for e in examples], head=[e["head"] for e in examples],
-        tail=[e["tail"] for e in examples], images=[e["image"] for e in examples],
+        text=[e["text"] for e in examples],
+        head=[e["head"] for e in examples],
+        tail=[e["tail"] for e in examples],
+        images=[e["image"] for e in examples],
     )
     with torch.no_grad():
         logits = model(**inputs).logits
@@ -239,10 +256,22 @@ LORA_SCRIPT = textwrap.dedent(
 def test_lora_on_two_accelerate_processes(tmp_path):
     output_dir = tmp_path / "lora"
     accelerate = str(Path(sys.executable).with_name("accelerate"))  # the venv's CLI, activated or not
-    launcher = (accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no")
-    results = train(output_dir, "--method", "mmib", "--lora", *QUICK, launcher=launcher,
-                    env=environment(ACCELERATE_USE_CPU="true"))
+    launcher = (
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    )
+    results = train(
+        output_dir, "--method", "mmib", "--lora", *QUICK, launcher=launcher, env=environment(ACCELERATE_USE_CPU="true")
+    )
     assert results["num_processes"] == 2  # a silent single-process fallback would say 1
     assert results["validation"]["accuracy"] >= 0.6
     assert results["validation"]["num_examples"] == 64  # gathered from both processes, without duplicates
@@ -260,7 +289,9 @@ def test_lora_on_two_accelerate_processes(tmp_path):
 def start_and_kill_after(output_dir: Path, args: list[str], checkpoint: str) -> None:
     """Run training and `kill -9` it as soon as `checkpoint` is complete, mid-epoch."""
     command = [sys.executable, str(REPO / "train_accelerate.py"), "--output_dir", str(output_dir), *args]
-    process = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, cwd=REPO, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     while not (output_dir / checkpoint / "training_state.json").exists():
         assert process.poll() is None and time.monotonic() < deadline, f"the run ended before {checkpoint}"
@@ -273,8 +304,18 @@ def start_and_kill_after(output_dir: Path, args: list[str], checkpoint: str) -> 
 def test_resume_after_two_kills_matches_uninterrupted_run(tmp_path):
     # 256 examples in batches of 32: 8 steps an epoch, a checkpoint every 3 steps, so both kills
     # land inside an epoch and the resumed runs must skip the batches already seen.
-    args = ["--method", "mmib", "--num_train_epochs", "2", "--max_train_samples", "256",
-            "--max_eval_samples", "64", "--checkpointing_steps", "3"]
+    args = [
+        "--method",
+        "mmib",
+        "--num_train_epochs",
+        "2",
+        "--max_train_samples",
+        "256",
+        "--max_eval_samples",
+        "64",
+        "--checkpointing_steps",
+        "3",
+    ]
     reference = train(tmp_path / "reference", *args)
 
     interrupted = tmp_path / "interrupted"
@@ -293,8 +334,19 @@ def test_resume_after_two_kills_matches_uninterrupted_run(tmp_path):
 def test_length_grouped_batches_resume_exactly(tmp_path):
     # The grouped order is drawn from (seed, epoch) alone: killed mid-epoch and resumed, the run
     # sees the same batches as an unbroken one.
-    args = ["--method", "baseline", "--group_by_length", "--num_train_epochs", "2", "--max_train_samples", "256",
-            "--max_eval_samples", "64", "--checkpointing_steps", "3"]
+    args = [
+        "--method",
+        "baseline",
+        "--group_by_length",
+        "--num_train_epochs",
+        "2",
+        "--max_train_samples",
+        "256",
+        "--max_eval_samples",
+        "64",
+        "--checkpointing_steps",
+        "3",
+    ]
     reference = train(tmp_path / "reference", *args)
     interrupted = tmp_path / "interrupted"
     start_and_kill_after(interrupted, args, "step_3")
@@ -304,7 +356,9 @@ def test_length_grouped_batches_resume_exactly(tmp_path):
         assert ours["validation_accuracy"] == pytest.approx(theirs["validation_accuracy"], abs=1e-6)
     assert resumed["test"]["accuracy"] == pytest.approx(reference["test"]["accuracy"], abs=1e-6)
     # The second epoch ran whole after the resume: the same batches give the same mean loss.
-    assert resumed["log_history"][-1]["train_loss"] == pytest.approx(reference["log_history"][-1]["train_loss"], rel=1e-5)
+    assert resumed["log_history"][-1]["train_loss"] == pytest.approx(
+        reference["log_history"][-1]["train_loss"], rel=1e-5
+    )
 
 
 def test_resume_from_incomplete_checkpoint_is_refused(tmp_path, train_script):
@@ -319,9 +373,24 @@ def test_resume_from_incomplete_checkpoint_is_refused(tmp_path, train_script):
 def test_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path):
     output_dir = tmp_path / "diverging"
     # A learning rate this absurd sends the classifier's weights to infinity within two steps.
-    command = [sys.executable, str(REPO / "train_accelerate.py"), "--output_dir", str(output_dir),
-               "--method", "baseline", "--max_train_samples", "128", "--max_eval_samples", "32",
-               "--head_learning_rate", "1e37", "--num_warmup_steps", "0", "--checkpointing_steps", "1"]
+    command = [
+        sys.executable,
+        str(REPO / "train_accelerate.py"),
+        "--output_dir",
+        str(output_dir),
+        "--method",
+        "baseline",
+        "--max_train_samples",
+        "128",
+        "--max_eval_samples",
+        "32",
+        "--head_learning_rate",
+        "1e37",
+        "--num_warmup_steps",
+        "0",
+        "--checkpointing_steps",
+        "1",
+    ]
     completed = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True)
     assert completed.returncode != 0
     assert "non-finite loss" in completed.stderr and "the last good checkpoint is" in completed.stderr
@@ -378,7 +447,9 @@ def test_roc_reads_object_tails_and_ranks_the_relations_given_for_a_call(more_ru
     everything = extract(examples, top_k=4)
     for example, ranked, reference in zip(examples, results, everything, strict=True):
         # Relations it was trained with keep their order when a call gives only some of them.
-        assert [r["relation"] for r in ranked] == [r["relation"] for r in reference if r["relation"] in ("None", "/per/per/peer")]
+        assert [r["relation"] for r in ranked] == [
+            r["relation"] for r in reference if r["relation"] in ("None", "/per/per/peer")
+        ]
         assert ranked[0]["tail"] == example["tail"]
     assert extract.model.config.num_labels == 4  # the call's relations do not outlive it
 
@@ -432,11 +503,17 @@ def more_examples(data_dir: Path, count: int = 4) -> list[dict]:
         image = data_dir / "img_org" / "valid" / record["img_id"]
         width, height = Image.open(image).size
         center_x, center_y, box_width, box_height = objects[record["img_id"]][record["t"]["name"]]
-        box = [(center_x - box_width / 2) * width, (center_y - box_height / 2) * height,
-               (center_x + box_width / 2) * width, (center_y + box_height / 2) * height]
+        box = [
+            (center_x - box_width / 2) * width,
+            (center_y - box_height / 2) * height,
+            (center_x + box_width / 2) * width,
+            (center_y + box_height / 2) * height,
+        ]
         name = record["t"]["name"]
         tail = {"name": name, "box": [round(v) for v in box], "caption": captions[record["img_id"]][name]}
-        examples.append({"text": " ".join(record["token"]), "head": record["h"]["name"], "tail": tail, "image": str(image)})
+        examples.append(
+            {"text": " ".join(record["token"]), "head": record["h"]["name"], "tail": tail, "image": str(image)}
+        )
     return examples
 
 
@@ -466,8 +543,12 @@ def test_more_pipeline_with_a_pixel_box_from_remote_code(more_runs, tmp_path):
     model = MMIBForRelationExtraction.from_pretrained(output_dir).eval()
     processor = MREProcessor.from_pretrained(output_dir)
     rows = list(load_more(data_dir)["validation"].select(range(len(examples))))
-    inputs = processor(tokens=[r["tokens"] for r in rows], head=[r["head"] for r in rows],
-                       tail=[record_tail(r) for r in rows], images=[r["image"] for r in rows])
+    inputs = processor(
+        tokens=[r["tokens"] for r in rows],
+        head=[r["head"] for r in rows],
+        tail=[record_tail(r) for r in rows],
+        images=[r["image"] for r in rows],
+    )
     with torch.no_grad():
         logits = model(**inputs).logits
     torch.testing.assert_close(torch.tensor(remote["logits"]), logits, atol=1e-5, rtol=1e-5)
@@ -506,7 +587,9 @@ def test_relations_held_out_of_training_stay_in_the_label_set(tmp_path):
 def test_held_out_relations_leave_train_only(train_script, tmp_path):
     from accelerate import Accelerator
 
-    args = train_script.parse_args(["--output_dir", str(tmp_path), "--hold_out_relations", "/per/per/peer", "/per/per/couple"])
+    args = train_script.parse_args(
+        ["--output_dir", str(tmp_path), "--hold_out_relations", "/per/per/peer", "/per/per/couple"]
+    )
     dataset = train_script.load_data(args, Accelerator(cpu=True))
     names = dataset["train"].features["relation"].names
     held = {names.index("/per/per/peer"), names.index("/per/per/couple")}
@@ -522,14 +605,27 @@ def test_validation_carved_from_train_selects_and_the_validation_split_is_report
     original = load_mnre(data_dir)
 
     def carved(seed):
-        flags = ["--dataset", "mnre", "--data_dir", str(data_dir), "--validation_from_train", "0.25", "--seed", str(seed)]
-        return train_script.load_data(train_script.parse_args(["--output_dir", str(tmp_path / "run"), *flags]), Accelerator(cpu=True))
+        flags = [
+            "--dataset",
+            "mnre",
+            "--data_dir",
+            str(data_dir),
+            "--validation_from_train",
+            "0.25",
+            "--seed",
+            str(seed),
+        ]
+        return train_script.load_data(
+            train_script.parse_args(["--output_dir", str(tmp_path / "run"), *flags]), Accelerator(cpu=True)
+        )
 
     dataset = carved(3)
     ids = {split: list(dataset[split]["id"]) for split in dataset}
     assert ids["test"] == list(original["validation"]["id"])  # reported once, never selected on
     assert sorted(ids["train"] + ids["validation"]) == sorted(original["train"]["id"])
-    assert len(ids["validation"]) == 50 and set(dataset["validation"]["relation"]) == set(original["train"]["relation"])
+    assert len(ids["validation"]) == 50 and set(dataset["validation"]["relation"]) == set(
+        original["train"]["relation"]
+    )
     assert list(carved(3)["validation"]["id"]) == ids["validation"] != list(carved(4)["validation"]["id"])
     with pytest.raises(ValueError, match="has a test split"):
         carve_validation_from_train(load_mnre(write_demo_dataset(tmp_path / "with_test")), 0.25, 3)
@@ -576,15 +672,17 @@ def test_a_new_user_on_the_demo_folder(mmib_run, tmp_path):
         assert [r["relation"] for r in ours] == [r["relation"] for r in reference]
         assert [r["score"] for r in ours] == pytest.approx([r["score"] for r in reference], abs=1e-5)
     for half, reference in zip(found["half"], found["batched"], strict=True):  # bfloat16 decides as float32 does
-        assert half[0]["relation"] == reference[0]["relation"] and half[0]["score"] == pytest.approx(reference[0]["score"], abs=0.03)
+        assert half[0]["relation"] == reference[0]["relation"] and half[0]["score"] == pytest.approx(
+            reference[0]["score"], abs=0.03
+        )
     assert len(found["post"]) == 12 and {p["head"] for p in found["post"]} == {"Obama", "Berlin", "Merkel", "Paris"}
     assert found["again"][0]["relation"] == found["alone"][0][0]["relation"]
 
 
 def test_the_best_epoch_reloads_from_one_file_or_from_shards(processor, tmp_path):
     from accelerate import Accelerator
-
     from method_contract import build_model
+
     from modeling_mre import METHODS
     from modeling_mre.training import load_saved_weights
 
@@ -615,9 +713,14 @@ def test_an_unknown_scheduler_is_refused_by_the_command_line(train_script, capsy
         (["--lora_dropout", "1"], "--lora_dropout must be in [0, 1), got 1.0"),
         (["--dataset", "mnre", "--data_dir", "no/such/folder"], "--data_dir no/such/folder is not a folder"),
         (["--dataset", "twitter2017"], "--dataset twitter2017 needs --data_dir"),
-        (["--dataset", "demo-mner", "--method", "dfma"], "--dataset demo-mner is entity recognition: --method must be one of"),
-        (["--dataset", "demo-mner", "--validation_from_train", "0.1"],
-         "--validation_from_train is for relation extraction; --dataset demo-mner is entity recognition"),
+        (
+            ["--dataset", "demo-mner", "--method", "dfma"],
+            "--dataset demo-mner is entity recognition: --method must be one of",
+        ),
+        (
+            ["--dataset", "demo-mner", "--validation_from_train", "0.1"],
+            "--validation_from_train is for relation extraction; --dataset demo-mner is entity recognition",
+        ),
     ],
 )
 def test_arguments_out_of_range_are_refused_before_any_work(train_script, capsys, flags, message):

@@ -6,18 +6,34 @@ from torch import nn
 
 from modeling_mre import MREConfig, MREVisualModel
 
+
 VISION_CONFIGS = {
     "clip_vision_model": dict(
-        model_type="clip_vision_model", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=37, image_size=32, patch_size=8,
+        model_type="clip_vision_model",
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        image_size=32,
+        patch_size=8,
     ),
-    "vit": dict(model_type="vit", hidden_size=24, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-                image_size=32, patch_size=8),
+    "vit": dict(
+        model_type="vit",
+        hidden_size=24,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        image_size=32,
+        patch_size=8,
+    ),
     "resnet": dict(model_type="resnet", embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1]),
-    "mobilenet_v2": dict(model_type="mobilenet_v2", image_size=32, depth_multiplier=0.35, initializer_range=0.3),  # O(1) features
+    "mobilenet_v2": dict(
+        model_type="mobilenet_v2", image_size=32, depth_multiplier=0.35, initializer_range=0.3
+    ),  # O(1) features
 }
-TEXT_CONFIG = dict(model_type="bert", vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                   intermediate_size=37)
+TEXT_CONFIG = dict(
+    model_type="bert", vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
+)
 HIDDEN = 20
 
 
@@ -32,7 +48,9 @@ def probe(kind: str, vision: str, **config_kwargs) -> MREVisualModel:
             super().__init__(config)
             self.build_visual_path(HIDDEN)
             if kind == "levels":  # as a levels method would: each level mapped by its own layer
-                self.level_projections = nn.ModuleList(nn.Linear(channels, HIDDEN) for _, channels in self.feature_shapes())
+                self.level_projections = nn.ModuleList(
+                    nn.Linear(channels, HIDDEN) for _, channels in self.feature_shapes()
+                )
             self.post_init()
 
         def project_pictures(self, levels):
@@ -146,8 +164,11 @@ def test_the_feature_cache_stores_what_the_method_reads(kind, processor, tmp_pat
     assert cache.feature_size == model.image_feature_size
     records = list(dataset)
     pixels = processor(
-        tokens=[r["tokens"] for r in records], head=[r["head"] for r in records], tail=[r["tail"] for r in records],
-        images=[r["image"] for r in records], crops=[r["crops"] for r in records],
+        tokens=[r["tokens"] for r in records],
+        head=[r["head"] for r in records],
+        tail=[r["tail"] for r in records],
+        images=[r["image"] for r in records],
+        crops=[r["crops"] for r in records],
     )
     visual_keys = ("pixel_values", "image_mask", "crop_pixel_values", "crop_mask")
     with torch.no_grad():
@@ -174,12 +195,17 @@ def test_an_object_tail_has_its_slot_with_or_without_its_crop(kind):
     inputs = pictures()
     del inputs["crop_pixel_values"], inputs["crop_mask"]
     boxes = torch.rand(3, 5)
-    inputs.update(tail_mask=torch.tensor([True, True, False]), tail_box_features=boxes,
-                  tail_pixel_values=torch.randn(3, 3, 32, 32))
+    inputs.update(
+        tail_mask=torch.tensor([True, True, False]),
+        tail_box_features=boxes,
+        tail_pixel_values=torch.randn(3, 3, 32, 32),
+    )
     with torch.no_grad():
         visual = model.encode_images(3, **inputs)
         box = model.tail_box_projection(boxes)
-        crop = model.project_pictures(model.split_levels(model.get_image_features(inputs["tail_pixel_values"][:1])[None]))
+        crop = model.project_pictures(
+            model.split_levels(model.get_image_features(inputs["tail_pixel_values"][:1])[None])
+        )
     tokens = visual.tokens_per_slot
     states = visual.states.view(3, 2, tokens, HIDDEN)  # whole image, object tail
     assert visual.slot_mask.tolist() == [[True, True], [False, True], [True, False]]

@@ -3,18 +3,22 @@
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
+from method_contract import TINY_TEXT, build_model, encode, picture
 from torch.nn import functional as F
 
-from method_contract import TINY_TEXT, build_model, encode, picture
 from modeling_mre import WMAJLForRelationExtraction
+
 
 RELATIONS = ["None", "/per/org/member_of", "/per/loc/place_of_residence", "/org/loc/locate_at"]
 
 
 def wmajl(processor, **overrides):
     return build_model(
-        WMAJLForRelationExtraction, processor, id2label=dict(enumerate(RELATIONS)),
-        label2id={name: i for i, name in enumerate(RELATIONS)}, **overrides,
+        WMAJLForRelationExtraction,
+        processor,
+        id2label=dict(enumerate(RELATIONS)),
+        label2id={name: i for i, name in enumerate(RELATIONS)},
+        **overrides,
     )
 
 
@@ -28,15 +32,21 @@ def test_entity_types_come_from_the_relation_names(processor):
 
 def test_ner_tags_follow_the_markers_and_type_only_what_the_relation_tells(processor):
     model = wmajl(processor)
-    batch = processor(text=["obama visits berlin today", "the merkel with obama"], head=["obama", "merkel"],
-                      tail=["berlin today", "obama"])
+    batch = processor(
+        text=["obama visits berlin today", "the merkel with obama"],
+        head=["obama", "merkel"],
+        tail=["berlin today", "obama"],
+    )
     tokens = [processor.tokenizer.convert_ids_to_tokens(row) for row in batch["input_ids"]]
     allowed = model.ner_tags(batch["input_ids"], torch.tensor([2, 0]))  # /per/loc/..., then None
     tags = ["O", "B-loc", "B-org", "B-per", "I-loc", "I-org", "I-per"]
 
     def tag_sets(row):
-        return {token: {tags[i] for i in allowed[row, position].nonzero().flatten().tolist()}
-                for position, token in enumerate(tokens[row]) if token != "[PAD]"}
+        return {
+            token: {tags[i] for i in allowed[row, position].nonzero().flatten().tolist()}
+            for position, token in enumerate(tokens[row])
+            if token != "[PAD]"
+        }
 
     first = tag_sets(0)
     assert first["obama"] == {"B-per"} and first["berlin"] == {"B-loc"} and first["today"] == {"I-loc"}
@@ -87,10 +97,13 @@ def test_eval_logits_never_depend_on_labels(processor):
 def test_text_and_image_meet_only_through_the_watchers(processor):
     model = wmajl(processor).eval()
     batch = encode(processor)
-    other_pictures = processor(text=["a b"] * 3, head=["a"] * 3, tail=["b"] * 3,
-                               images=[picture(7), None, picture(8)])["pixel_values"]
+    other_pictures = processor(
+        text=["a b"] * 3, head=["a"] * 3, tail=["b"] * 3, images=[picture(7), None, picture(8)]
+    )["pixel_values"]
     with torch.no_grad():
-        reads_image = not torch.allclose(model(**batch).logits, model(**{**batch, "pixel_values": other_pictures}).logits)
+        reads_image = not torch.allclose(
+            model(**batch).logits, model(**{**batch, "pixel_values": other_pictures}).logits
+        )
         for layer in model.fusion_layers:  # cut the watchers' way back into the text
             layer.text_reads_watchers.attention.out_proj.weight.zero_()
             layer.text_reads_watchers.attention.out_proj.bias.zero_()
@@ -129,11 +142,18 @@ def test_output_supervision_reads_the_chosen_intermediate_layers(processor):
         expected = []
         for layer in (1, 2):
             states = hidden_states[layer]
-            positions = [row.tolist().index(marker) for marker in (model.config.head_start_token_id, model.config.tail_start_token_id) for row in batch["input_ids"]]
+            positions = [
+                row.tolist().index(marker)
+                for marker in (model.config.head_start_token_id, model.config.tail_start_token_id)
+                for row in batch["input_ids"]
+            ]
             pair = torch.cat([states[range(3), positions[:3]], states[range(3), positions[3:]]], dim=-1)
             expected.append(F.cross_entropy(model.layer_classifiers[layer - 1](pair), batch["labels"]))
     torch.testing.assert_close(outputs.intermediate_loss, torch.stack(expected).mean())
-    with pytest.raises(StrictDataclassClassValidationError, match=r"supervised_layers \[4\] are not layers of the 3-layer text encoder"):
+    with pytest.raises(
+        StrictDataclassClassValidationError,
+        match=r"supervised_layers \[4\] are not layers of the 3-layer text encoder",
+    ):
         wmajl(processor, text_config=text_config, supervised_layers=[4])
 
 
@@ -146,7 +166,9 @@ def test_config_overrides_set_the_switches_and_reject_unknown_fields():
     )
     assert parsed == {"use_watcher_fusion": False, "num_watchers": 4, "supervised_layers": [2, 4], "kl_weight": 0.01}
     parsed = parse_config_overrides("kl_weight=1,num_watchers=2", WMAJLConfig)
-    assert parsed == {"kl_weight": 1.0, "num_watchers": 2} and type(parsed["kl_weight"]) is float  # the strict config's types
+    assert (
+        parsed == {"kl_weight": 1.0, "num_watchers": 2} and type(parsed["kl_weight"]) is float
+    )  # the strict config's types
     WMAJLConfig(**parsed)
     with pytest.raises(ValueError, match="'num_watcher=4' is not <field>=<value> for a field of WMAJLConfig"):
         parse_config_overrides("num_watcher=4", WMAJLConfig)

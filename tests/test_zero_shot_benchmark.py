@@ -5,21 +5,30 @@ from pathlib import Path
 
 import pytest
 
+
 SEMEVAL = Path(__file__).parents[1].parent / "shared" / "data" / "zeroshot" / "val_semeval.json"
 
 
 @pytest.fixture(scope="module")
 def new_relations():
-    spec = importlib.util.spec_from_file_location("new_relations", Path(__file__).parents[1] / "benchmarks" / "new_relations.py")
+    spec = importlib.util.spec_from_file_location(
+        "new_relations", Path(__file__).parents[1] / "benchmarks" / "new_relations.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_the_two_directions_of_a_relation_swap_the_pair(new_relations):
-    relations = new_relations.semeval_relations(["Cause-Effect(e1,e2)", "Cause-Effect(e2,e1)", "Entity-Destination(e1,e2)"])
+    relations = new_relations.semeval_relations(
+        ["Cause-Effect(e1,e2)", "Cause-Effect(e2,e1)", "Entity-Destination(e1,e2)"]
+    )
     assert relations["Cause-Effect(e1,e2)"][0] == "{head} causes {tail}"
-    assert relations["Cause-Effect(e2,e1)"] == ["{tail} causes {head}", "{head} is an effect of {tail}", "{tail} is an event or object that leads to {head}"]
+    assert relations["Cause-Effect(e2,e1)"] == [
+        "{tail} causes {head}",
+        "{head} is an effect of {tail}",
+        "{tail} is an event or object that leads to {head}",
+    ]
     assert new_relations.inverse("Cause-Effect(e2,e1)") == "Cause-Effect(e1,e2)"
     assert new_relations.inverse("Entity-Destination(e1,e2)") == "Entity-Destination(e2,e1)"  # not among the 17
     assert new_relations.macro_f1(["a", "a", "b"], ["a", "b", "b"], ["a", "b"]) == pytest.approx((2 / 3 + 2 / 3) / 2)
@@ -27,10 +36,14 @@ def test_the_two_directions_of_a_relation_swap_the_pair(new_relations):
 
 def test_the_sample_holds_the_entities_at_their_offsets(new_relations):
     if not SEMEVAL.is_file():
-        pytest.skip(f"SemEval-2010 Task 8 (FewRel's val_semeval.json) not found at {SEMEVAL} (research data, not shipped)")
+        pytest.skip(
+            f"SemEval-2010 Task 8 (FewRel's val_semeval.json) not found at {SEMEVAL} (research data, not shipped)"
+        )
     sample = new_relations.semeval_sample(str(SEMEVAL), per_relation=3, seed=0)
     assert len(sample) == 17 * 3 and sample == new_relations.semeval_sample(str(SEMEVAL), per_relation=3, seed=0)
-    assert set(new_relations.semeval_relations(sorted({row["relation"] for row in sample}))) == {row["relation"] for row in sample}
+    assert set(new_relations.semeval_relations(sorted({row["relation"] for row in sample}))) == {
+        row["relation"] for row in sample
+    }
     first = sample[0]
     head, tail = first["text"][slice(*first["head"])], first["text"][slice(*first["tail"])]
     assert head and tail and head != tail and head == head.strip() and tail == tail.strip()

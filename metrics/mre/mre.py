@@ -59,7 +59,9 @@ class MRE(evaluate.Metric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
+            features=datasets.Features(
+                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
+            ),
             reference_urls=["https://github.com/thecharm/MNRE", "https://github.com/zjunlp/HVPNeT"],
         )
 

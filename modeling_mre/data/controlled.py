@@ -48,6 +48,7 @@ from PIL import Image
 from ..metrics import compute_mre_metrics
 from .demo import IMAGE_SIZE, build_dataset_folder, text_record, textured, two_colours, with_noise
 
+
 REGISTERS = ("personal", "professional")
 SCENES = ("stripes", "checkerboard", "rings")  # the first three demo textures
 NONE_SHARE = 0.2  # posts in the neutral register, whose relation is None
@@ -77,8 +78,16 @@ _TEMPLATES = {
 
 # MORE's titles name the head only; the tail is an object in the picture.
 _TITLE_TEMPLATES = {
-    "personal": ("{h} at home with the family", "{h} celebrates a birthday with loved ones", "A family day out for {h}"),
-    "professional": ("{h} at the shareholders meeting", "{h} signs the merger agreement", "{h} presents the quarterly results"),
+    "personal": (
+        "{h} at home with the family",
+        "{h} celebrates a birthday with loved ones",
+        "A family day out for {h}",
+    ),
+    "professional": (
+        "{h} at the shareholders meeting",
+        "{h} signs the merger agreement",
+        "{h} presents the quarterly results",
+    ),
     "neutral": ("Photos : {h}", "In pictures : {h}", "{h} , Tuesday"),
 }
 _OBJECT_CELL = IMAGE_SIZE // 3
@@ -99,7 +108,9 @@ class Dials:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if not 0 <= self.num_distractors <= 4:
-            raise ValueError(f"num_distractors must be 0 to 4 (the scene must cover most of the picture), got {self.num_distractors}")
+            raise ValueError(
+                f"num_distractors must be 0 to 4 (the scene must cover most of the picture), got {self.num_distractors}"
+            )
         if not 0 <= self.fine_grained_pairs <= len(SCENES):
             raise ValueError(f"fine_grained_pairs must be 0 to {len(SCENES)}, got {self.fine_grained_pairs}")
         if not 0 <= self.num_candidate_objects <= len(SCENES):
@@ -107,7 +118,9 @@ class Dials:
                 f"num_candidate_objects must be 0 to {len(SCENES)} (each object a different scene), got {self.num_candidate_objects}"
             )
         if self.num_candidate_objects and self.num_distractors:
-            raise ValueError("num_candidate_objects and num_distractors both paste objects on the picture: set one of them")
+            raise ValueError(
+                "num_candidate_objects and num_distractors both paste objects on the picture: set one of them"
+            )
 
 
 def scene_labels(fine_grained_pairs: int) -> list[str]:
@@ -133,7 +146,9 @@ def _picture(scene_label: str, dials: Dials, rng: np.random.Generator) -> Image.
         other = int(rng.choice([i for i in range(len(SCENES)) if SCENES[i] != scene]))
         top, left = (index // 3) * cell, (index % 3) * cell
         box_foreground, box_background = two_colours(rng)
-        pixels[top : top + cell, left : left + cell] = textured(other, box_foreground, box_background, rng, height=cell, width=cell)
+        pixels[top : top + cell, left : left + cell] = textured(
+            other, box_foreground, box_background, rng, height=cell, width=cell
+        )
     return with_noise(pixels, rng)
 
 
@@ -162,7 +177,9 @@ def _candidates_picture(
         foreground = np.array(OBJECT_COLOURS[colour], np.float32) + rng.uniform(-20, 20, size=3).astype(np.float32)
         background = rng.uniform(20, 50, size=3).astype(np.float32)
         periods = VARIANT_PERIODS.get(label_variant, (10.0, 24.0))
-        pixels[top : top + half, left : left + half] = textured(SCENES.index(name), foreground, background, rng, periods, half, half)
+        pixels[top : top + half, left : left + half] = textured(
+            SCENES.index(name), foreground, background, rng, periods, half, half
+        )
     return with_noise(pixels, rng), tuple(sorted(labels))
 
 
@@ -182,13 +199,21 @@ def _objects_picture(
         if number == 0 and unrelated:
             patch = np.asarray(_unrelated_picture(rng).resize((_OBJECT_CELL, _OBJECT_CELL)), dtype=np.float32)
         else:
-            label = SCENES.index(scene) if number == 0 else int(rng.choice([i for i in range(len(SCENES)) if SCENES[i] != scene]))
+            label = (
+                SCENES.index(scene)
+                if number == 0
+                else int(rng.choice([i for i in range(len(SCENES)) if SCENES[i] != scene]))
+            )
             periods = VARIANT_PERIODS.get(variant, (10.0, 24.0)) if number == 0 else (10.0, 24.0)
             foreground, background = two_colours(rng)
             patch = textured(label, foreground, background, rng, periods, _OBJECT_CELL, _OBJECT_CELL)
         pixels[top : top + _OBJECT_CELL, left : left + _OBJECT_CELL] = patch
-        boxes[f"object_{number}"] = [(left + _OBJECT_CELL / 2) / IMAGE_SIZE, (top + _OBJECT_CELL / 2) / IMAGE_SIZE,
-                                     _OBJECT_CELL / IMAGE_SIZE, _OBJECT_CELL / IMAGE_SIZE]
+        boxes[f"object_{number}"] = [
+            (left + _OBJECT_CELL / 2) / IMAGE_SIZE,
+            (top + _OBJECT_CELL / 2) / IMAGE_SIZE,
+            _OBJECT_CELL / IMAGE_SIZE,
+            _OBJECT_CELL / IMAGE_SIZE,
+        ]
     return with_noise(pixels, rng), boxes
 
 
@@ -232,7 +257,9 @@ def _write_split(
         register = "neutral" if label_rng.random() < NONE_SHARE else REGISTERS[int(label_rng.integers(len(REGISTERS)))]
         scene_draw = label_rng.random()  # one draw whatever the variants, so labels agree across dials
         scene = SCENES[int(scene_draw * len(SCENES))]
-        scene_label = scene if scene in scenes else f"{scene}-{'fine' if (scene_draw * len(SCENES)) % 1 < 0.5 else 'coarse'}"
+        scene_label = (
+            scene if scene in scenes else f"{scene}-{'fine' if (scene_draw * len(SCENES)) % 1 < 0.5 else 'coarse'}"
+        )
         relation = "None" if register == "neutral" else f"/{register}/{scene_label}"
         # Fixed uniforms per post: the same posts lose their picture, or get an unrelated one, as a dial grows.
         missing = presence_rng.random() < dials.missing_share
@@ -277,7 +304,9 @@ def _write_split(
         torch.save(objects, root / f"ent_{split}_dict.pth")
     ceilings = {}
     for reader, observations in seen.items():
-        metrics = compute_mre_metrics(np.array(_best_predictions(observations, references)), np.array(references), names)
+        metrics = compute_mre_metrics(
+            np.array(_best_predictions(observations, references)), np.array(references), names
+        )
         ceilings[reader] = {key: metrics[key] for key in ("micro_f1", "accuracy")}
     return ceilings, posts
 
@@ -309,7 +338,9 @@ def write_controlled_dataset(
         raise ValueError(f"layout must be 'mnre' or 'more', got {layout!r}")
     dials = Dials(noise_share, num_distractors, missing_share, fine_grained_pairs, num_candidate_objects)
     if layout == "more" and num_candidate_objects:
-        raise ValueError("num_candidate_objects: in MORE's layout the tail's box already says which object the relation is about")
+        raise ValueError(
+            "num_candidate_objects: in MORE's layout the tail's box already says which object the relation is about"
+        )
     validation = "val" if layout == "mnre" else "valid"
     sizes = {"train": num_train, validation: num_validation, "test": num_test}
     names = relation_names(fine_grained_pairs)
@@ -347,8 +378,13 @@ def format_ceilings(info: dict) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output_dir")
-    dials = (("noise_share", float), ("num_distractors", int), ("missing_share", float), ("fine_grained_pairs", int),
-             ("num_candidate_objects", int))
+    dials = (
+        ("noise_share", float),
+        ("num_distractors", int),
+        ("missing_share", float),
+        ("fine_grained_pairs", int),
+        ("num_candidate_objects", int),
+    )
     for dial, kind in dials:
         parser.add_argument(f"--{dial}", type=kind, default=getattr(Dials(), dial))
     for split, size in (("train", 800), ("validation", 200), ("test", 200)):

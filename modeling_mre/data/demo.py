@@ -47,7 +47,9 @@ def entity_name(rng: np.random.Generator) -> str:
     return f"{first} {rng.choice(_LAST_NAMES)}" if rng.random() < 0.5 else first
 
 
-def text_record(rng: np.random.Generator, templates: tuple[str, ...] = _TEMPLATES) -> tuple[list[str], dict, dict | None]:
+def text_record(
+    rng: np.random.Generator, templates: tuple[str, ...] = _TEMPLATES
+) -> tuple[list[str], dict, dict | None]:
     """Tokens of one of `templates` with invented names for `{h}` and `{t}`, and their spans (the tail's None without `{t}`)."""
     head = entity_name(rng)
     tail = entity_name(rng)
@@ -91,8 +93,13 @@ def texture_mask(label: int, rng: np.random.Generator, periods: tuple[float, flo
 
 
 def textured(
-    label: int, foreground: np.ndarray, background: np.ndarray, rng: np.random.Generator,
-    periods: tuple[float, float] = (10, 24), height: int = IMAGE_SIZE, width: int = IMAGE_SIZE,
+    label: int,
+    foreground: np.ndarray,
+    background: np.ndarray,
+    rng: np.random.Generator,
+    periods: tuple[float, float] = (10, 24),
+    height: int = IMAGE_SIZE,
+    width: int = IMAGE_SIZE,
 ) -> np.ndarray:
     """Float pixels `(height, width, 3)`: the texture `DEMO_TEXTURES[label]` (`texture_mask`) in `foreground` on `background`."""
     mask = texture_mask(label, rng, periods)[:height, :width, None]
@@ -167,7 +174,12 @@ def write_demo_dataset(
             _write_split(build_dir, split, split_index, size, seed)
         (build_dir / "ours_rel2id.json").write_text(json.dumps(DEMO_REL2ID), encoding="utf-8")
 
-    info = {"generator": "modeling_mre.data.demo.write_demo_dataset", "seed": seed, "sizes": sizes, "textures": _TEXTURES}
+    info = {
+        "generator": "modeling_mre.data.demo.write_demo_dataset",
+        "seed": seed,
+        "sizes": sizes,
+        "textures": _TEXTURES,
+    }
     return build_dataset_folder(output_dir, write, info)
 
 
@@ -193,9 +205,14 @@ def _objects_image(rng: np.random.Generator) -> tuple[Image.Image, dict[str, lis
         left = (index % _OBJECT_GRID) * cell + int(rng.integers(0, cell - width + 1))
         top = (index // _OBJECT_GRID) * cell + int(rng.integers(0, cell - height + 1))
         foreground, background = two_colours(rng)
-        pixels[top : top + height, left : left + width] = textured(label, foreground, background, rng, height=height, width=width)
+        pixels[top : top + height, left : left + width] = textured(
+            label, foreground, background, rng, height=height, width=width
+        )
         boxes[f"object_{number}"] = [
-            (left + width / 2) / IMAGE_SIZE, (top + height / 2) / IMAGE_SIZE, width / IMAGE_SIZE, height / IMAGE_SIZE
+            (left + width / 2) / IMAGE_SIZE,
+            (top + height / 2) / IMAGE_SIZE,
+            width / IMAGE_SIZE,
+            height / IMAGE_SIZE,
         ]
         labels.append(label)
     return with_noise(pixels, rng), boxes, labels
@@ -271,7 +288,12 @@ def write_more_demo_dataset(
         (build_dir / "rel2id.json").write_text(json.dumps(DEMO_REL2ID), encoding="utf-8")
         (build_dir / "caption_dict.json").write_text(json.dumps(captions), encoding="utf-8")
 
-    info = {"generator": "modeling_mre.data.demo.write_more_demo_dataset", "seed": seed, "sizes": sizes, "textures": _TEXTURES}
+    info = {
+        "generator": "modeling_mre.data.demo.write_more_demo_dataset",
+        "seed": seed,
+        "sizes": sizes,
+        "textures": _TEXTURES,
+    }
     return build_dataset_folder(output_dir, write, info)
 
 
@@ -340,7 +362,12 @@ def write_mner_demo_dataset(
             _write_mner_split(build_dir, split, split_index, size, seed)
 
     textures = dict(zip(DEMO_ENTITY_TYPES, DEMO_TEXTURES))
-    info = {"generator": "modeling_mre.data.demo.write_mner_demo_dataset", "seed": seed, "sizes": sizes, "textures": textures}
+    info = {
+        "generator": "modeling_mre.data.demo.write_mner_demo_dataset",
+        "seed": seed,
+        "sizes": sizes,
+        "textures": textures,
+    }
     return build_dataset_folder(output_dir, write, info)
 
 

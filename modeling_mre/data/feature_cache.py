@@ -117,7 +117,9 @@ class ImageFeatureCache:
         return key in self._index
 
     @classmethod
-    def for_model(cls, model, processor, dtype: torch.dtype = torch.float16, cache_dir: str | os.PathLike | None = None):
+    def for_model(
+        cls, model, processor, dtype: torch.dtype = torch.float16, cache_dir: str | os.PathLike | None = None
+    ):
         """
         The cache of `model`'s frozen vision encoder with `processor`'s picture preparation, stored in
         `dtype`: under `cache_dir` (default: the `datasets` cache, `HF_DATASETS_CACHE`), in a folder
@@ -126,12 +128,20 @@ class ImageFeatureCache:
         """
         if dtype not in (torch.float16, torch.float32):
             raise ValueError(f"image features are stored as torch.float16 or torch.float32, not {dtype}")
-        root = Path(cache_dir) if cache_dir is not None else Path(datasets.config.HF_DATASETS_CACHE) / "modeling_mre_image_features"
+        root = (
+            Path(cache_dir)
+            if cache_dir is not None
+            else Path(datasets.config.HF_DATASETS_CACHE) / "modeling_mre_image_features"
+        )
         path = root / _fingerprint(model, processor, dtype)
         if not (path / "cache.json").is_file():
             path.mkdir(parents=True, exist_ok=True)
-            meta = {"dtype": str(dtype).removeprefix("torch."), "feature_size": model.image_feature_size,
-                    "visual_features": model.visual_features, "model": type(model).__name__}
+            meta = {
+                "dtype": str(dtype).removeprefix("torch."),
+                "feature_size": model.image_feature_size,
+                "visual_features": model.visual_features,
+                "model": type(model).__name__,
+            }
             staged = path / f".cache.json.{uuid.uuid4().hex}"
             staged.write_text(json.dumps(meta, indent=2))
             os.replace(staged, path / "cache.json")  # processes creating it at once write the same
@@ -239,8 +249,12 @@ class ImageFeatureCache:
 def _fingerprint(model, processor, dtype: torch.dtype) -> str:
     """Changes whenever the vision weights, the features read, the picture preparation or the storage change."""
     what = (
-        model.visual_features, model.config.vision_feature_layers, model.config.vision_grid_size,
-        model.feature_shapes(), model.pool_feature_tokens.__qualname__, str(dtype),
+        model.visual_features,
+        model.config.vision_feature_layers,
+        model.config.vision_grid_size,
+        model.feature_shapes(),
+        model.pool_feature_tokens.__qualname__,
+        str(dtype),
     )
     digest = hashlib.sha256(repr(what).encode())
     digest.update(processor.image_processor.to_json_string().encode())
@@ -292,7 +306,10 @@ def add_image_features(
         )
     cache = ImageFeatureCache.for_model(model, processor, dtype, cache_dir)
     if isinstance(dataset, datasets.DatasetDict):
-        splits = {name: _add_keys(part, model, processor, cache, batch_size, encoding_batch_size) for name, part in dataset.items()}
+        splits = {
+            name: _add_keys(part, model, processor, cache, batch_size, encoding_batch_size)
+            for name, part in dataset.items()
+        }
         return datasets.DatasetDict(splits), cache
     return _add_keys(dataset, model, processor, cache, batch_size, encoding_batch_size), cache
 
@@ -311,10 +328,14 @@ def _add_keys(dataset, model, processor, cache: ImageFeatureCache, batch_size: i
         remove_columns=pictures.column_names,
         features=key_features,
         fn_kwargs={"max_object_crops": processor.max_object_crops, "object_tails": object_tails},
-        new_fingerprint=hashlib.sha256(f"{dataset._fingerprint} keys {processor.max_object_crops}".encode()).hexdigest()[:32],
+        new_fingerprint=hashlib.sha256(
+            f"{dataset._fingerprint} keys {processor.max_object_crops}".encode()
+        ).hexdigest()[:32],
         desc="Keying pictures",
     ).with_format(None)
-    chunk_size = encoding_batch_size or (GPU_ENCODING_BATCH_SIZE if model.device.type == "cuda" else CPU_ENCODING_BATCH_SIZE)
+    chunk_size = encoding_batch_size or (
+        GPU_ENCODING_BATCH_SIZE if model.device.type == "cuda" else CPU_ENCODING_BATCH_SIZE
+    )
     cache._write_shard(_encode_new_pictures(keys, pictures, model, processor, cache, batch_size, chunk_size))
     return datasets.concatenate_datasets([dataset.remove_columns(["image", "crops"]), keys], axis=1)
 
@@ -325,11 +346,15 @@ def _encode_new_pictures(keys, pictures, model, processor, cache, batch_size: in
     for start in range(0, len(keys), batch_size):
         rows = keys[start : start + batch_size]
         tail_keys = rows.get("tail_key", [None] * len(rows["image_key"]))
+
         def is_new(key):
             return key is not None and key not in cache and key not in queued
 
         needed = [
-            row for row, (image_key, crop_keys, tail_key) in enumerate(zip(rows["image_key"], rows["crop_keys"], tail_keys))
+            row
+            for row, (image_key, crop_keys, tail_key) in enumerate(
+                zip(rows["image_key"], rows["crop_keys"], tail_keys)
+            )
             if any(map(is_new, (image_key, *crop_keys, tail_key)))
         ]
         if not needed:

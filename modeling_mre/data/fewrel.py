@@ -43,7 +43,14 @@ def load_fewrel(
         if not isinstance(instances, list) or not instances:
             raise ValueError(f"{path}, relation {relation!r}: expected a non-empty list of instances")
         for index, instance in enumerate(instances):
-            rows.append(_row(instance, f"{path}, relation {relation!r}, instance {index}", f"{split}-{relation}-{index}", relation))
+            rows.append(
+                _row(
+                    instance,
+                    f"{path}, relation {relation!r}, instance {index}",
+                    f"{split}-{relation}-{index}",
+                    relation,
+                )
+            )
     return build_split(split, rows, record_features(list(data)), cache_dir)
 
 
@@ -53,7 +60,10 @@ def _row(instance: Any, where: str, row_id: str, relation: str) -> dict[str, Any
     tokens = instance.get("tokens")
     if not isinstance(tokens, list) or not tokens or not all(isinstance(token, str) for token in tokens):
         raise ValueError(f"{where}, field 'tokens': expected a non-empty list of strings")
-    spans = {role: _span(instance.get(key), len(tokens), f"{where}, field '{key}'") for role, key in (("head", "h"), ("tail", "t"))}
+    spans = {
+        role: _span(instance.get(key), len(tokens), f"{where}, field '{key}'")
+        for role, key in (("head", "h"), ("tail", "t"))
+    }
     problem = entity_pair_problem(spans["head"], spans["tail"])
     if problem is not None:
         raise ValueError(f"{where}, field 't': {problem}")
@@ -76,8 +86,12 @@ def _span(entity: Any, num_tokens: int, where: str) -> tuple[int, int]:
         raise ValueError(f"{where}: expected [name, id, [[token indices], ...]]")
     indices = entity[2][0]
     if not isinstance(indices, list) or not indices or not all(is_int(i) for i in indices):
-        raise ValueError(f"{where}: its first mention must be a non-empty list of token indices, got {indices!r}"[:300])
+        raise ValueError(
+            f"{where}: its first mention must be a non-empty list of token indices, got {indices!r}"[:300]
+        )
     start, end = indices[0], indices[-1] + 1
     if indices != list(range(start, end)) or not 0 <= start < end <= num_tokens:
-        raise ValueError(f"{where}: token indices {indices} are not consecutive indices of the {num_tokens} tokens"[:300])
+        raise ValueError(
+            f"{where}: token indices {indices} are not consecutive indices of the {num_tokens} tokens"[:300]
+        )
     return start, end

@@ -114,7 +114,7 @@ def read_text_lines(path: Path) -> Iterator[tuple[int, str, str]]:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise ValueError(f"{where}: byte {err.start} is not UTF-8 ({raw[err.start:err.start + 1]!r})") from None
+            raise ValueError(f"{where}: byte {err.start} is not UTF-8 ({raw[err.start : err.start + 1]!r})") from None
         if index == 0:
             line = line.removeprefix("\ufeff")
         yield index, line.removesuffix("\r"), where
@@ -151,7 +151,9 @@ def read_literal_lines(path: Path) -> Iterator[tuple[int, Any, str]]:
         count += 1
         yield index, encoded, where
     if replaced:
-        logger.warning(f"{path}: unpaired surrogate characters replaced by U+FFFD in {len(replaced)} lines (first: line {replaced[0]})")
+        logger.warning(
+            f"{path}: unpaired surrogate characters replaced by U+FFFD in {len(replaced)} lines (first: line {replaced[0]})"
+        )
     if not count:
         raise ValueError(f"{path} is empty: no record to read")
 

@@ -103,7 +103,9 @@ def load_twitter_mner(
     splits = {}
     for key, split_file in split_files.items():
         tweets = read_conll_tweets(split_file)
-        crop_dict_file = next((f for part in _CROP_PARTS[key] for f in sorted(data_dir.glob(f"*{part}_dict.pth"))), None)
+        crop_dict_file = next(
+            (f for part in _CROP_PARTS[key] for f in sorted(data_dir.glob(f"*{part}_dict.pth"))), None
+        )
         crop_names = _read_crop_dict(crop_dict_file) if crop_dict_file is not None else {}
         crop_split_dir = next(
             (crop_root / part / "crops" for part in _CROP_PARTS[key] if (crop_root / part / "crops").is_dir()),
@@ -153,7 +155,9 @@ def read_conll_tweets(path: Path) -> list[dict[str, Any]]:
     def flush():
         if tweet is not None:
             if not tweet["tokens"]:
-                raise ValueError(f"{path} line {tweet['line'] + 1}, field 'IMGID': tweet {tweet['image_id']!r} has no words")
+                raise ValueError(
+                    f"{path} line {tweet['line'] + 1}, field 'IMGID': tweet {tweet['image_id']!r} has no words"
+                )
             tweets.append(tweet)
 
     for index, line, where in read_text_lines(path):
@@ -171,13 +175,17 @@ def read_conll_tweets(path: Path) -> list[dict[str, Any]]:
                 raise ValueError(f"{where}, field 'IMGID': a word line before any 'IMGID:' line opens its tweet")
             fields = line.split("\t")
             if len(fields) != 2:
-                raise ValueError(f"{where}, field 'tag': expected 'token<TAB>tag', got {len(fields) - 1} tabs in {excerpt(line)}")
+                raise ValueError(
+                    f"{where}, field 'tag': expected 'token<TAB>tag', got {len(fields) - 1} tabs in {excerpt(line)}"
+                )
             token, written_tag = fields
             if not token:
                 raise ValueError(f"{where}, field 'token': empty")
             tag = normalise_tag(written_tag.strip())
             if tag is None:
-                raise ValueError(f"{where}, field 'tag': unknown tag {excerpt(written_tag)}; known: O, B-/I- of PER, LOC, ORG, MISC (or OTHER)")
+                raise ValueError(
+                    f"{where}, field 'tag': unknown tag {excerpt(written_tag)}; known: O, B-/I- of PER, LOC, ORG, MISC (or OTHER)"
+                )
             tweet["tokens"].append(token)
             tweet["ner_tags"].append(tag)
     flush()  # a file may end right after its last word (Twitter-2015's do)
@@ -189,8 +197,14 @@ def read_conll_tweets(path: Path) -> list[dict[str, Any]]:
 def _read_crop_dict(path: Path) -> dict[str, list[str]]:
     crop_names = torch.load(path, weights_only=True)
     if not isinstance(crop_names, dict):
-        raise ValueError(f"{path}: expected a dict from image file names to crop file names, got {type(crop_names).__name__}")
+        raise ValueError(
+            f"{path}: expected a dict from image file names to crop file names, got {type(crop_names).__name__}"
+        )
     for image, names in crop_names.items():
-        if not isinstance(image, str) or not isinstance(names, (list, tuple)) or not all(map(is_plain_file_name, names)):
+        if (
+            not isinstance(image, str)
+            or not isinstance(names, (list, tuple))
+            or not all(map(is_plain_file_name, names))
+        ):
             raise ValueError(f"{path}, key {image!r}: expected an image file name mapping to a list of file names")
     return crop_names

@@ -11,6 +11,7 @@ from .dataset_card import dataset_card
 from .folders import save_hub_folder
 from .pushes import model_repo_files, push_dataset, push_model_folder
 
+
 __all__ = [
     "dataset_card",
     "model_repo_files",

@@ -45,7 +45,13 @@ _TAGS = ("multimodal-relation-extraction", "relation-extraction", "multimodal", 
 NER_TASK_TYPE = "token-classification"
 NER_TASK_NAME = "Multimodal named entity recognition"
 _NER_METRIC_CONFIG = "seqeval, default mode: entity-level micro over exact span and type"
-_NER_TAGS = ("multimodal-named-entity-recognition", "named-entity-recognition", "multimodal", "modeling_mre", "custom_code")
+_NER_TAGS = (
+    "multimodal-named-entity-recognition",
+    "named-entity-recognition",
+    "multimodal",
+    "modeling_mre",
+    "custom_code",
+)
 _TWITTER_TERMS = (
     "tweets with their images, used under Twitter's terms and the dataset providers': research only. "
     "Other genres, languages and image sources were never seen in training."
@@ -282,7 +288,7 @@ def _limitations(results, config, dataset, model_class, training_args) -> list[s
         )
     if model_class.visual_features is not None:
         limitations.append(
-            "A post without a picture is given as `image=None`, an explicit \"no image\" input; a placeholder "
+            'A post without a picture is given as `image=None`, an explicit "no image" input; a placeholder '
             "picture would be read as evidence."
         )
     vision_terms = ""
@@ -315,7 +321,10 @@ def _relation_card_fields(folder, results, label_names, evaluated, paper, datase
             + f"{len(label_names)} (`None` included).{text_only}"
         ),
         per_relation=[
-            {"split": split, "rows": [{"relation": name, **row} for name, row in results[split]["per_relation"].items()]}
+            {
+                "split": split,
+                "rows": [{"relation": name, **row} for name, row in results[split]["per_relation"].items()],
+            }
             for split in evaluated
         ],
         confusion_matrix_figure=CONFUSION_MATRIX_FIGURE if confusion is not None else None,
@@ -349,12 +358,19 @@ def _entity_card_fields(folder, results, label_names, evaluated, paper, dataset_
 # draws the figures only that task shows.
 _CARD_TASKS = {
     "relation-extraction": {
-        "template": "model_card.md", "task_type": TASK_TYPE, "task_name": TASK_NAME,
-        "metric_config": _METRIC_CONFIG, "tags": _TAGS, "fields": _relation_card_fields,
+        "template": "model_card.md",
+        "task_type": TASK_TYPE,
+        "task_name": TASK_NAME,
+        "metric_config": _METRIC_CONFIG,
+        "tags": _TAGS,
+        "fields": _relation_card_fields,
     },
     "token-classification": {
-        "template": "entity_card.md", "task_type": NER_TASK_TYPE,
-        "task_name": NER_TASK_NAME, "metric_config": _NER_METRIC_CONFIG, "tags": _NER_TAGS,
+        "template": "entity_card.md",
+        "task_type": NER_TASK_TYPE,
+        "task_name": NER_TASK_NAME,
+        "metric_config": _NER_METRIC_CONFIG,
+        "tags": _NER_TAGS,
         "fields": _entity_card_fields,
     },
 }
@@ -457,7 +473,8 @@ def write_model_card(
         training_curve_figure=TRAINING_CURVE_FIGURE,
         hyperparameters=_hyperparameters(training_args, results),
         limitations=_limitations(results, config, dataset, model_class, training_args),
-        citation="\n\n".join(f"```bibtex\n{c}\n```" for c in citations) or "No paper to cite for this method and data.",
+        citation="\n\n".join(f"```bibtex\n{c}\n```" for c in citations)
+        or "No paper to cite for this method and data.",
         **specific,
     )
     card.save(folder / "README.md")

@@ -18,17 +18,30 @@ def plot_training_curve(log_history: list[dict[str, Any]], best_epoch: int | Non
     figure = Figure(figsize=(9, 3.5), layout="constrained")
     FigureCanvasAgg(figure)
     loss_axes, metric_axes = figure.subplots(1, 2)
-    loss_axes.plot(epochs, [record["train_loss"] for record in log_history], marker="o", color="tab:red", label="total")
+    loss_axes.plot(
+        epochs, [record["train_loss"] for record in log_history], marker="o", color="tab:red", label="total"
+    )
     # Each term as the model returns it (unweighted): the classification loss and every auxiliary loss.
-    terms = [key for key in log_history[0] if key.startswith("train_") and key.endswith("_loss") and key != "train_loss"]
+    terms = [
+        key for key in log_history[0] if key.startswith("train_") and key.endswith("_loss") and key != "train_loss"
+    ]
     for key in terms:
-        loss_axes.plot(epochs, [record.get(key) for record in log_history], marker=".", linestyle="--",
-                       label=key.removeprefix("train_"))
+        loss_axes.plot(
+            epochs,
+            [record.get(key) for record in log_history],
+            marker=".",
+            linestyle="--",
+            label=key.removeprefix("train_"),
+        )
     loss_axes.set(title="Training losses (mean per batch)", xlabel="epoch", ylabel="loss")
     if terms:
         loss_axes.legend(loc="upper right", fontsize="small")
-    for key, label in (("micro_f1", "micro-F1"), ("micro_precision", "micro-P"), ("micro_recall", "micro-R"),
-                       ("accuracy", "accuracy")):
+    for key, label in (
+        ("micro_f1", "micro-F1"),
+        ("micro_precision", "micro-P"),
+        ("micro_recall", "micro-R"),
+        ("accuracy", "accuracy"),
+    ):
         values = [100 * record[f"validation_{key}"] for record in log_history]
         metric_axes.plot(epochs, values, marker="o", label=label, linestyle="-" if key == "micro_f1" else "--")
     if best_epoch is not None:

@@ -83,7 +83,9 @@ def push_model_folder(
         commit_message = f"Upload {results['method']} trained on {results['dataset']} with modeling_mre"
     # One commit, not `upload_folder`'s: with hf_xet it may commit a folder in several parts, and a
     # repository whose weights and config come from two runs must never be seen.
-    operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=folder / path) for path in model_repo_files(folder)]
+    operations = [
+        CommitOperationAdd(path_in_repo=path, path_or_fileobj=folder / path) for path in model_repo_files(folder)
+    ]
     return api.create_commit(repo_id, operations, commit_message=commit_message, repo_type="model")
 
 
@@ -130,11 +132,15 @@ def push_dataset(
         repo_id = data_commit.repo_url.repo_id
         card = dataset_card(dataset, name=name, repo_id=repo_id)
     api = HfApi(token=token, library_name="modeling_mre")
-    pushed = DatasetCard.load(api.hf_hub_download(
-        repo_id, datasets.config.REPOCARD_FILENAME, repo_type="dataset", revision=data_commit.oid
-    ))
+    pushed = DatasetCard.load(
+        api.hf_hub_download(repo_id, datasets.config.REPOCARD_FILENAME, repo_type="dataset", revision=data_commit.oid)
+    )
     card.data = DatasetCardData(**{**pushed.data.to_dict(), **card.data.to_dict()})
     return api.upload_file(
-        path_or_fileobj=str(card).encode(), path_in_repo=datasets.config.REPOCARD_FILENAME, repo_id=repo_id,
-        repo_type="dataset", commit_message="Dataset card from modeling_mre", parent_commit=data_commit.oid,
+        path_or_fileobj=str(card).encode(),
+        path_in_repo=datasets.config.REPOCARD_FILENAME,
+        repo_id=repo_id,
+        repo_type="dataset",
+        commit_message="Dataset card from modeling_mre",
+        parent_commit=data_commit.oid,
     )

@@ -33,7 +33,6 @@ from .processing_mre import MREProcessor
 from .visual_mre import MREVisualModel, VisualSlots
 
 
-
 # method name (`train_accelerate.py --method`) -> model class, filled by `register_method`: relation
 # extractors in METHODS, entity recognizers (MNER) in NER_METHODS.
 METHODS: dict[str, type[MREPreTrainedModel]] = {}
@@ -83,13 +82,19 @@ def register_method(model_class: type[MREPreTrainedModel]) -> type[MREPreTrained
     config_fields = set(config_class.__dataclass_fields__)
     unknown = {loss: field for loss, field in model_class.auxiliary_losses.items() if field not in config_fields}
     if unknown:
-        raise ValueError(f"{model_class.__name__}: auxiliary loss weights {unknown} are not fields of {config_class.__name__}")
+        raise ValueError(
+            f"{model_class.__name__}: auxiliary loss weights {unknown} are not fields of {config_class.__name__}"
+        )
     fields = config_class.__dataclass_fields__
     switches = {
-        part: field for part, field in model_class.ablations.items() if field not in fields or fields[field].default is not True
+        part: field
+        for part, field in model_class.ablations.items()
+        if field not in fields or fields[field].default is not True
     }
     if switches:
-        raise ValueError(f"{model_class.__name__}: ablation switches {switches} must be boolean config fields defaulting to True")
+        raise ValueError(
+            f"{model_class.__name__}: ablation switches {switches} must be boolean config fields defaulting to True"
+        )
     AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
     AutoModel.register(config_class, model_class, exist_ok=True)
     if task_auto_class is not AutoModel:
@@ -100,7 +105,10 @@ def register_method(model_class: type[MREPreTrainedModel]) -> type[MREPreTrained
 
 
 _register_task(
-    "relation-extraction", METHODS, AutoModel, TaskClasses(MREProcessor, MultimodalRelationExtractionPipeline, PIPELINE_TASK)
+    "relation-extraction",
+    METHODS,
+    AutoModel,
+    TaskClasses(MREProcessor, MultimodalRelationExtractionPipeline, PIPELINE_TASK),
 )
 _register_task(
     "token-classification",

@@ -56,7 +56,9 @@ def compute_ner_metrics(predictions: Sequence[Sequence[str]], references: Sequen
     correct_tokens = num_tokens = 0
     for sentence, (predicted_tags, gold_tags) in enumerate(zip(predictions, references)):
         if len(predicted_tags) != len(gold_tags):
-            raise ValueError(f"sentence {sentence}: {len(predicted_tags)} predicted tags for {len(gold_tags)} gold tags")
+            raise ValueError(
+                f"sentence {sentence}: {len(predicted_tags)} predicted tags for {len(gold_tags)} gold tags"
+            )
         predicted.update((sentence, *entity) for entity in bio_entities(predicted_tags))
         gold.update((sentence, *entity) for entity in bio_entities(gold_tags))
         correct_tokens += sum(p == g for p, g in zip(predicted_tags, gold_tags))

@@ -16,6 +16,7 @@ from PIL import ExifTags, Image, ImageOps
 from transformers.image_transforms import to_pil_image
 from transformers.image_utils import load_image as transformers_load_image
 
+
 # Larger images are first reduced to this size on their long side (JPEG draft decoding, then a
 # thumbnail): every vision processor shrinks them to a few hundred pixels anyway, and a 50-megapixel
 # photo would otherwise cost seconds and hundreds of MB before that.
@@ -58,7 +59,11 @@ def bounded_aspect(image: Image.Image) -> Image.Image:
     width, height = image.size
     if max(width, height) <= MAX_ASPECT_RATIO * min(width, height):
         return image
-    size = (width, math.ceil(width / MAX_ASPECT_RATIO)) if width > height else (math.ceil(height / MAX_ASPECT_RATIO), height)
+    size = (
+        (width, math.ceil(width / MAX_ASPECT_RATIO))
+        if width > height
+        else (math.ceil(height / MAX_ASPECT_RATIO), height)
+    )
     canvas = Image.new("RGB", size, (255, 255, 255))
     canvas.paste(image, ((size[0] - width) // 2, (size[1] - height) // 2))
     return canvas
@@ -218,7 +223,9 @@ def load_image(image) -> Image.Image | None:
         image = image.detach().float().cpu().numpy()
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or 3 not in (image.shape[0], image.shape[-1]):
-            raise ValueError(f"an image array must be (height, width, 3) or (3, height, width), got shape {image.shape}")
+            raise ValueError(
+                f"an image array must be (height, width, 3) or (3, height, width), got shape {image.shape}"
+            )
         return to_rgb(to_pil_image(image))
     raise TypeError(f"an image must be {IMAGE_TYPES_TEXT}, got {type(image).__name__}")
 

@@ -57,9 +57,7 @@ def masked_mean(states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
     return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
-def pool_entity_pair(
-    hidden_states: torch.Tensor, input_ids: torch.LongTensor, config: MREConfig
-) -> torch.Tensor:
+def pool_entity_pair(hidden_states: torch.Tensor, input_ids: torch.LongTensor, config: MREConfig) -> torch.Tensor:
     """[h(<s>); h(<o>)]: (batch_size, seq_len, hidden) -> (batch_size, 2 * hidden)."""
     batch_index = torch.arange(hidden_states.shape[0], device=hidden_states.device)
     head_index = marker_positions(input_ids, config.head_start_token_id, "<s>")
@@ -69,9 +67,7 @@ def pool_entity_pair(
     return torch.cat([head_states, tail_states], dim=-1)
 
 
-def entity_span_mask(
-    input_ids: torch.LongTensor, open_id: int, close_id: int, marker_name: str
-) -> torch.BoolTensor:
+def entity_span_mask(input_ids: torch.LongTensor, open_id: int, close_id: int, marker_name: str) -> torch.BoolTensor:
     """
     The tokens of an entity, strictly between its opening marker and the first closing one after
     it, (batch_size, seq_len); other markers (of a nested or overlapping entity) excluded.
@@ -131,8 +127,12 @@ class CrossAttention(nn.MultiheadAttention):
             F.linear(states, weight, bias).unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
             for states, weight, bias in projections
         )  # (batch, heads, length, head_dim) each
-        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_cross_attention)
-        read, _ = attention_interface(self, query, key, value, context_mask[:, None, None, :], scaling=self.head_dim**-0.5)
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_cross_attention
+        )
+        read, _ = attention_interface(
+            self, query, key, value, context_mask[:, None, None, :], scaling=self.head_dim**-0.5
+        )
         return self.out_proj(read.flatten(2))  # (batch, q_len, hidden)
 
 

@@ -53,4 +53,3 @@ class BaselineForRelationExtraction(MREPreTrainedModel):
         return RelationExtractionOutput(
             loss=loss, classification_loss=classification_loss, logits=logits, pair_representation=pair_representation
         )
-

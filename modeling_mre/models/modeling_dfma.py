@@ -51,10 +51,14 @@ class VisualPrefix:
 
     keys: torch.Tensor  # (layers, batch, heads, prefix_len, head_dim)
     values: torch.Tensor
-    bias: torch.Tensor  # (batch, prefix_len): log of the image gate on real prompts, the dtype's minimum on absent ones
+    bias: (
+        torch.Tensor
+    )  # (batch, prefix_len): log of the image gate on real prompts, the dtype's minimum on absent ones
 
 
-def visual_prefix_attention(module, query, key, value, attention_mask, visual_prefix: VisualPrefix | None = None, **kwargs):
+def visual_prefix_attention(
+    module, query, key, value, attention_mask, visual_prefix: VisualPrefix | None = None, **kwargs
+):
     """SDPA attention whose keys and values start with the layer's visual prompts (when given)."""
     if visual_prefix is not None:
         layer = module.layer_idx
@@ -66,7 +70,9 @@ def visual_prefix_attention(module, query, key, value, attention_mask, visual_pr
         if attention_mask is None:  # no padding: every text key is real
             text_bias = query.new_zeros(batch_size, 1, query_length, text_length)
         elif attention_mask.dtype == torch.bool:
-            text_bias = torch.zeros_like(attention_mask, dtype=query.dtype).masked_fill(~attention_mask, torch.finfo(query.dtype).min)
+            text_bias = torch.zeros_like(attention_mask, dtype=query.dtype).masked_fill(
+                ~attention_mask, torch.finfo(query.dtype).min
+            )
         else:
             text_bias = attention_mask.to(query.dtype)
         prefix_bias = visual_prefix.bias.to(query.dtype)[:, None, None, :].expand(-1, 1, query_length, -1)
@@ -192,8 +198,12 @@ class DFMAForRelationExtraction(MREVisualModel):
         self.text_encoder = build_text_encoder(config.text_config)
         if config.use_pyramid_prompts:
             # Each self-attention must know its layer, to read that layer's prompts.
-            layer_indices = {m.layer_idx for m in self.text_encoder.modules() if isinstance(getattr(m, "layer_idx", None), int)}
-            if not type(self.text_encoder)._supports_attention_backend or layer_indices != set(range(config.text_config.num_hidden_layers)):
+            layer_indices = {
+                m.layer_idx for m in self.text_encoder.modules() if isinstance(getattr(m, "layer_idx", None), int)
+            }
+            if not type(self.text_encoder)._supports_attention_backend or layer_indices != set(
+                range(config.text_config.num_hidden_layers)
+            ):
                 raise ValueError(
                     f"DFMA prefixes visual prompts to every layer of the text encoder through transformers' attention "
                     f"interface, which {type(self.text_encoder).__name__} ({config.text_config.model_type}) does not use: "
@@ -247,10 +257,13 @@ class DFMAForRelationExtraction(MREVisualModel):
         the prompt MLP's hidden layer by its own layers: per level `(batch, slots, prompt_len,
         channels_l)` in, `(batch, slots, levels * prompt_len, bottleneck)` out, level after level.
         """
-        return torch.cat([
-            down(norm(level.to(norm.weight.dtype)))  # (batch, slots, prompt_len, bottleneck)
-            for norm, down, level in zip(self.level_norms, self.level_down, levels)
-        ], dim=2)
+        return torch.cat(
+            [
+                down(norm(level.to(norm.weight.dtype)))  # (batch, slots, prompt_len, bottleneck)
+                for norm, down, level in zip(self.level_norms, self.level_down, levels)
+            ],
+            dim=2,
+        )
 
     def pyramid_states(self, batch_size: int, **visual_inputs) -> tuple[torch.Tensor, torch.BoolTensor]:
         """
@@ -258,7 +271,9 @@ class DFMAForRelationExtraction(MREVisualModel):
         bottleneck)` (an object tail's with its box), and which pictures exist (an object tail always).
         """
         visual = self.encode_images(batch_size, self.config.num_object_crops, **visual_inputs)
-        states = visual.states.unflatten(1, (visual.slot_mask.shape[1], len(self.level_norms), self.config.prompt_length))
+        states = visual.states.unflatten(
+            1, (visual.slot_mask.shape[1], len(self.level_norms), self.config.prompt_length)
+        )
         return torch.tanh(states), visual.slot_mask
 
     def pair_embedding(self, input_ids: torch.LongTensor) -> torch.Tensor:
@@ -298,10 +313,14 @@ class DFMAForRelationExtraction(MREVisualModel):
         # The image gate, from the pair and its pictures: 0 (exactly, without pictures) leaves the text alone.
         visual_prefix = level_weights = image_weight = None
         if config.use_pyramid_prompts or config.use_mutual_fusion:
-            level_states, picture_mask = self.pyramid_states(batch_size, **visual_inputs)  # (batch, pictures, levels, P, bottleneck)
+            level_states, picture_mask = self.pyramid_states(
+                batch_size, **visual_inputs
+            )  # (batch, pictures, levels, P, bottleneck)
             pair = self.pair_embedding(input_ids)  # (batch, pair_width)
             picture_summary = masked_mean(level_states.mean((2, 3)), picture_mask)  # (batch, bottleneck)
-            gate_logit = self.image_gate(torch.cat([pair, picture_summary.to(pair.dtype)], dim=-1)).squeeze(-1)  # (batch,)
+            gate_logit = self.image_gate(torch.cat([pair, picture_summary.to(pair.dtype)], dim=-1)).squeeze(
+                -1
+            )  # (batch,)
             image_weight = torch.sigmoid(gate_logit) * picture_mask.any(1)
             # log(gate) added to the prompts' logits multiplies their attention weights by the gate.
             no_prompt = torch.finfo(gate_logit.dtype).min
@@ -311,7 +330,10 @@ class DFMAForRelationExtraction(MREVisualModel):
         if config.use_pyramid_prompts:
             visual_prefix, level_weights = self.pyramid_prompts(level_states, prompt_bias, pair)
         text = self.text_encoder(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, visual_prefix=visual_prefix
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            visual_prefix=visual_prefix,
         ).last_hidden_state  # (batch, seq_len, text_hidden)
 
         # MMF: text and image read each other; the gate sets how much of the image-informed text is kept.

@@ -77,7 +77,9 @@ class MMIBAttentionBlock(nn.Module):
         # The released code builds its mask as (batch, 1, len, 1), which blanks padded *query* rows
         # and lets every query attend to padding; masking padded keys makes the output independent
         # of how much a batch is padded.
-        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_cross_attention)
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_cross_attention
+        )
         attention, _ = attention_interface(
             self,
             self._split_heads(self.query(query)),
@@ -243,4 +245,3 @@ class MMIBForRelationExtraction(MMIBPreTrainedModel):
             pair_representation=pair_representation,
             **regularisers,
         )
-

@@ -30,7 +30,6 @@ class MMIBTokenClassificationOutput(EntityRecognitionOutput):
     image_kl_loss: torch.FloatTensor | None = None
 
 
-
 class MMIBForTokenClassification(EntityRecognitionMixin, MMIBPreTrainedModel):
     """
     MMIB for multimodal NER (the paper's Twitter-2015/2017 task): each word's fused state at its first

@@ -143,7 +143,11 @@ class MREPreTrainedModel(PreTrainedModel):
             self.config.auto_map = {**auto_map, "AutoProcessor": class_reference(classes.processor_class)}
             # One task only: with several, `pipeline(folder)` cannot infer which to run.
             self.config.custom_pipelines = {
-                classes.pipeline_task: {"impl": class_reference(classes.pipeline_class), "pt": [self._auto_class], "type": "multimodal"}
+                classes.pipeline_task: {
+                    "impl": class_reference(classes.pipeline_class),
+                    "pt": [self._auto_class],
+                    "type": "multimodal",
+                }
             }
             pipeline_classes = [classes.pipeline_class]
         else:
@@ -225,7 +229,9 @@ class MREPreTrainedModel(PreTrainedModel):
         # Pretrained weights replace the random ones; the dropped pooler is the only key left out.
         missing, unexpected = model.text_encoder.load_state_dict(text_encoder.state_dict(), strict=False)
         if missing or any(not key.startswith("pooler.") for key in unexpected):
-            raise ValueError(f"{text_backbone}: weights do not fit the text encoder (missing {missing}, unexpected {unexpected})")
+            raise ValueError(
+                f"{text_backbone}: weights do not fit the text encoder (missing {missing}, unexpected {unexpected})"
+            )
         if vision_encoder is not None:
             model.vision_encoder.load_state_dict(vision_encoder.state_dict())
         if processor is not None:
@@ -273,7 +279,9 @@ def returns_text_encoder_states(forward):
     @functools.wraps(forward)
     def wrapper(self, input_ids, *args, output_hidden_states=None, output_attentions=None, **kwargs):
         wanted = {
-            "output_hidden_states": self.config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+            "output_hidden_states": self.config.output_hidden_states
+            if output_hidden_states is None
+            else output_hidden_states,
             "output_attentions": self.config.output_attentions if output_attentions is None else output_attentions,
         }
         if not any(wanted.values()):
@@ -295,7 +303,9 @@ def returns_text_encoder_states(forward):
             for name, value in previous.items():
                 setattr(encoder_config, name, value)
         if not recorded:
-            raise RuntimeError(f"{type(self).__name__}'s forward never ran its text encoder on input_ids (keyword input_ids=)")
+            raise RuntimeError(
+                f"{type(self).__name__}'s forward never ran its text encoder on input_ids (keyword input_ids=)"
+            )
         # Item assignment, so that the tuple of `return_dict=False` holds them too.
         if wanted["output_hidden_states"]:
             output["hidden_states"] = recorded[0].hidden_states

@@ -166,11 +166,15 @@ class EntityRecognitionMixin:
             negative_log_likelihood = -self.crf.log_likelihood(word_logits.float(), word_labels, word_mask)
             loss = negative_log_likelihood.sum() if reduction == "sum" else negative_log_likelihood.mean()
         else:
-            losses = F.cross_entropy(word_logits.float().transpose(1, 2), word_labels.masked_fill(~word_mask, -100), reduction="none")
+            losses = F.cross_entropy(
+                word_logits.float().transpose(1, 2), word_labels.masked_fill(~word_mask, -100), reduction="none"
+            )
             loss = losses.sum() if reduction == "sum" else (losses.sum(1) / word_mask.sum(1).clamp(min=1)).mean()
         return logits, loss
 
-    def decode(self, logits: torch.Tensor, first_subword_mask: torch.BoolTensor) -> tuple[list[list[int]], list[list[float]]]:
+    def decode(
+        self, logits: torch.Tensor, first_subword_mask: torch.BoolTensor
+    ) -> tuple[list[list[int]], list[list[float]]]:
         """
         Each sentence's word tags (the CRF's most likely sequence, or each word's best tag without it)
         and each word's probability of its tag (the CRF's marginal, or the softmax).
@@ -182,7 +186,5 @@ class EntityRecognitionMixin:
         else:
             probabilities = word_logits.softmax(-1)
             paths = [row[:length] for row, length in zip(probabilities.argmax(-1).tolist(), word_mask.sum(1).tolist())]
-        scores = [
-            [float(probabilities[row, i, tag]) for i, tag in enumerate(path)] for row, path in enumerate(paths)
-        ]
+        scores = [[float(probabilities[row, i, tag]) for i, tag in enumerate(path)] for row, path in enumerate(paths)]
         return paths, scores

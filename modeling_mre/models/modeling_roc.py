@@ -132,7 +132,9 @@ class ROCForRelationExtraction(MREVisualModel):
         if not config.share_relation_encoder:
             self.relation_encoder = build_text_encoder(config.text_config)
         self.build_visual_path(hidden_size)
-        self.text_reads_image = CrossAttentionLayer(config, hidden_size, config.text_config.num_attention_heads, config.fusion_dropout)
+        self.text_reads_image = CrossAttentionLayer(
+            config, hidden_size, config.text_config.num_attention_heads, config.fusion_dropout
+        )
         if config.entity_types:
             self.type_head = nn.Linear(hidden_size, len(config.entity_types))
             self.type_embeddings = nn.Linear(len(config.entity_types), hidden_size, bias=False)
@@ -214,7 +216,9 @@ class ROCForRelationExtraction(MREVisualModel):
                 )
             try:
                 # The folder's tokenizer is a plain one: its remote code is never needed (nor asked for).
-                self.description_tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, **hub_arguments)
+                self.description_tokenizer = AutoTokenizer.from_pretrained(
+                    source, trust_remote_code=False, **hub_arguments
+                )
             except (OSError, ValueError) as error:
                 raise ValueError(
                     f"ROC tokenizes its saved relation descriptions and found no tokenizer in {source}: "
@@ -232,9 +236,13 @@ class ROCForRelationExtraction(MREVisualModel):
         names = [self.config.id2label[i] for i in range(self.config.num_labels)]
         missing = [name for name in names if name not in self.config.relation_descriptions]
         if missing:
-            raise ValueError(f"relations {missing} have no description in config.relation_descriptions: use model.set_relations")
+            raise ValueError(
+                f"relations {missing} have no description in config.relation_descriptions: use model.set_relations"
+            )
         descriptions = [self.config.relation_descriptions[name] for name in names]
-        descriptions = [[paraphrases] if isinstance(paraphrases, str) else list(paraphrases) for paraphrases in descriptions]
+        descriptions = [
+            [paraphrases] if isinstance(paraphrases, str) else list(paraphrases) for paraphrases in descriptions
+        ]
         texts = [text for paraphrases in descriptions for text in paraphrases]
         if names_the_pair(texts):
             raise ValueError(
@@ -243,14 +251,18 @@ class ROCForRelationExtraction(MREVisualModel):
             )
         picks = [int(torch.randint(len(paraphrases), ())) for paraphrases in descriptions] if self.training else None
         if self.training and any(weight.requires_grad for weight in self._relation_path()):
-            encoded = self._tokenizer()([paraphrases[pick] for paraphrases, pick in zip(descriptions, picks)], **DESCRIPTION_TOKENS)
+            encoded = self._tokenizer()(
+                [paraphrases[pick] for paraphrases, pick in zip(descriptions, picks)], **DESCRIPTION_TOKENS
+            )
             return self._encode_descriptions(encoded["input_ids"], encoded["attention_mask"])
         # Keyed by the descriptions themselves: editing config.relation_descriptions or id2label embeds them again.
         key = ("saved", self._relation_weights(), tuple(map(tuple, descriptions)))
         if key not in self._relation_cache:
             encoded = self._tokenizer()(texts, **DESCRIPTION_TOKENS)
             embeddings = self._encode_descriptions(encoded["input_ids"], encoded["attention_mask"])
-            owners = torch.tensor([i for i, paraphrases in enumerate(descriptions) for _ in paraphrases], device=embeddings.device)
+            owners = torch.tensor(
+                [i for i, paraphrases in enumerate(descriptions) for _ in paraphrases], device=embeddings.device
+            )
             self._remember(key, (embeddings, mean_directions(embeddings, owners, len(descriptions))))
         embeddings, relations = self._relation_cache[key]
         if self.training:  # the relation path is frozen: each relation's drawn paraphrase, as computed once
@@ -259,7 +271,11 @@ class ROCForRelationExtraction(MREVisualModel):
         return relations
 
     def embed_given_relations(
-        self, relation_input_ids: torch.LongTensor, relation_attention_mask: torch.LongTensor, relation_index: torch.LongTensor, num_relations: int
+        self,
+        relation_input_ids: torch.LongTensor,
+        relation_attention_mask: torch.LongTensor,
+        relation_index: torch.LongTensor,
+        num_relations: int,
     ) -> torch.Tensor:
         """
         The normalised embedding of each relation the processor encoded for this call: (paraphrases, len)
@@ -271,11 +287,17 @@ class ROCForRelationExtraction(MREVisualModel):
         frozen = not any(weight.requires_grad for weight in self._relation_path()) or not torch.is_grad_enabled()
         key = None
         if len(shape) == 1 and frozen:
-            content = (relation_input_ids.cpu().numpy().tobytes(), relation_index.cpu().numpy().tobytes(), tuple(relation_input_ids.shape))
+            content = (
+                relation_input_ids.cpu().numpy().tobytes(),
+                relation_index.cpu().numpy().tobytes(),
+                tuple(relation_input_ids.shape),
+            )
             key = ("given", self._relation_weights(), content)
             if key in self._relation_cache:
                 return self._relation_cache[key]
-        embeddings = self._encode_descriptions(relation_input_ids.flatten(0, -2), relation_attention_mask.flatten(0, -2))
+        embeddings = self._encode_descriptions(
+            relation_input_ids.flatten(0, -2), relation_attention_mask.flatten(0, -2)
+        )
         relations = mean_directions(embeddings.view(*shape, -1), relation_index.to(embeddings.device), num_relations)
         if key is not None:
             self._remember(key, relations)
@@ -292,7 +314,9 @@ class ROCForRelationExtraction(MREVisualModel):
         """The normalised embedding of each tokenized description, `(num_descriptions, embedding_size)`."""
         device = self.pair_projection.weight.device
         attention_mask = attention_mask.to(device)
-        states = self.description_encoder(input_ids=input_ids.to(device), attention_mask=attention_mask).last_hidden_state
+        states = self.description_encoder(
+            input_ids=input_ids.to(device), attention_mask=attention_mask
+        ).last_hidden_state
         pooled = masked_mean(states, attention_mask)  # (descriptions, hidden)
         return F.normalize(self.relation_projection(pooled), dim=-1)
 
@@ -316,7 +340,10 @@ class ROCForRelationExtraction(MREVisualModel):
     # --- the pair --------------------------------------------------------------------------------
 
     def sentence_embedding(
-        self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor | None, token_type_ids: torch.LongTensor | None
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.LongTensor | None,
+        token_type_ids: torch.LongTensor | None,
     ) -> torch.Tensor:
         """
         The text as the description encoder reads a description, (batch, hidden): mean-pooled, with the
@@ -324,7 +351,9 @@ class ROCForRelationExtraction(MREVisualModel):
         """
         keep = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
         keep = keep & ~entity_markers(input_ids, self.config)
-        states = self.description_encoder(input_ids=input_ids, attention_mask=keep.long(), token_type_ids=token_type_ids).last_hidden_state
+        states = self.description_encoder(
+            input_ids=input_ids, attention_mask=keep.long(), token_type_ids=token_type_ids
+        ).last_hidden_state
         return masked_mean(states, keep)
 
     @can_return_tuple
@@ -363,7 +392,9 @@ class ROCForRelationExtraction(MREVisualModel):
         batch_index = torch.arange(batch_size, device=input_ids.device)
         head_position = marker_positions(input_ids, config.head_start_token_id, "<s>")
         tail_position = marker_positions(input_ids, config.tail_start_token_id, "<o>")
-        entities = torch.stack([text[batch_index, head_position], text[batch_index, tail_position]], dim=1)  # (batch, 2, hidden)
+        entities = torch.stack(
+            [text[batch_index, head_position], text[batch_index, tail_position]], dim=1
+        )  # (batch, 2, hidden)
         type_logits = None
         if config.entity_types:
             # Predicted types, never the gold ones; the type head learns from the type loss alone, so what the
@@ -384,9 +415,13 @@ class ROCForRelationExtraction(MREVisualModel):
             relations = self.embed_relations()  # (relations, embedding)
         else:
             if relation_names is None or relation_index is None or relation_attention_mask is None:
-                raise ValueError("relations given for a call need relation_attention_mask, relation_index and relation_names (MREProcessor's relations=)")
+                raise ValueError(
+                    "relations given for a call need relation_attention_mask, relation_index and relation_names (MREProcessor's relations=)"
+                )
             names = list(relation_names)
-            relations = self.embed_given_relations(relation_input_ids, relation_attention_mask, relation_index, len(names))
+            relations = self.embed_given_relations(
+                relation_input_ids, relation_attention_mask, relation_index, len(names)
+            )
         similarities = cosines(pair_embedding, relations)  # (batch, relations)
         if sentence is not None:
             # What training learned of pairs speaks for the relations it learned; any other is compared with
@@ -441,7 +476,9 @@ class ROCForRelationExtraction(MREVisualModel):
         moved = (logits + related).max(-1).values - (scores + related).max(-1).values  # (batch,) what the margin took
         return torch.where(is_none, (none_score + moved)[:, None], logits)
 
-    def type_loss(self, type_logits: torch.Tensor, labels: torch.LongTensor, relation_types: torch.LongTensor) -> torch.Tensor:
+    def type_loss(
+        self, type_logits: torch.Tensor, labels: torch.LongTensor, relation_types: torch.LongTensor
+    ) -> torch.Tensor:
         """Cross-entropy of the head and tail types that the gold relation's name gives (none for `None`)."""
         targets = relation_types[labels].flatten()  # (batch * 2,)
         known = targets >= 0

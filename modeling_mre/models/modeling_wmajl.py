@@ -69,9 +69,7 @@ class WMAJLOutput(RelationExtractionOutput):
     label_loss: torch.FloatTensor | None = None
 
 
-def info_nce(
-    queries: torch.Tensor, keys: torch.Tensor, targets: torch.LongTensor, temperature: float
-) -> torch.Tensor:
+def info_nce(queries: torch.Tensor, keys: torch.Tensor, targets: torch.LongTensor, temperature: float) -> torch.Tensor:
     """
     InfoNCE over cosine similarities: each query (n, d) against every key (k, d), its positive being
     `keys[targets]`: cross-entropy of similarities / temperature, mean over queries.
@@ -109,7 +107,9 @@ class WMAJLWatcherLayer(nn.Module):
 
     def forward(self, watchers, text, text_mask, image, image_mask):
         # watchers (batch, K, hidden), text (batch, seq_len, hidden), image (batch, tokens, hidden)
-        watchers = self.watchers_read(watchers, torch.cat([text, image], dim=1), torch.cat([text_mask, image_mask], dim=1))
+        watchers = self.watchers_read(
+            watchers, torch.cat([text, image], dim=1), torch.cat([text_mask, image_mask], dim=1)
+        )
         everyone = torch.ones(watchers.shape[:2], dtype=torch.bool, device=watchers.device)
         text = self.text_reads_watchers(text, watchers, everyone)
         if self.image_reads_watchers is not None:
@@ -175,7 +175,9 @@ class WMAJLForRelationExtraction(MREVisualModel):
             text_width = config.text_config.hidden_size
             self.ner_head = nn.Linear(text_width, 1 + 2 * len(config.entity_types))
             # Each supervised layer's states live in a space of their own: a classifier each.
-            self.layer_classifiers = nn.ModuleList(nn.Linear(2 * text_width, config.num_labels) for _ in config.supervised_layers)
+            self.layer_classifiers = nn.ModuleList(
+                nn.Linear(2 * text_width, config.num_labels) for _ in config.supervised_layers
+            )
         if config.use_label_loss:
             self.label_embeddings = nn.Embedding(config.num_labels, 2 * hidden_size)
         self.dropout = nn.Dropout(config.classifier_dropout)
@@ -209,7 +211,10 @@ class WMAJLForRelationExtraction(MREVisualModel):
             return text_vectors.new_zeros(())
         targets = torch.arange(len(text_vectors), device=text_vectors.device)
         temperature = self.config.contrastive_temperature
-        return (info_nce(text_vectors, image_vectors, targets, temperature) + info_nce(image_vectors, text_vectors, targets, temperature)) / 2
+        return (
+            info_nce(text_vectors, image_vectors, targets, temperature)
+            + info_nce(image_vectors, text_vectors, targets, temperature)
+        ) / 2
 
     def ner_tags(self, input_ids: torch.LongTensor, labels: torch.LongTensor) -> torch.BoolTensor:
         """
@@ -239,7 +244,9 @@ class WMAJLForRelationExtraction(MREVisualModel):
         allowed[..., 0] = ~entity
         return allowed
 
-    def unmarked_text(self, input_ids: torch.LongTensor, text_mask: torch.BoolTensor) -> tuple[torch.LongTensor, torch.BoolTensor, torch.LongTensor]:
+    def unmarked_text(
+        self, input_ids: torch.LongTensor, text_mask: torch.BoolTensor
+    ) -> tuple[torch.LongTensor, torch.BoolTensor, torch.LongTensor]:
         """
         The text without its entity markers, left-aligned and padded to its longest row: its ids and
         mask `(batch, unmarked_len)`, and the position each token came from (`seq_len` for padding).
@@ -263,7 +270,9 @@ class WMAJLForRelationExtraction(MREVisualModel):
         states = self.text_encoder(input_ids=unmarked_ids, attention_mask=unmarked_mask.long()).last_hidden_state
         ner_logits = self.ner_head(states).float()  # (batch, unmarked_len, tags)
         allowed = self.ner_tags(input_ids, labels)  # on the marked text, whose markers give the spans
-        allowed = allowed.gather(1, order.clamp(max=input_ids.shape[1] - 1)[..., None].expand(-1, -1, allowed.shape[-1]))
+        allowed = allowed.gather(
+            1, order.clamp(max=input_ids.shape[1] - 1)[..., None].expand(-1, -1, allowed.shape[-1])
+        )
         log_allowed = ner_logits.masked_fill(~allowed, torch.finfo(ner_logits.dtype).min).logsumexp(-1)
         token_losses = ner_logits.logsumexp(-1) - log_allowed  # (batch, unmarked_len)
         return (token_losses * unmarked_mask).sum() / unmarked_mask.sum()
@@ -325,13 +334,18 @@ class WMAJLForRelationExtraction(MREVisualModel):
                 # The relation read at intermediate layers: positions must survive every layer, not just the last.
                 layer_losses = [
                     F.cross_entropy(
-                        classifier(self.dropout(pool_entity_pair(text_outputs.hidden_states[layer], input_ids, config))), labels
+                        classifier(
+                            self.dropout(pool_entity_pair(text_outputs.hidden_states[layer], input_ids, config))
+                        ),
+                        labels,
                     )
                     for classifier, layer in zip(self.layer_classifiers, config.supervised_layers)
                 ]
                 intermediate_loss = torch.stack(layer_losses).mean()
             if config.use_label_loss:
-                label_loss = info_nce(pair_representation, self.label_embeddings.weight, labels, config.label_temperature)
+                label_loss = info_nce(
+                    pair_representation, self.label_embeddings.weight, labels, config.label_temperature
+                )
             loss = self.combine_losses(
                 classification_loss,
                 kl_loss=kl_loss,

@@ -42,7 +42,9 @@ class MultimodalEntityRecognitionPipeline(ExampleBatchesPipeline):
         if aggregation_strategy is not None:
             strategy = getattr(aggregation_strategy, "value", aggregation_strategy)  # transformers' enum or a str
             if strategy not in AGGREGATION_STRATEGIES:
-                raise ValueError(f"aggregation_strategy must be one of {AGGREGATION_STRATEGIES}, got {aggregation_strategy!r}")
+                raise ValueError(
+                    f"aggregation_strategy must be one of {AGGREGATION_STRATEGIES}, got {aggregation_strategy!r}"
+                )
             postprocess_params["aggregation_strategy"] = strategy
         if ignore_labels is not None:
             postprocess_params["ignore_labels"] = list(ignore_labels)
@@ -52,7 +54,9 @@ class MultimodalEntityRecognitionPipeline(ExampleBatchesPipeline):
         if isinstance(inputs, str):
             inputs = {"text": inputs}
         if not isinstance(inputs, dict):
-            raise TypeError(f"each input must be a text or a dict with 'text' and optionally 'image', got {type(inputs).__name__}")
+            raise TypeError(
+                f"each input must be a text or a dict with 'text' and optionally 'image', got {type(inputs).__name__}"
+            )
         if not isinstance(inputs.get("text"), str):
             raise TypeError(f"text must be a str, got {type(inputs.get('text')).__name__}")
         if not inputs["text"].strip():
@@ -75,7 +79,11 @@ class MultimodalEntityRecognitionPipeline(ExampleBatchesPipeline):
         # A dict per example survives the pipeline's unbatching whole.
         return {
             "posts": [
-                {"text": e["text"], "tags": [id2label[tag] for tag, _ in tagged], "scores": [score for _, score in tagged]}
+                {
+                    "text": e["text"],
+                    "tags": [id2label[tag] for tag, _ in tagged],
+                    "scores": [score for _, score in tagged],
+                }
                 for e, tagged in zip(examples, words)
             ]
         }
@@ -87,7 +95,14 @@ class MultimodalEntityRecognitionPipeline(ExampleBatchesPipeline):
         offsets = [(start, end) for _, start, end in split_words(text)]
         if aggregation_strategy == "none":
             return [
-                {"entity": tag, "score": score, "index": i, "word": text[slice(*offsets[i])], "start": offsets[i][0], "end": offsets[i][1]}
+                {
+                    "entity": tag,
+                    "score": score,
+                    "index": i,
+                    "word": text[slice(*offsets[i])],
+                    "start": offsets[i][0],
+                    "end": offsets[i][1],
+                }
                 for i, (tag, score) in enumerate(zip(tags, scores))
                 if tag not in ignore_labels
             ]
@@ -96,11 +111,13 @@ class MultimodalEntityRecognitionPipeline(ExampleBatchesPipeline):
             if entity_type in ignore_labels:
                 continue
             start, end = offsets[first][0], offsets[last - 1][1]
-            entities.append({
-                "entity_group": entity_type,
-                "score": sum(scores[first:last]) / (last - first),
-                "word": text[start:end],
-                "start": start,
-                "end": end,
-            })
+            entities.append(
+                {
+                    "entity_group": entity_type,
+                    "score": sum(scores[first:last]) / (last - first),
+                    "word": text[start:end],
+                    "start": start,
+                    "end": end,
+                }
+            )
         return entities

@@ -111,7 +111,9 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
                 f"threshold must be a number in [0, 1], got {threshold!r} ({type(threshold).__name__})"
             )
         if "top_k" in kwargs:
-            raise TypeError("top_k applies to one pair; a whole post gives each pair's best relation (filter with threshold=)")
+            raise TypeError(
+                "top_k applies to one pair; a whole post gives each pair's best relation (filter with threshold=)"
+            )
         if batch_size is not None:
             check_count("batch_size", batch_size, 1)
         entities, types = post.get("entities"), {}
@@ -120,7 +122,9 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
             entities = [(entity["start"], entity["end"]) for entity in found]
             types = {(entity["start"], entity["end"]): entity["entity_group"] for entity in found}
         if not isinstance(entities, (list, tuple)):
-            raise TypeError(f"entities must be a list of strings or (start, end) offsets, got {type(entities).__name__}")
+            raise TypeError(
+                f"entities must be a list of strings or (start, end) offsets, got {type(entities).__name__}"
+            )
         # One entity given twice (as a string and as its offsets) is one entity: its pairs once.
         spans = list(dict.fromkeys(character_span(text, entity, f"entity {i}") for i, entity in enumerate(entities)))
         pairs = [(head, tail) for head in spans for tail in spans if head != tail]
@@ -133,13 +137,18 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
             best = ranked[0]  # top_k=1: the best relation of the pair
             if threshold is not None and (best["relation"] == "None" or best["score"] < threshold):
                 continue
-            found.append({
-                "head": text[head[0] : head[1]], "head_offsets": head,
-                "tail": text[tail[0] : tail[1]], "tail_offsets": tail,
-                **({"head_type": types[head], "tail_type": types[tail]} if types else {}),
-                "relation": best["relation"], "score": best["score"],
-                **({"image_weight": best["image_weight"]} if "image_weight" in best else {}),
-            })
+            found.append(
+                {
+                    "head": text[head[0] : head[1]],
+                    "head_offsets": head,
+                    "tail": text[tail[0] : tail[1]],
+                    "tail_offsets": tail,
+                    **({"head_type": types[head], "tail_type": types[tail]} if types else {}),
+                    "relation": best["relation"],
+                    "score": best["score"],
+                    **({"image_weight": best["image_weight"]} if "image_weight" in best else {}),
+                }
+            )
         return found
 
     @staticmethod
@@ -157,7 +166,9 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
                 config, _ = PreTrainedConfig.get_config_dict(ner_model)
             except OSError as err:
                 first_line = str(err).strip().splitlines()[0]
-                raise OSError(f"ner_model {ner_model!r} is neither a model folder nor a Hub model that loads: {first_line}") from err
+                raise OSError(
+                    f"ner_model {ner_model!r} is neither a model folder nor a Hub model that loads: {first_line}"
+                ) from err
             pipelines = config.get("custom_pipelines") or {}
             if PIPELINE_TASK in pipelines:
                 raise ValueError(
@@ -179,7 +190,9 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
     def _sanitize_parameters(self, top_k="", candidate_relations=None, threshold=None):
         # top_k defaults to "" as in transformers' text classification: `top_k=None` asks for every relation.
         if threshold is not None:
-            raise TypeError("threshold filters the pairs of a whole post (entities= or ner_model=); for one pair use top_k")
+            raise TypeError(
+                "threshold filters the pairs of a whole post (entities= or ner_model=); for one pair use top_k"
+            )
         forward_params, postprocess_params = {}, {}
         retrieval = hasattr(self.model, "set_relations")
         if candidate_relations is not None and not retrieval:
@@ -208,12 +221,16 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
         if isinstance(candidate_relations, (list, tuple)):
             candidate_relations = dict.fromkeys(candidate_relations)
         if not isinstance(candidate_relations, dict):
-            raise TypeError(f"candidate_relations must be a dict or a list of names, got {type(candidate_relations).__name__}")
+            raise TypeError(
+                f"candidate_relations must be a dict or a list of names, got {type(candidate_relations).__name__}"
+            )
         unknown = [name for name, described in candidate_relations.items() if not described and name not in known]
         if unknown:
             raise ValueError(f"candidate_relations {unknown} have no description: pass {{name: description}}")
         # Checked here, when the call is made, rather than when the first batch is encoded.
-        return relation_paraphrases({name: described or known[name] for name, described in candidate_relations.items()})
+        return relation_paraphrases(
+            {name: described or known[name] for name, described in candidate_relations.items()}
+        )
 
     def preprocess(self, inputs):
         if not isinstance(inputs, dict):
@@ -227,7 +244,9 @@ class MultimodalRelationExtractionPipeline(ExampleBatchesPipeline):
             raise TypeError(f"text must be a str, got {type(inputs['text']).__name__}")
         for role in ("head", "tail"):
             if not isinstance(inputs[role], (str, tuple, list, dict)):
-                raise TypeError(f"{role} must be a string, (start, end) offsets or a dict, got {type(inputs[role]).__name__}")
+                raise TypeError(
+                    f"{role} must be a string, (start, end) offsets or a dict, got {type(inputs[role]).__name__}"
+                )
         image = inputs.get("image")
         check_image(image)
         # A text-only model has no use for the picture of a text tail: skip decoding it. An object

@@ -10,7 +10,13 @@ import torch
 from transformers import BatchFeature, ProcessorMixin
 
 from .images_mre import decode_unless_file, picture_inputs
-from .processing_mre import check_call_options, check_count, encodable_texts, processor_from_backbones, special_tokens_around
+from .processing_mre import (
+    check_call_options,
+    check_count,
+    encodable_texts,
+    processor_from_backbones,
+    special_tokens_around,
+)
 
 
 _WORD = re.compile(r"\S+")
@@ -65,7 +71,15 @@ class MNERProcessor(ProcessorMixin):
 
     _auto_class = "AutoProcessor"  # saved with its code, also when loaded as remote code
 
-    def __init__(self, image_processor=None, tokenizer=None, max_length: int = 128, stride: int = 32, max_object_crops: int = 4, **kwargs):
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        max_length: int = 128,
+        stride: int = 32,
+        max_object_crops: int = 4,
+        **kwargs,
+    ):
         self.max_length = check_count("max_length", max_length, 1)
         self.stride = check_count("stride", stride, 0)
         self.max_object_crops = check_count("max_object_crops", max_object_crops, 0)
@@ -183,7 +197,9 @@ class MNERProcessor(ProcessorMixin):
                 sample_of_window.append(i)
 
         features = dict(
-            self.tokenizer.pad({"input_ids": [r[0] for r in rows]}, padding=True, return_attention_mask=True, return_tensors="pt")
+            self.tokenizer.pad(
+                {"input_ids": [r[0] for r in rows]}, padding=True, return_attention_mask=True, return_tensors="pt"
+            )
         )
         width = features["input_ids"].shape[1]
 
@@ -202,10 +218,18 @@ class MNERProcessor(ProcessorMixin):
         window_images = [decode_unless_file(images[i]) for i in sample_of_window]
         window_crops = [crops[i] for i in sample_of_window] if crops is not None else None
         features.update(
-            picture_inputs(self.image_processor, window_images, window_crops, [None] * len(rows), self.max_object_crops)
+            picture_inputs(
+                self.image_processor, window_images, window_crops, [None] * len(rows), self.max_object_crops
+            )
         )
         return BatchFeature(features, tensor_type=return_tensors)
 
     @property
     def model_input_names(self) -> list[str]:
-        return self.tokenizer.model_input_names + ["first_subword_mask", "pixel_values", "image_mask", "crop_pixel_values", "crop_mask"]
+        return self.tokenizer.model_input_names + [
+            "first_subword_mask",
+            "pixel_values",
+            "image_mask",
+            "crop_pixel_values",
+            "crop_mask",
+        ]

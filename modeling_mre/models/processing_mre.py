@@ -83,7 +83,11 @@ def check_call_options(processor, return_tensors, options: dict, fitting: str):
     name = type(processor).__name__
     if return_tensors != "pt":
         raise ValueError(f"{name} returns PyTorch tensors only: return_tensors must be 'pt', got {return_tensors!r}")
-    honoured = {"padding": (True, "longest"), "truncation": (True, "longest_first"), "max_length": (processor.max_length,)}
+    honoured = {
+        "padding": (True, "longest"),
+        "truncation": (True, "longest_first"),
+        "max_length": (processor.max_length,),
+    }
     for option, value in options.items():
         if option not in honoured:
             raise TypeError(f"{name}.__call__ got an unexpected argument {option!r}")
@@ -130,10 +134,14 @@ def character_span(text: str, entity, role: str) -> tuple[int, int]:
     else:
         raise TypeError(f"the {role} entity must be a string, (start, end) offsets or a dict, got {entity!r}")
     if not (is_index(start) and is_index(end) and 0 <= start < end <= len(text)):
-        raise ValueError(f"{role} span {(start, end)!r} is not a non-empty range inside the text of {len(text)} characters")
+        raise ValueError(
+            f"{role} span {(start, end)!r} is not a non-empty range inside the text of {len(text)} characters"
+        )
     start, end = int(start), int(end)
     if not text[start:end].strip():
-        raise ValueError(f"{role} span {(start, end)} is only whitespace ({text[start:end]!r}): an entity needs a word")
+        raise ValueError(
+            f"{role} span {(start, end)} is only whitespace ({text[start:end]!r}): an entity needs a word"
+        )
     name = entity.get("name") if isinstance(entity, dict) else None
     if name is not None and name != text[start:end]:
         # A dataset record's {name, start, end} counts tokens: read as characters it would mark other words.
@@ -191,15 +199,25 @@ def fill_description(description: str, head: str, tail: str) -> str:
 def relation_paraphrases(relations) -> dict[str, list[str]]:
     """`{name: description or [paraphrases]}` as `{name: [paraphrases]}`, each relation with at least one."""
     if not isinstance(relations, dict) or not relations:
-        raise TypeError(f"relations must be a non-empty dict {{name: description or [paraphrases]}}, got {relations!r}")
+        raise TypeError(
+            f"relations must be a non-empty dict {{name: description or [paraphrases]}}, got {relations!r}"
+        )
     paraphrases = {}
     for name, described in relations.items():
         if not isinstance(name, str) or not name.strip():
             raise TypeError(f"relation names must be non-empty strings, got {name!r} ({type(name).__name__})")
         described = [described] if isinstance(described, str) else described
-        if not isinstance(described, (list, tuple)) or not described or not all(isinstance(d, str) and d.strip() for d in described):
-            raise ValueError(f"relation {name!r}: its description must be a non-empty string or list of them, got {described!r}")
-        unknown = sorted({f"{{{found}}}" for text in described for found in _PLACEHOLDER.findall(text)} - set(ENTITY_PLACEHOLDERS))
+        if (
+            not isinstance(described, (list, tuple))
+            or not described
+            or not all(isinstance(d, str) and d.strip() for d in described)
+        ):
+            raise ValueError(
+                f"relation {name!r}: its description must be a non-empty string or list of them, got {described!r}"
+            )
+        unknown = sorted(
+            {f"{{{found}}}" for text in described for found in _PLACEHOLDER.findall(text)} - set(ENTITY_PLACEHOLDERS)
+        )
         if unknown:
             raise ValueError(
                 f"relation {name!r}: its description names {', '.join(unknown)}; a description may name only "
@@ -269,16 +287,22 @@ class MREProcessor(ProcessorMixin):
     ):
         self.head_markers = list(head_markers)
         self.tail_markers = list(tail_markers)
-        if len(self.head_markers) != 2 or len(self.tail_markers) != 2 or not all(
-            isinstance(marker, str) and marker.strip() for marker in self.head_markers + self.tail_markers
+        if (
+            len(self.head_markers) != 2
+            or len(self.tail_markers) != 2
+            or not all(isinstance(marker, str) and marker.strip() for marker in self.head_markers + self.tail_markers)
         ):
-            raise ValueError(f"head_markers and tail_markers must be two non-empty strings each, got {head_markers!r} and {tail_markers!r}")
+            raise ValueError(
+                f"head_markers and tail_markers must be two non-empty strings each, got {head_markers!r} and {tail_markers!r}"
+            )
         self.max_length = check_count("max_length", max_length, 1)
         self.max_object_crops = check_count("max_object_crops", max_object_crops, 0)
         super().__init__(image_processor, tokenizer, **kwargs)
 
         markers = self.head_markers + self.tail_markers
-        clashing = [m for m in markers if m in tokenizer.all_special_tokens and m not in tokenizer.extra_special_tokens]
+        clashing = [
+            m for m in markers if m in tokenizer.all_special_tokens and m not in tokenizer.extra_special_tokens
+        ]
         if clashing:
             raise ValueError(
                 f"entity markers {clashing} are already special tokens of {type(tokenizer).__name__} "
@@ -540,7 +564,9 @@ class MREProcessor(ProcessorMixin):
             features["token_type_ids"] = torch.tensor(padded_types)
         return dict(features)
 
-    def _assemble(self, features: dict, pairs: list[_Pair], images: list, crops, relations, return_tensors: str) -> BatchFeature:
+    def _assemble(
+        self, features: dict, pairs: list[_Pair], images: list, crops, relations, return_tensors: str
+    ) -> BatchFeature:
         """The tokenized texts with the object tails' boxes, the batch's pictures and the relations' descriptions."""
         tail_boxes = [pair.tail_box for pair in pairs]
         if any(box is not None for box in tail_boxes):
@@ -553,7 +579,9 @@ class MREProcessor(ProcessorMixin):
             features.update(self.encode_relations(relations, [pair.names for pair in pairs]))
         return BatchFeature(features, tensor_type=return_tensors)
 
-    def encode_relations(self, relations: dict[str, str | list[str]], pairs: list[tuple[str, str]] | None = None) -> dict:
+    def encode_relations(
+        self, relations: dict[str, str | list[str]], pairs: list[tuple[str, str]] | None = None
+    ) -> dict:
         """
         The descriptions of `relations` tokenized as a retrieval model reads them (see `__call__`); with
         descriptions naming `{head}` or `{tail}`, filled with each of `pairs`' `(head, tail)` entities.
@@ -563,7 +591,9 @@ class MREProcessor(ProcessorMixin):
         index = torch.tensor([i for i, described in enumerate(paraphrases.values()) for _ in described])
         names_pair = names_the_pair(texts)
         if names_pair and pairs is None:
-            raise ValueError("descriptions naming {head} or {tail} are filled with each example's entities: pass the examples too")
+            raise ValueError(
+                "descriptions naming {head} or {tail} are filled with each example's entities: pass the examples too"
+            )
         if names_pair:
             texts = [fill_description(text, head, tail) for head, tail in pairs for text in texts]
         encoded = self.tokenizer(encodable_texts(texts), **DESCRIPTION_TOKENS)

@@ -244,7 +244,9 @@ class MREVisualModel(MREPreTrainedModel):
             # reads absence from `slot_mask` in its own way.
             no_image = self.no_image_embedding.weight[0].to(states.dtype)
             first_token = torch.where(has_image[:, None], states[:, 0, 0], no_image)  # (batch, width)
-            states = torch.cat([torch.cat([first_token[:, None, None], states[:, :1, 1:]], dim=2), states[:, 1:]], dim=1)
+            states = torch.cat(
+                [torch.cat([first_token[:, None, None], states[:, :1, 1:]], dim=2), states[:, 1:]], dim=1
+            )
             token_mask[:, 0, 0] = True
         return VisualSlots(
             states=states.flatten(1, 2),  # (batch, slots * tokens, width)
@@ -287,7 +289,9 @@ class MREVisualModel(MREPreTrainedModel):
         feature_size = self.image_feature_size
         given = [t for t in (whole_images, crops, tail_crops) if t is not None]
         if precomputed and any(t.shape[-1] != feature_size for t in given):
-            raise ValueError(f"precomputed image features must have {feature_size} values, as get_image_features gives")
+            raise ValueError(
+                f"precomputed image features must have {feature_size} values, as get_image_features gives"
+            )
 
         if whole_images is None:
             has_image = torch.zeros(batch_size, dtype=torch.bool, device=device)

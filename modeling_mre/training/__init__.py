@@ -8,11 +8,12 @@ from .checkpoints import (
     rotate_checkpoints,
     save_checkpoint,
 )
-from .config_overrides import parse_config_overrides
 from .collate import make_collate_fn, make_ner_collate_fn
+from .config_overrides import parse_config_overrides
 from .optimization import encoder_parameter_ids, lora_config, loss_terms, parameter_groups
 from .sampling import LengthGroupedSampler, example_lengths
 from .tasks import ENTITY_RECOGNITION, RELATION_EXTRACTION, TASKS, TrainingTask, task_of_dataset
+
 
 __all__ = [
     "ENTITY_RECOGNITION",

@@ -11,6 +11,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from ..atomic import atomic_folder, recover_folder
 
+
 TRAINING_STATE_FILE = "training_state.json"
 
 

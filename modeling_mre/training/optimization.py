@@ -5,6 +5,7 @@ from torch import nn
 
 from ..models import MREPreTrainedModel
 
+
 # The attention projections that LoRA adapts in an "encoder" submodule: query and value, as PEFT's
 # defaults for BERT, under the names of the common families (BERT/MiniLM/RoBERTa/ViT, CLIP, DistilBERT).
 LORA_ATTENTION_PROJECTIONS = ("query", "value", "q_proj", "v_proj", "q_lin", "v_lin")
@@ -21,7 +22,11 @@ def encoder_parameter_ids(model: MREPreTrainedModel) -> set[int]:
 
 
 def parameter_groups(
-    model: nn.Module, encoder_ids: set[int], learning_rate: float, new_layer_learning_rate: float, weight_decay: float = 0.0
+    model: nn.Module,
+    encoder_ids: set[int],
+    learning_rate: float,
+    new_layer_learning_rate: float,
+    weight_decay: float = 0.0,
 ) -> list[dict]:
     """
     AdamW groups of `model`'s trainable parameters: the pretrained encoders' (`encoder_ids`, from
@@ -73,7 +78,10 @@ def lora_config(model: MREPreTrainedModel, marker_ids: list[int], r: int = 8, al
             new_layers.append(name)
     # PEFT also matches by plain string suffix ("watchers" would catch "text_reads_watchers").
     clashes = {
-        layer: name for layer in new_layers for name, _ in model.named_modules() if name != layer and name.endswith(layer)
+        layer: name
+        for layer in new_layers
+        for name, _ in model.named_modules()
+        if name != layer and name.endswith(layer)
     }
     if clashes:
         raise ValueError(f"LoRA's modules_to_save would also catch other modules {clashes}: rename these layers")

@@ -9,7 +9,9 @@ from ..models.images_mre import record_tail
 
 def example_lengths(dataset, processor: MREProcessor, chunk_size: int = 1024) -> list[int]:
     """The number of tokens `processor` gives each row of `dataset` (the record schema)."""
-    text = dataset.select_columns([c for c in ("tokens", "head", "tail", "tail_box", "tail_caption") if c in dataset.column_names])
+    text = dataset.select_columns(
+        [c for c in ("tokens", "head", "tail", "tail_box", "tail_caption") if c in dataset.column_names]
+    )
     lengths = []
     for start in range(0, len(text), chunk_size):
         rows = text[start : start + chunk_size]

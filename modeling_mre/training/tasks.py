@@ -93,7 +93,11 @@ def evaluate_entities(model, dataloader, accelerator, label_names, description):
     tagger = accelerator.unwrap_model(model)
     posts = []  # (predicted tag names, gold tag names) per post
     for batch in tqdm(dataloader, desc=description, leave=False, disable=not accelerator.is_local_main_process):
-        word_ids, windows, gold = batch.pop("word_ids"), batch.pop("overflow_to_sample_mapping"), batch.pop("word_tags")
+        word_ids, windows, gold = (
+            batch.pop("word_ids"),
+            batch.pop("overflow_to_sample_mapping"),
+            batch.pop("word_tags"),
+        )
         batch.pop("labels")
         with torch.no_grad():
             logits = model(**batch).logits
