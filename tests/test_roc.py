@@ -1,5 +1,9 @@
 """ROC's own parts (the contract suite covers what every method shares)."""
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 from method_contract import build_model, encode, picture
@@ -511,4 +515,39 @@ def test_a_loaded_folder_tokenizes_its_relations_from_the_same_revision_without_
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", spy)
     with torch.no_grad():
         reloaded(**encode(processor))
+    assert seen.pop("config") is reloaded.config
     assert seen == {"source": str(tmp_path), "revision": "v1.0", "trust_remote_code": False}
+
+
+def test_a_folder_loaded_with_remote_code_predicts_without_a_model_type_warning(processor, tmp_path):
+    # Where modeling_mre is not installed, only the folder's remote code knows `mre-roc`: reading its
+    # config.json for the relations' tokenizer without it warned "a model of type `mre-roc` ... of type ``".
+    model = roc(processor)
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["modeling_mre"] = None
+        import torch
+        from transformers import AutoModel, AutoProcessor, pipeline
+        from transformers.testing_utils import CaptureLogger
+        from transformers.utils import logging
+        example = dict(text="obama visits berlin today", head="obama", tail="berlin")
+        with CaptureLogger(logging.get_logger("transformers")) as captured:
+            model = AutoModel.from_pretrained("model", trust_remote_code=True).eval()
+            processor = AutoProcessor.from_pretrained("model", trust_remote_code=True)
+            with torch.no_grad():
+                model(**processor(**example))
+            pipeline(model="model", trust_remote_code=True)(example)
+        assert "to instantiate a model of type" not in captured.out, captured.out
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]

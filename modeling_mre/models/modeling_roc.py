@@ -216,8 +216,10 @@ class ROCForRelationExtraction(MREVisualModel):
                 )
             try:
                 # The folder's tokenizer is a plain one: its remote code is never needed (nor asked for).
+                # Given no config, AutoTokenizer would read config.json again, which without remote code
+                # (modeling_mre not imported) falls back to a base PreTrainedConfig and warns of a type mismatch.
                 self.description_tokenizer = AutoTokenizer.from_pretrained(
-                    source, trust_remote_code=False, **hub_arguments
+                    source, config=self.config, trust_remote_code=False, **hub_arguments
                 )
             except (OSError, ValueError) as error:
                 raise ValueError(
