@@ -48,10 +48,10 @@ from common import batches, provenance, training_info  # benchmarks/common.py
 from torch.nn import functional as F
 from transformers import AutoModel, AutoProcessor, pipeline
 
-from modeling_mre import carve_validation_from_train, compute_mre_metrics, load_mnre
+from modeling_mre import carve_validation_from_train, compute_mre_metrics, load_fewrel, load_mnre
 from modeling_mre.models.layers_mre import masked_mean
 from modeling_mre.models.modeling_roc import cosines, mean_directions
-from modeling_mre.models.processing_mre import fill_description
+from modeling_mre.models.processing_mre import _tokens_to_text, fill_description
 
 
 NEW_RELATIONS = {
@@ -299,19 +299,22 @@ def main():
 
 def semeval_sample(path: str, per_relation: int, seed: int) -> list[dict]:
     """`per_relation` instances of each relation, drawn with `seed`: text, head and tail offsets, relation."""
-    with open(path, encoding="utf-8") as file:
-        data = json.load(file)
+    dataset = load_fewrel(path, "validation")
+    names = dataset.features["relation"].names
+    by_relation = {name: [] for name in names}
+    for record in dataset:
+        by_relation[names[record["relation"]]].append(record)
     rng, sample = random.Random(seed), []
-    for relation in sorted(data):
-        for instance in rng.sample(data[relation], min(per_relation, len(data[relation]))):
-            tokens = instance["tokens"]
-            starts = [sum(len(t) + 1 for t in tokens[:i]) for i in range(len(tokens))]
-            spans = {}
-            for role, key in (("head", "h"), ("tail", "t")):
-                positions = instance[key][2][0]
-                spans[role] = (starts[positions[0]], starts[positions[-1]] + len(tokens[positions[-1]]))
-            sample.append({"text": " ".join(tokens), **spans, "relation": relation})
+    for relation in sorted(by_relation):
+        records = by_relation[relation]
+        sample += [text_row(r, relation, "semeval") for r in rng.sample(records, min(per_relation, len(records)))]
     return sample
+
+
+def text_row(record: dict, relation: str, relation_set: str) -> dict:
+    """A record-schema row as text with the head's and tail's character spans."""
+    text, spans = _tokens_to_text(record["tokens"], {"head": record["head"], "tail": record["tail"]})
+    return {"text": text, **spans, "relation": relation, "set": relation_set}
 
 
 def macro_f1(predictions: list[str], references: list[str], relations: list[str]) -> float:

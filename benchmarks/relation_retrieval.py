@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from common import provenance  # benchmarks/common.py
-from new_relations import macro_f1, semeval_relations, semeval_sample  # benchmarks/new_relations.py
+from new_relations import macro_f1, semeval_relations, semeval_sample, text_row  # benchmarks/new_relations.py
 from torch.nn import functional as F
 from transformers import AutoModel, AutoTokenizer
 
@@ -68,17 +68,6 @@ MNRE_FILLED = {
 SYMMETRIC = {"/per/per/siblings", "/per/per/couple", "/per/per/neighbor", "/per/per/peer", "/per/per/alumi"}
 
 
-def text_row(record: dict, relation: str, relation_set: str) -> dict:
-    """A record-schema row as text with the head's and tail's character spans."""
-    tokens = record["tokens"]
-    starts = [sum(len(token) + 1 for token in tokens[:i]) for i in range(len(tokens))]
-    spans = {
-        role: (starts[record[role]["start"]], starts[record[role]["end"] - 1] + len(tokens[record[role]["end"] - 1]))
-        for role in ("head", "tail")
-    }
-    return {"text": " ".join(tokens), **spans, "relation": relation, "set": relation_set}
-
-
 def relation_sets(zeroshot_dir: Path, mnre_dir: Path | None) -> dict[str, tuple[list[dict], dict[str, list[str]]]]:
     """Each training set's rows and its relations' descriptions naming the pair."""
     labels = json.loads((zeroshot_dir / "pid2name_nyt.json").read_text())
@@ -106,6 +95,31 @@ def relation_sets(zeroshot_dir: Path, mnre_dir: Path | None) -> dict[str, tuple[
         rows = [text_row(r, names[r["relation"]], "mnre") for r in train if names[r["relation"]] != "None"]
         sets["mnre"] = (rows, dict(MNRE_FILLED))
     return sets
+
+
+def split_sets(sets: dict, mnre_rows: int, hold_out: list[int], rng: random.Random) -> tuple:
+    """
+    The training rows (shuffled) and each set's trained relations, and the rows and descriptions of the
+    relations held out of NYT and PubMed (`hold_out` of each, drawn with `rng`), with the names held out.
+    """
+    if "mnre" in sets:
+        rows, relations = sets["mnre"]
+        sets["mnre"] = (rng.sample(rows, min(mnre_rows, len(rows))), relations)
+    held = {name: rng.sample(sorted(sets[name][1]), count) for name, count in zip(("nyt", "pubmed"), hold_out)}
+    train, trained_relations, held_rows, held_relations = [], {}, [], {}
+    for name, (rows, relations) in sets.items():
+        trained_relations[name] = {r: d for r, d in relations.items() if r not in held.get(name, ())}
+        held_relations |= {r: d for r, d in relations.items() if r in held.get(name, ())}
+        for row in rows:
+            (held_rows if row["relation"] in held.get(name, ()) else train).append(row)
+    rng.shuffle(train)
+    return train, trained_relations, (held_rows, held_relations), held
+
+
+def semeval_task(zeroshot_dir: Path) -> tuple[list[dict], dict[str, list[str]]]:
+    """`new_relations.py`'s fixed sample of SemEval's sentences, and the 17 relations' descriptions."""
+    sample = semeval_sample(zeroshot_dir / "val_semeval.json", 40, 0)
+    return sample, semeval_relations(sorted({row["relation"] for row in sample}))
 
 
 class Retriever(torch.nn.Module):
@@ -204,19 +218,8 @@ def main():
     rng = random.Random(args.seed)
 
     sets = relation_sets(args.zeroshot_dir, args.mnre_dir)
-    if "mnre" in sets:
-        rows, relations = sets["mnre"]
-        sets["mnre"] = (rng.sample(rows, min(args.mnre_rows, len(rows))), relations)
-    held = {name: rng.sample(sorted(sets[name][1]), count) for name, count in zip(("nyt", "pubmed"), args.hold_out)}
-    train, trained_relations, held_rows, held_relations = [], {}, [], {}
-    for name, (rows, relations) in sets.items():
-        trained_relations[name] = {r: d for r, d in relations.items() if r not in held.get(name, ())}
-        held_relations |= {r: d for r, d in relations.items() if r in held.get(name, ())}
-        for row in rows:
-            (held_rows if row["relation"] in held.get(name, ()) else train).append(row)
-    rng.shuffle(train)
-    sample = semeval_sample(args.zeroshot_dir / "val_semeval.json", 40, 0)
-    semeval = (sample, semeval_relations(sorted({row["relation"] for row in sample})))
+    train, trained_relations, (held_rows, held_relations), held = split_sets(sets, args.mnre_rows, args.hold_out, rng)
+    semeval = semeval_task(args.zeroshot_dir)
 
     model = Retriever(args.temperature)
     summary = provenance() | {

@@ -47,3 +47,26 @@ def test_the_sample_holds_the_entities_at_their_offsets(new_relations):
     first = sample[0]
     head, tail = first["text"][slice(*first["head"])], first["text"][slice(*first["tail"])]
     assert head and tail and head != tail and head == head.strip() and tail == tail.strip()
+
+
+def test_a_filled_description_knows_where_each_entity_went():
+    from relation_residual import filled
+
+    text, head, tail = filled("{tail} is the capital of {head}, not {tail}", "France", "Paris")
+    assert text == "Paris is the capital of France, not Paris"
+    assert text[slice(*head)] == "France" and text[slice(*tail)] == "Paris" and tail == (0, 5)
+
+
+def test_the_learned_pair_term_starts_at_the_untrained_cosine_and_then_moves():
+    import torch
+    from relation_residual import PairTerm
+
+    torch.manual_seed(0)
+    term = PairTerm(hidden=8, rank=4)
+    sentences, candidates = torch.randn(3, 4, 8), torch.randn(3, 5, 3, 8)
+    cosine = torch.nn.functional.cosine_similarity(sentences[:, None, 0], candidates[:, :, 0], dim=-1)
+    torch.testing.assert_close(term(sentences, candidates, 0.05), cosine / 0.05)
+    loss = torch.nn.functional.cross_entropy(term(sentences, candidates, 0.05), torch.tensor([1, 2, 3]))
+    loss.backward()
+    torch.optim.SGD(term.parameters(), lr=0.1).step()
+    assert not torch.allclose(term(sentences, candidates, 0.05), cosine / 0.05)
