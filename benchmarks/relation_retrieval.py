@@ -22,6 +22,7 @@ Wikidata label, `pid2name_nyt.json`); MNRE's name the pair as `ROCConfig`'s para
 import argparse
 import json
 import random
+import re
 import time
 from pathlib import Path
 
@@ -68,13 +69,32 @@ MNRE_FILLED = {
 SYMMETRIC = {"/per/per/siblings", "/per/per/couple", "/per/per/neighbor", "/per/per/peer", "/per/per/alumi"}
 
 
-def relation_sets(zeroshot_dir: Path, mnre_dir: Path | None) -> dict[str, tuple[list[dict], dict[str, list[str]]]]:
-    """Each training set's rows and its relations' descriptions naming the pair."""
+def wikidata_definition(text: str) -> str:
+    """A Wikidata property's description as one naming the pair: its first clause, notes in brackets dropped."""
+    text = re.split(r" [\[(]|; |\. |, e\.g|, opposite|\.$", text)[0]  # notes follow in brackets
+    text = re.sub(r"\([^()]*\)", "", text)  # "creator(s)"
+    text = re.sub(r"\b(the )?subject's\b", "{head}'s", text)
+    text = re.sub(r"\b(the )?subject\b", "{head}", text)
+    text = re.sub(r"\b(the )?object\b", "{tail}", text).strip()
+    if text.startswith("{head}") and "{tail}" in text:  # "{head} has {tail} as ... child"
+        return text
+    # Most describe the value, the tail: "person or organization for which {head} works"
+    return f"{{tail}} is {text}" if text.startswith("{head}'s") else f"{{tail}} is the {text}"
+
+
+def relation_sets(
+    zeroshot_dir: Path, mnre_dir: Path | None, definitions: bool = False
+) -> dict[str, tuple[list[dict], dict[str, list[str]]]]:
+    """
+    Each training set's rows and its relations' descriptions naming the pair; with `definitions`, NYT's
+    also read as Wikidata defines the property (`pid2name_nyt.json`).
+    """
     labels = json.loads((zeroshot_dir / "pid2name_nyt.json").read_text())
     described = {
         "nyt": lambda pid: [
             f"{{tail}} is the {labels[pid][0]} of {{head}}",
             f"{{head}} has {labels[pid][0]} {{tail}}",
+            *([wikidata_definition(labels[pid][1])] if definitions else []),
         ],
         "pubmed": lambda name: [
             f"{{head}} {name.replace('_', ' ')} {{tail}}",
@@ -206,6 +226,11 @@ def main():
     parser.add_argument(
         "--swap_negatives", action="store_true", help="Also its own relation with head and tail exchanged."
     )
+    parser.add_argument(
+        "--wikidata_definitions",
+        action="store_true",
+        help="NYT's relations also described by Wikidata's definition of the property.",
+    )
     parser.add_argument("--temperature", type=float, default=0.05)
     parser.add_argument("--learning_rate", type=float, default=2e-5)
     parser.add_argument("--batch_size", type=int, default=32)
@@ -217,7 +242,7 @@ def main():
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
 
-    sets = relation_sets(args.zeroshot_dir, args.mnre_dir)
+    sets = relation_sets(args.zeroshot_dir, args.mnre_dir, args.wikidata_definitions)
     train, trained_relations, (held_rows, held_relations), held = split_sets(sets, args.mnre_rows, args.hold_out, rng)
     semeval = semeval_task(args.zeroshot_dir)
 

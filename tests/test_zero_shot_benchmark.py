@@ -70,3 +70,18 @@ def test_the_learned_pair_term_starts_at_the_untrained_cosine_and_then_moves():
     loss.backward()
     torch.optim.SGD(term.parameters(), lr=0.1).step()
     assert not torch.allclose(term(sentences, candidates, 0.05), cosine / 0.05)
+
+
+def test_a_wikidata_definition_names_the_pair_and_drops_its_notes():
+    from relation_retrieval import wikidata_definition
+
+    assert wikidata_definition("subject has object as biological, foster, and/or adoptive child") == (
+        "{head} has {tail} as biological, foster, and/or adoptive child"
+    )
+    assert (
+        wikidata_definition("main creator(s) of a written work (use on works, not humans); use P2093 when unknown")
+        == "{tail} is the main creator of a written work"
+    )
+    assert wikidata_definition("subject's ethnicity (consensus is that 1) the subject claims it") == (
+        "{tail} is {head}'s ethnicity"
+    )
