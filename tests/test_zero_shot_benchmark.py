@@ -85,3 +85,13 @@ def test_a_wikidata_definition_names_the_pair_and_drops_its_notes():
     assert wikidata_definition("subject's ethnicity (consensus is that 1) the subject claims it") == (
         "{tail} is {head}'s ethnicity"
     )
+
+
+def test_the_pair_term_trains_for_the_steps_asked_through_reshuffled_passes():
+    import random
+
+    from relation_residual import batches
+
+    drawn = list(batches(list(range(10)), 4, random.Random(0), 5))
+    assert len(drawn) == 5 and all(len(batch) == 4 for batch in drawn)  # 2 full batches a pass, 3 passes begun
+    assert len(set(drawn[0] + drawn[1])) == 8 and len(set(drawn[2] + drawn[3])) == 8  # no row twice in a pass
