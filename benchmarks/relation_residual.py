@@ -97,14 +97,24 @@ def sentence_spans(row: dict) -> list[tuple[int, int]]:
 
 
 class Features:
-    """Sentences and filled descriptions, each encoded once, addressed by row and by text."""
+    """
+    Sentences and filled descriptions, each encoded once, addressed by row and by text; kept in `cache`
+    and read back from it while it holds the same rows and texts.
+    """
 
-    def __init__(self, encoder: Encoder, rows: list[dict], descriptions: dict[str, tuple]):
+    def __init__(self, rows: list[dict], descriptions: dict[str, tuple], cache: Path):
         self.row_index = {id(row): i for i, row in enumerate(rows)}
+        self.text_index = {text: i for i, text in enumerate(descriptions)}
+        held = torch.load(cache, weights_only=True) if cache.exists() else {}
+        if held.get("texts") == list(descriptions) and held.get("rows") == [r["text"] for r in rows]:
+            self.sentences, self.descriptions = held["sentences"], held["descriptions"]
+            return
+        encoder = Encoder()
         print(f"encoding {len(rows)} sentences and {len(descriptions)} descriptions", flush=True)
         self.sentences = encoder([r["text"] for r in rows], [sentence_spans(r) for r in rows], 128)
-        self.text_index = {text: i for i, text in enumerate(descriptions)}
         self.descriptions = encoder(list(descriptions), [list(s) for s in descriptions.values()], 48)
+        held = {"texts": list(descriptions), "rows": [r["text"] for r in rows]}
+        torch.save(held | {"sentences": self.sentences, "descriptions": self.descriptions}, cache)
 
 
 def described(relations: dict[str, list[str]], relation: str, row: dict, swap: bool = False) -> list[tuple]:
@@ -175,6 +185,11 @@ def batches(rows: list, size: int, rng: random.Random, steps: int):
                 return
 
 
+def key(row: dict) -> tuple:
+    """A row as every seed's split holds it: the sets are read again for each seed."""
+    return row["text"], tuple(row["head"]), tuple(row["tail"]), row["relation"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zeroshot_dir", type=Path, required=True)
@@ -208,7 +223,6 @@ def main():
         )
     semeval_rows, semeval_relations = semeval_task(args.zeroshot_dir)
     rows = {}  # every row any seed trains or evaluates on, keyed by its text and pair
-    key = lambda row: (row["text"], tuple(row["head"]), tuple(row["tail"]), row["relation"])  # noqa: E731
     for train, _, (held_rows, _), _ in splits.values():
         for row in train + held_rows:
             rows.setdefault(key(row), row)
@@ -235,32 +249,13 @@ def main():
         for name in semeval_relations:
             descriptions |= {t: s for t, *s in described(semeval_relations, name, row)}
 
-    ordered = list(rows.values())
-    if args.cache.exists():
-        cached = torch.load(args.cache, weights_only=True)
-        assert cached["texts"] == list(descriptions) and cached["rows"] == len(ordered), "stale --cache: delete it"
-        features = Features.__new__(Features)
-        features.row_index = {id(row): i for i, row in enumerate(ordered)}
-        features.text_index = {text: i for i, text in enumerate(descriptions)}
-        features.sentences, features.descriptions = cached["sentences"], cached["descriptions"]
-    else:
-        features = Features(Encoder(), ordered, descriptions)
-        torch.save(
-            {
-                "texts": list(descriptions),
-                "rows": len(ordered),
-                "sentences": features.sentences,
-                "descriptions": features.descriptions,
-            },
-            args.cache,
-        )
-    canonical = {key(row): row for row in ordered}
+    features = Features(list(rows.values()), descriptions, args.cache)
 
     for seed, (train, trained_relations, (held_rows, held_relations), held) in splits.items():
         torch.manual_seed(seed)
         rng = random.Random(seed)
-        held_rows = [canonical[key(r)] for r in held_rows]
-        train = [canonical[key(r)] for r in train]
+        held_rows = [rows[key(r)] for r in held_rows]
+        train = [rows[key(r)] for r in train]
         # Each training row: its own relation first, then the others its seed trains on.
         batches_rows = []
         for row in train:
