@@ -77,3 +77,13 @@ def test_a_new_result_file_updates_the_headline_and_a_missing_one_is_said(tmp_pa
     assert "| Twitter-2017 | mmib | entity F1, validation | 71.00 ± 1.41 | 2 |" in after
     assert "NVIDIA H100 80GB HBM3 | 2999-01-01 | [mner/rerun.json](results/mner/rerun.json) |" in after
     assert "| Twitter-2017 | baseline | entity F1, validation | 59.87 ± 1.79 | 3 |" in after
+
+
+def test_the_relation_retrieval_table_stands_in_results_md_as_its_files_give_it():
+    from retrieval_table import FOLDER, table
+
+    files = sorted(FOLDER.glob("*.json"))
+    assert files, f"no result file under {FOLDER}"
+    for path in files:
+        assert not json.loads(path.read_text())["commit"].endswith("-dirty"), f"{path.name}: uncommitted code"
+    assert table() in RESULTS_MD.read_text(), "rerun python benchmarks/retrieval_table.py into RESULTS.md"
