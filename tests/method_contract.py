@@ -205,6 +205,22 @@ def check_attention_implementations(model, batch):
         assert set(calls) == {"sdpa", "eager"}
 
 
+def run_in_a_fresh_python(script: str, folder) -> str:
+    """
+    What `script` prints, run by a new interpreter in `folder` as a user's machine would run a saved model:
+    offline, with nothing of this environment but PATH and a HOME of its own.
+    """
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(folder), "HF_HUB_OFFLINE": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout
+
+
 def save_again_as_remote_code(tmp_path, auto_class: str, prediction: str) -> str:
     """
     As after further fine-tuning where modeling_mre cannot be imported: `tmp_path/model` loaded with remote
@@ -223,18 +239,11 @@ def save_again_as_remote_code(tmp_path, auto_class: str, prediction: str) -> str
         print({prediction})
         """
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    output = run_in_a_fresh_python(script, tmp_path)
     assert {p.name for p in (tmp_path / "again").glob("*.py")} == {p.name for p in (tmp_path / "model").glob("*.py")}
     first, again = (json.loads((tmp_path / name / "config.json").read_text()) for name in ("model", "again"))
     assert (again["custom_pipelines"], again["auto_map"]) == (first["custom_pipelines"], first["auto_map"])
-    return completed.stdout.strip().splitlines()[-1]
+    return output.strip().splitlines()[-1]
 
 
 def multimodal(method_class) -> bool:
@@ -279,14 +288,7 @@ class MethodContract:
             save_file({"logits": logits.contiguous()}, "logits.safetensors")
             """
         )
-        completed = subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
-        )
-        assert completed.returncode == 0, completed.stderr[-3000:]
+        run_in_a_fresh_python(script, tmp_path)
         with torch.no_grad():
             expected = model(**batch).logits
         torch.testing.assert_close(

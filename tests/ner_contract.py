@@ -6,8 +6,6 @@ crops, and a post longer than one window.
 """
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -18,6 +16,7 @@ from method_contract import (
     check_lora_round_trip,
     multimodal,
     picture,
+    run_in_a_fresh_python,
     save_again_as_remote_code,
 )
 from transformers import AutoModelForTokenClassification, pipeline
@@ -92,20 +91,13 @@ class NERMethodContract:
             print(json.dumps(recognise(posts, batch_size=3, aggregation_strategy="none")))
             """
         )
-        completed = subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
-        )
-        assert completed.returncode == 0, completed.stderr[-3000:]
+        output = run_in_a_fresh_python(script, tmp_path)
         recognise = pipeline(NER_PIPELINE_TASK, model=model, processor=ner_processor)
         expected = [
             recognise(text=text, image=str(tmp_path / "photo.png") if i != 1 else None, aggregation_strategy="none")
             for i, text in enumerate(texts)
         ]
-        found = json.loads(completed.stdout.strip().splitlines()[-1])
+        found = json.loads(output.strip().splitlines()[-1])
         assert [[(w["entity"], w["start"], w["end"]) for w in post] for post in found] == [
             [(w["entity"], w["start"], w["end"]) for w in post] for post in expected
         ]

@@ -10,6 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
+from method_contract import run_in_a_fresh_python
 from PIL import Image
 
 from modeling_mre import backbones as eb
@@ -183,8 +184,6 @@ def test_a_model_trained_in_a_plain_loop_and_saved_the_transformers_way_runs_whe
 ):
     # No train_accelerate.py, no save_hub_folder: from_backbones, one AdamW step in a torch loop,
     # model.save_pretrained + processor.save_pretrained, and the folder is complete for the pipeline.
-    import subprocess
-    import sys
     import textwrap
 
     from modeling_mre import MMIBForRelationExtraction, MREProcessor
@@ -228,15 +227,8 @@ def test_a_model_trained_in_a_plain_loop_and_saved_the_transformers_way_runs_whe
                                  image=Image.new("RGB", (64, 48), "red"))))
         """
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    (prediction,) = json.loads(completed.stdout.strip().splitlines()[-1])
+    output = run_in_a_fresh_python(script, tmp_path)
+    (prediction,) = json.loads(output.strip().splitlines()[-1])
     assert prediction["relation"] in {"None", "/per/loc/place_of_residence"} and 0 < prediction["score"] <= 1
 
 

@@ -2,13 +2,12 @@
 
 import itertools
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
+from method_contract import run_in_a_fresh_python
 
 from modeling_mre import NER_TAGS, compute_ner_metrics, load_twitter_mner, write_mner_demo_dataset
 from modeling_mre.models.entities_mner import bio_entities
@@ -348,15 +347,8 @@ def test_a_saved_recognizer_runs_where_modeling_mre_cannot_be_imported(trained_m
         print(json.dumps(recognise(text="Big day for Juno Tessaro !", image=None)))
         """
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    found = json.loads(completed.stdout.strip().splitlines()[-1])
+    output = run_in_a_fresh_python(script, tmp_path)
+    found = json.loads(output.strip().splitlines()[-1])
     assert all(set(entity) == {"entity_group", "score", "word", "start", "end"} for entity in found)
 
 

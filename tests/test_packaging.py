@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from method_contract import run_in_a_fresh_python
 
 
 REPO = Path(__file__).parents[1]
@@ -81,15 +82,8 @@ def test_the_models_and_the_pipeline_run_without_any_extra(tmp_path):
         print("loaded:", loaded)
         """
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert completed.stdout.strip().splitlines()[-1] == "loaded: []"
+    output = run_in_a_fresh_python(script, tmp_path)
+    assert output.strip().splitlines()[-1] == "loaded: []"
 
 
 def test_the_wheel_ships_the_card_templates_and_the_package(tmp_path):

@@ -1,12 +1,10 @@
 """ROC's own parts (the contract suite covers what every method shares)."""
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
-from method_contract import build_model, encode, picture
+from method_contract import build_model, encode, picture, run_in_a_fresh_python
 from torch.nn import functional as F
 
 from modeling_mre import PIPELINE_TASK, MMIBForRelationExtraction, ROCConfig, ROCForRelationExtraction
@@ -543,11 +541,4 @@ def test_a_folder_loaded_with_remote_code_predicts_without_a_model_type_warning(
         assert "to instantiate a model of type" not in captured.out, captured.out
         """
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_in_a_fresh_python(script, tmp_path)
