@@ -16,7 +16,9 @@ training: the question ROC's retrieval has to answer before it is built into the
         --max_steps 100 --seed 42 --output_json benchmarks/results/roc-retrieval/filled_seed42.json
 
 The descriptions of the training sets are ours, built from each relation's name (and, for NYT, its
-Wikidata label, `pid2name_nyt.json`); MNRE's name the pair as `ROCConfig`'s paraphrases describe it.
+Wikidata label, `pid2name_nyt.json`, and with `--wikidata_definitions` the property's Wikidata description
+too); MNRE's name the pair as `ROCConfig`'s paraphrases describe it. `benchmarks/retrieval_table.py`
+tabulates the result files of this script and of `relation_residual.py` over seeds.
 """
 
 import argparse
@@ -121,6 +123,7 @@ def split_sets(sets: dict, mnre_rows: int, hold_out: list[int], rng: random.Rand
     """
     The training rows (shuffled) and each set's trained relations, and the rows and descriptions of the
     relations held out of NYT and PubMed (`hold_out` of each, drawn with `rng`), with the names held out.
+    MNRE's rows in `sets` are first cut to `mnre_rows` of them, drawn with `rng`.
     """
     if "mnre" in sets:
         rows, relations = sets["mnre"]
