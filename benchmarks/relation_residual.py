@@ -154,6 +154,7 @@ def candidate_features(features: Features, texts: list[list[tuple]]) -> torch.Te
 
 @torch.no_grad()
 def accuracy(term, features, rows, relations, temperature) -> tuple[float, list[str]]:
+    """The share of `rows` whose relation scores highest among `relations` (all paraphrases), and the predictions."""
     names = list(relations)
     predictions = []
     for row in rows:
