@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -203,6 +204,24 @@ def check_attention_implementations(model, batch):
     torch.testing.assert_close(eager, sdpa, atol=1e-5, rtol=1e-4)
     if calls:  # a method with fusion layers ran them under each implementation
         assert set(calls) == {"sdpa", "eager"}
+
+
+def two_cpu_processes() -> tuple[str, ...]:
+    """`accelerate launch` as two CPU processes on one machine (the DDP path, gloo, with no GPU)."""
+    accelerate = str(Path(sys.executable).with_name("accelerate"))  # the venv's CLI, activated or not
+    return (
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    )
 
 
 def run_in_a_fresh_python(script: str, folder) -> str:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from method_contract import two_cpu_processes
 from PIL import Image
 
 
@@ -168,20 +169,7 @@ def test_two_processes_give_what_one_gives(model_folder, tmp_path):
     args = ["--model", str(model_folder), "--input", str(tmp_path / "posts.jsonl"), "--batch_size", "8"]
     one = predict(*args, "--output", str(tmp_path / "one.parquet"))
     assert one.returncode == 0, one.stderr[-3000:]
-    accelerate = str(Path(sys.executable).with_name("accelerate"))  # the venv's CLI, activated or not
-    launcher = (
-        accelerate,
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    )
+    launcher = two_cpu_processes()
     two = predict(*args, "--output", str(tmp_path / "two.parquet"), launcher=launcher, ACCELERATE_USE_CPU="true")
     assert two.returncode == 0, two.stderr[-3000:]
     assert json.loads(two.stdout.strip().splitlines()[-1])["processes"] == 2

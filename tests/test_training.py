@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from method_contract import two_cpu_processes
 from PIL import Image
 
 from modeling_mre import (
@@ -255,20 +256,7 @@ LORA_SCRIPT = textwrap.dedent(
 
 def test_lora_on_two_accelerate_processes(tmp_path):
     output_dir = tmp_path / "lora"
-    accelerate = str(Path(sys.executable).with_name("accelerate"))  # the venv's CLI, activated or not
-    launcher = (
-        accelerate,
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    )
+    launcher = two_cpu_processes()
     results = train(
         output_dir, "--method", "mmib", "--lora", *QUICK, launcher=launcher, env=environment(ACCELERATE_USE_CPU="true")
     )
